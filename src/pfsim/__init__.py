@@ -1,0 +1,23 @@
+"""pfsim: a deterministic discrete-event simulator of page-fault handling.
+
+Public API (for notebooks and scripts)::
+
+    import pfsim
+    config = pfsim.load_config("examples/quickstart.toml", overrides=["guest.vcpus=4"])
+    result = pfsim.run(config)
+    result["processes"]["db"]["min_flt"]
+"""
+
+from pfsim.config import Config, load_config
+
+__version__ = "0.1.0"
+
+__all__ = ["Config", "RunResult", "__version__", "load_config", "run"]
+
+
+def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on first run)
+    if name in ("run", "RunResult"):
+        from pfsim import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

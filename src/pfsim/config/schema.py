@@ -1,0 +1,252 @@
+"""The configuration schema: every key, its type, its default and its unit live here only.
+
+Sizes are strings with units (``"64MiB"``) and become bytes; durations (``"16us"``) become
+integer nanoseconds.  Unknown keys are refused.  Cross-field rules (a step naming a vseg the
+process does not have, a vCPU that does not exist) are checked in :mod:`pfsim.config.load`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+
+from pfsim.units import parse_address, parse_size, parse_time
+
+
+def _size(value: object) -> object:
+    return parse_size(value) if isinstance(value, (str, int)) else value
+
+
+def _time(value: object) -> object:
+    return parse_time(value) if isinstance(value, (str, int)) else value
+
+
+def _addr(value: object) -> object:
+    return parse_address(value) if isinstance(value, (str, int)) else value
+
+
+Size = Annotated[StrictInt, BeforeValidator(_size), Field(ge=0)]
+"""Bytes, written as ``"4KiB"``, ``"64MiB"``..."""
+Time = Annotated[StrictInt, BeforeValidator(_time), Field(ge=0)]
+"""Integer nanoseconds, written as ``"100ns"``, ``"16us"``, ``"2ms"``, ``"1s"``."""
+Address = Annotated[StrictInt, BeforeValidator(_addr), Field(ge=0)]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0, strict=False)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SimConfig(_Section):
+    """Run control."""
+
+    seed: StrictInt = 0
+    """Seed of every random stream of the run (``--seed`` overrides it)."""
+    duration: Time | None = None
+    """Stop the run at this simulated time; None runs until every task has exited."""
+    check_invariants: StrictBool = False
+    """Check model invariants after every protocol event (slow; always on in tests)."""
+
+
+class SchedConfig(_Section):
+    """Guest (and host) scheduler parameters."""
+
+    timeslice: Time = 3_000_000
+    """Round-robin time slice of a task on a CPU."""
+    context_switch: Time = 2_000
+    """CPU time of one real context switch (prev != next)."""
+    idle_balance: StrictBool = True
+    """An idle CPU pulls a runnable task from the busiest run queue."""
+
+
+class FaultCosts(_Section):
+    """CPU time of each step of the guest fault path (defaults from linux-semantics.md §7)."""
+
+    entry: Time = 300
+    """Exception entry, error-code decode, VMA lookup and return to the faulting context."""
+    zero_page: Time = 500
+    """Map the shared zero page on a read of untouched anonymous memory."""
+    anon_page: Time = 1_500
+    """Allocate and zero a page (anonymous write, write after zero page)."""
+    cow_copy: Time = 2_500
+    """Allocate a page and copy 4 KiB (COW break of a shared page)."""
+    cow_reuse: Time = 400
+    """Make an exclusively owned page writable again (COW without copy)."""
+    file_map: Time = 700
+    """Map a page-cache page (file read fault that hits the cache)."""
+    fault_around_page: Time = 40
+    """Each extra page mapped by fault-around."""
+    signal: Time = 2_000
+    """Deliver SIGSEGV and start killing the process."""
+    tlb_shootdown: Time = 1_500
+    """IPI round trip to the other vCPUs running the mm (fork write-protect, munmap)."""
+
+
+class DiskConfig(_Section):
+    """Guest block device that backs FILE, CODE and DATA vsegs (page-cache misses)."""
+
+    latency: Time = 100_000
+    """Per-request latency."""
+    bandwidth: Size = 1 << 30
+    """Bytes per second once a request is being served."""
+    readahead: Size = 128 << 10
+    """Read-around window of a page-cache miss on an mmap fault (ra_pages, default 32 pages)."""
+    fault_around: Size = 64 << 10
+    """Fault-around window (fault_around_bytes, default 64 KiB = 16 pages); 4KiB disables it."""
+
+
+class MMConfig(_Section):
+    """Guest memory-management policy."""
+
+    zero_page: StrictBool = True
+    """Map the shared zero page on a first read of anonymous memory."""
+    stack_guard_gap: Size = 1 << 20
+    """Gap kept below a growing stack (stack_guard_gap = 256 pages)."""
+    oom: Literal["kill-largest", "panic"] = "kill-largest"
+    """When no frame is free: kill the process with the largest RSS, or panic the VM."""
+    kernel_reserved: Size = 8 << 20
+    """Guest memory the kernel keeps for itself (not available to user pages)."""
+
+
+class GuestConfig(_Section):
+    """The virtual machine seen from inside."""
+
+    vcpus: Annotated[StrictInt, Field(ge=1, le=4096)] = 1
+    memory: Size = 256 << 20
+    clusters: Annotated[StrictInt, Field(ge=1, le=1024)] = 1
+    """Number of clusters (1 = a flat kernel)."""
+    syscall: Time = 300
+    """Entry and exit cost of a system call."""
+    copy_page: Time = 250
+    """Kernel copy of one user page in copy_to_user / copy_from_user."""
+    sched: SchedConfig = SchedConfig()
+    costs: FaultCosts = FaultCosts()
+    disk: DiskConfig = DiskConfig()
+    mm: MMConfig = MMConfig()
+
+
+VsegType = Literal["code", "data", "stack", "anon", "file", "remote"]
+
+
+class VsegConfig(_Section):
+    """A virtual segment (VMA) of a process."""
+
+    name: str
+    type: VsegType
+    size: Annotated[StrictInt, BeforeValidator(_size), Field(gt=0)]
+    base: Address | None = None
+    """Start address (page aligned); chosen by the layout when absent. For a stack, its top."""
+    prot: Literal["r", "rw", "rx", "rwx"] | None = None
+    """Access rights; default by type: code rx, all others rw."""
+    file: str | None = None
+    """Backing file name for code, data and file vsegs (shared page cache); default: private."""
+    cached: StrictBool = True
+    """The backing file is in the page cache when the run starts."""
+    stack_max: Size = 8 << 20
+    """Stack rlimit (RLIMIT_STACK): the most a stack vseg may grow to."""
+
+
+class _Step(_Section):
+    pass
+
+
+class _Target(_Step):
+    vseg: str | None = None
+    """Vseg the step works on (its whole extent unless offset/length say otherwise)."""
+    addr: Address | None = None
+    """Absolute start address instead of a vseg (may lie outside every vseg)."""
+    offset: Size = 0
+    length: Size | None = None
+
+
+class AccessStep(_Target):
+    """User-mode loads and stores over a range, one page number per access."""
+
+    op: Literal["access"]
+    pattern: Literal["sequential", "uniform", "zipf", "hotcold"] = "uniform"
+    accesses: Annotated[StrictInt, Field(gt=0)] | None = None
+    duration: Time | None = None
+    write_ratio: Ratio = 0.0
+    think: Annotated[StrictInt, BeforeValidator(_time), Field(gt=0)] = 100
+    """CPU time of one access including the work around it."""
+    stride: Annotated[StrictInt, BeforeValidator(_size), Field(gt=0)] = 64
+    """Sequential pattern: bytes between consecutive accesses (wraps at the end)."""
+    alpha: Annotated[float, Field(gt=0.0, strict=False)] = 0.99
+    """Zipf exponent (any positive value; 1.0 is classic Zipf)."""
+    hot_fraction: Annotated[float, Field(gt=0.0, lt=1.0, strict=False)] = 0.1
+    hot_probability: Ratio = 0.9
+    phase: Annotated[StrictInt, Field(gt=0)] = 100_000
+    """Hot/cold pattern: accesses per phase; the hot set moves at each phase."""
+    fetch: StrictBool = False
+    """Instruction fetches (error-code INSTR bit) instead of data reads."""
+
+
+class ComputeStep(_Step):
+    """CPU-bound work that touches no new memory and counts work units."""
+
+    op: Literal["compute"]
+    units: Annotated[StrictInt, Field(gt=0)] | None = None
+    duration: Time | None = None
+    unit: Annotated[StrictInt, BeforeValidator(_time), Field(gt=0)] = 1_000
+    """CPU time of one work unit."""
+
+
+class SyscallStep(_Target):
+    """read()/write()-like calls: the kernel copies to (read) or from (write) a user buffer."""
+
+    op: Literal["syscall"]
+    kind: Literal["read", "write"] = "read"
+    repeat: Annotated[StrictInt, Field(gt=0)] = 1
+
+
+class TouchStep(_Step):
+    """One access at an absolute address, in user or kernel mode."""
+
+    op: Literal["touch"]
+    addr: Address
+    write: StrictBool = False
+    mode: Literal["user", "kernel"] = "user"
+    fixup: StrictBool = True
+    """Kernel mode only: the access has an exception-table entry (a uaccess helper)."""
+
+
+class SleepStep(_Step):
+    """Block interruptibly for a while (a timer wake-up)."""
+
+    op: Literal["sleep"]
+    duration: Time
+
+
+Step = Annotated[
+    AccessStep | ComputeStep | SyscallStep | TouchStep | SleepStep, Field(discriminator="op")
+]
+
+
+class ThreadConfig(_Section):
+    """A group of identical threads of a process."""
+
+    count: Annotated[StrictInt, Field(ge=1)] = 1
+    cpu: Annotated[StrictInt, Field(ge=0)] | None = None
+    """Pin the threads to this vCPU (default: any vCPU)."""
+    stack: StrictBool = True
+    """Give each thread its own STACK vseg."""
+    steps: list[Step] = Field(min_length=1)
+
+
+class ProcessConfig(_Section):
+    """A process: an address space and its threads."""
+
+    name: str
+    start: Time = 0
+    """Simulated time at which the process is created."""
+    vsegs: list[VsegConfig] = []
+    threads: list[ThreadConfig] = Field(min_length=1)
+
+
+class Config(_Section):
+    """A whole scenario."""
+
+    sim: SimConfig = SimConfig()
+    guest: GuestConfig = GuestConfig()
+    processes: list[ProcessConfig] = Field(min_length=1)
