@@ -107,6 +107,9 @@ class MMConfig(_Section):
     """When no frame is free: kill the process with the largest RSS, or panic the VM."""
     kernel_reserved: Size = 8 << 20
     """Guest memory the kernel keeps for itself (not available to user pages)."""
+    smap: StrictBool = True
+    """Supervisor-mode access prevention: a kernel access to user memory outside a uaccess
+    helper (a touch step with mode = "kernel" and fixup = false) oopses."""
 
 
 class GuestConfig(_Section):
@@ -206,6 +209,7 @@ class TouchStep(_Step):
     op: Literal["touch"]
     addr: Address
     write: StrictBool = False
+    think: Annotated[StrictInt, BeforeValidator(_time), Field(gt=0)] = 100
     mode: Literal["user", "kernel"] = "user"
     fixup: StrictBool = True
     """Kernel mode only: the access has an exception-table entry (a uaccess helper)."""

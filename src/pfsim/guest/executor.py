@@ -1,0 +1,439 @@
+"""Runs guest tasks on vCPUs: steps, access segments, faults, blocking and exit.
+
+A running task advances in *segments*: the compiled scan (:mod:`pfsim.guest.scan`) runs its
+access stream from the current position until the first access the MMU refuses, the end of
+the time slice, the end of the step or the end of the generated chunk.  One event marks the
+segment's end; only then does Python see the task again (to handle the fault, preempt it...).
+An interrupt in the middle of a segment (a kill, later a host stall) truncates it at the
+current time: the accesses completed so far are those whose time has passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pfsim.config.schema import AccessStep, ComputeStep, SleepStep, SyscallStep, TouchStep
+from pfsim.engine import Priority
+from pfsim.errors import InvariantViolation
+from pfsim.guest.fault import Access, Action
+from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, TASK_SIZE_MAX, Vma
+from pfsim.guest.process import Counters, Process
+from pfsim.guest.scan import scan_accesses
+from pfsim.sched import Task, TaskState
+from pfsim.units import PAGE_SHIFT, PAGE_SIZE
+from pfsim.workload.patterns import PatternStream
+
+if TYPE_CHECKING:
+    from pfsim.guest.kernel import GuestKernel
+
+CHUNK = 1 << 16
+"""Accesses generated at a time per access step (bounds memory on long runs)."""
+FOREVER = 1 << 62
+
+
+class TaskExec:
+    """What one guest task is doing: its program, its position in it, its counters."""
+
+    def __init__(self, kernel: GuestKernel, task: Task, process: Process, steps: list[Any],
+                 stack: Vma | None, index: int) -> None:
+        self.kernel = kernel
+        self.task = task
+        self.process = process
+        self.steps = steps
+        self.stack = stack
+        self.index = index
+        self.counters = Counters()
+        self.step_index = -1
+        self.step: Any = None
+        self.tried_slot = -1
+        self.killed = False
+        # current step
+        self.deadline = FOREVER
+        self.remaining = FOREVER  # accesses, units or calls left
+        self.stream: PatternStream | None = None
+        self.slots = np.zeros(0, dtype=np.int32)
+        self.writes = np.zeros(0, dtype=np.bool_)
+        self.vpns = np.zeros(0, dtype=np.int64)
+        self.pos = 0
+        self.think = 1
+        self.user = True
+        self.fetch = False
+        self.base_vpn = 0
+        self.call_pending = False  # syscall: entry cost not yet paid for the current call
+
+    @property
+    def tid(self) -> int:
+        return self.task.tid
+
+
+@dataclass
+class Segment:
+    """The stretch a vCPU is running: ``count`` items of ``unit_ns`` each from ``t0``."""
+
+    texec: TaskExec
+    t0: int
+    pos0: int
+    count: int
+    unit_ns: int
+    kind: str  # "access" or "compute"
+    fault: bool  # the item after the last one faults
+
+
+class VcpuExecutor:
+    """The guest side of every vCPU: implements the scheduler's Executor protocol."""
+
+    def __init__(self, kernel: GuestKernel) -> None:
+        self.kernel = kernel
+        self.sim = kernel.sim
+        n = kernel.config.guest.vcpus
+        self.epoch = [0] * n
+        self.segment: list[Segment | None] = [None] * n
+        self.halted = False
+
+    # ------------------------------------------------------------------ protocol
+
+    def start(self, cpu: int, task: Task, now: int) -> None:
+        """The scheduler put ``task`` on ``cpu``; it runs from ``now``."""
+        if self.halted:
+            return
+        self._run(cpu, task.data, now)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _arm(self, cpu: int, time_ns: int, callback: Any, *args: Any) -> None:
+        self.epoch[cpu] += 1
+        self.sim.at(time_ns, callback, cpu, self.epoch[cpu], *args)
+
+    def _run(self, cpu: int, texec: TaskExec, t: int) -> None:
+        """Advance ``texec`` on ``cpu`` from time ``t`` until something needs an event."""
+        sched = self.kernel.scheduler
+        while True:
+            if texec.step is None and not self._next_step(texec, t):
+                self._arm(cpu, t, self._exit)
+                return
+            slice_end = sched.slice_end(cpu)
+            if t >= slice_end:
+                self._arm(cpu, t, self._slice_expired)
+                return
+            step = texec.step
+            if t >= texec.deadline or texec.remaining <= 0:
+                texec.step = None
+                continue
+            limit = min(slice_end, texec.deadline)
+            if isinstance(step, (AccessStep, SyscallStep)):
+                if texec.pos >= len(texec.slots):
+                    if not self._refill(texec):
+                        texec.step = None
+                        continue
+                if texec.call_pending:
+                    texec.call_pending = False
+                    t += self.kernel.config.guest.syscall
+                    continue
+                budget = (limit - t) // texec.think
+                if isinstance(step, AccessStep):
+                    budget = min(budget, texec.remaining)
+                stop = scan_accesses(texec.slots, texec.writes, texec.pos, len(texec.slots),
+                                     texec.process.mm.state, texec.fetch, budget)
+                count = stop - texec.pos
+                fault = stop < len(texec.slots) and count < budget
+                if count == 0 and fault and t == self.sim.now:
+                    t = self._fault(cpu, texec, t)
+                    if t < 0:
+                        return
+                    continue
+                if count == 0 and not fault:
+                    self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
+                    return
+                self.segment[cpu] = Segment(texec, t, texec.pos, count, texec.think, "access", fault)
+                self._arm(cpu, t + count * texec.think, self._segment_end)
+                return
+            if isinstance(step, ComputeStep):
+                count = min(texec.remaining, (limit - t) // step.unit)
+                if count <= 0:
+                    self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
+                    return
+                self.segment[cpu] = Segment(texec, t, 0, count, step.unit, "compute", False)
+                self._arm(cpu, t + count * step.unit, self._segment_end)
+                return
+            if isinstance(step, TouchStep):
+                t = self._touch(cpu, texec, step, t)
+                if t < 0:
+                    return
+                continue
+            if isinstance(step, SleepStep):
+                texec.step = None
+                texec.task.state = TaskState.INTERRUPTIBLE
+                self.sim.at(t + step.duration, self._timer_wake, texec.task, priority=Priority.URGENT)
+                self._arm(cpu, t, self._block)
+                return
+            raise AssertionError(f"unhandled step {step!r}")
+
+    def _next_step(self, texec: TaskExec, t: int) -> bool:
+        texec.step_index += 1
+        if texec.step_index >= len(texec.steps):
+            return False
+        step = texec.steps[texec.step_index]
+        texec.step = step
+        texec.deadline = FOREVER
+        texec.remaining = FOREVER
+        texec.pos = 0
+        texec.slots = np.zeros(0, dtype=np.int32)
+        texec.writes = np.zeros(0, dtype=np.bool_)
+        texec.stream = None
+        texec.call_pending = False
+        if isinstance(step, AccessStep):
+            if step.duration is not None:
+                texec.deadline = t + step.duration
+            if step.accesses is not None:
+                texec.remaining = step.accesses
+            start, length = self._range(texec, step)
+            texec.base_vpn = start >> PAGE_SHIFT
+            npages = ((start + length - 1) >> PAGE_SHIFT) - texec.base_vpn + 1
+            rng = self.kernel.streams.generator(f"access/{texec.process.name}/{texec.index}/{texec.step_index}")
+            texec.stream = PatternStream(step.pattern, npages, rng, step.write_ratio,
+                                         length_bytes=length, stride=step.stride, alpha=step.alpha,
+                                         hot_fraction=step.hot_fraction,
+                                         hot_probability=step.hot_probability, phase=step.phase,
+                                         offset_bytes=start & (PAGE_SIZE - 1))
+            texec.think = step.think
+            texec.user = True
+            texec.fetch = step.fetch
+        elif isinstance(step, ComputeStep):
+            if step.duration is not None:
+                texec.deadline = t + step.duration
+            if step.units is not None:
+                texec.remaining = step.units
+        elif isinstance(step, SyscallStep):
+            texec.remaining = step.repeat
+            texec.think = self.kernel.config.guest.copy_page
+            texec.user = False
+            texec.fetch = False
+        elif isinstance(step, (TouchStep, SleepStep)):
+            texec.remaining = 1
+        return True
+
+    def _range(self, texec: TaskExec, step: AccessStep | SyscallStep) -> tuple[int, int]:
+        if step.vseg is not None:
+            vma = texec.stack if step.vseg == "@stack" else next(
+                v for v in texec.process.mm.vmas if v.name == step.vseg)
+            assert vma is not None
+            start = vma.start + step.offset
+            length = step.length if step.length is not None else vma.end - start
+            return start, length
+        assert step.addr is not None and step.length is not None
+        return step.addr, step.length
+
+    def _refill(self, texec: TaskExec) -> bool:
+        """Generate the next chunk of the current step's stream; False when the step is done."""
+        step = texec.step
+        mm = texec.process.mm
+        if isinstance(step, AccessStep):
+            assert texec.stream is not None
+            n = CHUNK if texec.remaining >= FOREVER else min(CHUNK, texec.remaining)
+            pages, stores = texec.stream.next_chunk(n)
+            texec.vpns = pages + texec.base_vpn
+            texec.slots = mm.slots_of(texec.vpns)
+            texec.writes = stores
+            texec.pos = 0
+            return True
+        if isinstance(step, SyscallStep):
+            if texec.remaining <= 0:
+                return False
+            start, length = self._range(texec, step)
+            vpns = np.arange(start >> PAGE_SHIFT, ((start + length - 1) >> PAGE_SHIFT) + 1)
+            texec.vpns = vpns
+            texec.slots = mm.slots_of(vpns)
+            texec.writes = np.full(len(vpns), step.kind == "read", dtype=np.bool_)
+            texec.base_vpn = int(vpns[0])
+            texec.pos = 0
+            texec.call_pending = True
+            return True
+        return False
+
+    # ------------------------------------------------------------------ events
+
+    def _segment_end(self, cpu: int, epoch: int) -> None:
+        if epoch != self.epoch[cpu]:
+            return
+        seg = self.segment[cpu]
+        assert seg is not None
+        self.segment[cpu] = None
+        texec = seg.texec
+        self._commit(seg, seg.count)
+        t = self.sim.now
+        if seg.fault:
+            t = self._fault(cpu, texec, t)
+            if t < 0:
+                return
+        self._run(cpu, texec, t)
+
+    def _commit(self, seg: Segment, done: int) -> None:
+        texec = seg.texec
+        counters = texec.counters
+        if seg.kind == "access":
+            texec.pos = seg.pos0 + done
+            counters.accesses += done
+            counters.work += done
+            if isinstance(texec.step, AccessStep):
+                texec.remaining -= done
+            elif texec.pos >= len(texec.slots):  # a syscall's copy finished
+                texec.remaining -= 1
+        else:
+            counters.compute_units += done
+            counters.work += done
+            texec.remaining -= done
+
+    def _rerun(self, cpu: int, epoch: int) -> None:
+        if epoch == self.epoch[cpu]:
+            task = self.kernel.scheduler.current(cpu)
+            if task is not None:
+                self._run(cpu, task.data, self.sim.now)
+
+    def _slice_expired(self, cpu: int, epoch: int) -> None:
+        if epoch == self.epoch[cpu]:
+            self.kernel.scheduler.schedule(cpu, preempted=True)
+
+    def _block(self, cpu: int, epoch: int) -> None:
+        if epoch == self.epoch[cpu]:
+            self.kernel.scheduler.schedule(cpu, preempted=False)
+
+    def _exit(self, cpu: int, epoch: int) -> None:
+        if epoch != self.epoch[cpu]:
+            return
+        task = self.kernel.scheduler.current(cpu)
+        assert task is not None
+        task.state = TaskState.DEAD
+        process = task.data.process
+        if all(t.state == TaskState.DEAD for t in process.threads):
+            self.kernel.exit_process(process)
+        self.kernel.scheduler.schedule(cpu)
+
+    def _timer_wake(self, task: Task) -> None:
+        if task.state == TaskState.INTERRUPTIBLE and not self.halted:
+            self.kernel.scheduler.wake_up(task)
+
+    def _kill_now(self, cpu: int, epoch: int, process: Process, reason: str, detail: dict[str, Any]) -> None:
+        if epoch == self.epoch[cpu]:
+            self.kernel.kill_process(process, reason, detail)
+
+    def _panic_now(self, cpu: int, epoch: int, detail: dict[str, Any]) -> None:
+        if epoch == self.epoch[cpu]:
+            self.kernel.kernel_panic(detail)
+
+    # ------------------------------------------------------------------ faults
+
+    def _fault(self, cpu: int, texec: TaskExec, t: int) -> int:
+        """Handle the fault of the access at ``texec.pos``; the time to go on, or -1 if an
+        event was armed instead (the task sleeps, dies, or the VM panics)."""
+        slot = int(texec.slots[texec.pos])
+        vpn = int(texec.vpns[texec.pos])
+        write = bool(texec.writes[texec.pos])
+        access = Access(addr=vpn << PAGE_SHIFT, write=write, fetch=texec.fetch, user=texec.user)
+        if slot >= 0:  # still refused now? another thread may have mapped it meanwhile
+            need = PTE_PRESENT | (PTE_WRITE if write else 0) | (PTE_EXEC if texec.fetch else 0)
+            if (int(texec.process.mm.state[slot]) & need) == need:
+                return t
+        return self._handle(cpu, texec, access, t)
+
+    def _handle(self, cpu: int, texec: TaskExec, access: Access, t: int) -> int:
+        result = self.kernel.faults.exc_page_fault(texec, access)
+        after = t + result.cost_ns
+        action = result.action
+        if action is Action.RETRY:
+            return after
+        if action is Action.WAIT_IO:
+            assert result.request is not None
+            result.request.waiters.append(texec.task)
+            texec.task.state = TaskState.UNINTERRUPTIBLE
+            self._arm(cpu, after, self._block)
+            return -1
+        if action is Action.EFAULT:
+            if isinstance(texec.step, SyscallStep):  # the call returns -EFAULT; next call
+                texec.remaining -= 1
+                texec.pos = len(texec.slots)
+            else:  # a kernel touch abandons its access
+                texec.remaining = 0
+            return after
+        if action is Action.SIGSEGV:
+            assert result.detail is not None
+            self._arm(cpu, after, self._kill_now, texec.process, "segv", result.detail)
+            return -1
+        if action is Action.OOPS:
+            assert result.detail is not None
+            self._arm(cpu, after, self._panic_now, result.detail)
+            return -1
+        # KILLED: the task died with its process (OOM) or the VM panicked
+        return -1
+
+    def _touch(self, cpu: int, texec: TaskExec, step: TouchStep, t: int) -> int:
+        """One access at an absolute address; faults are handled like any other."""
+        access = Access(addr=step.addr, write=step.write, fetch=False, user=step.mode == "user",
+                        fixup=step.fixup)
+        for _attempt in range(4):
+            if self._touch_allowed(texec, access):
+                texec.step = None
+                texec.remaining = 0
+                texec.counters.accesses += 1
+                texec.counters.work += 1
+                return t + step.think
+            t = self._handle(cpu, texec, access, t)
+            if t < 0:
+                return -1
+            if texec.remaining <= 0:  # -EFAULT: abandoned
+                texec.step = None
+                return t
+        raise InvariantViolation(f"touch of {access.addr:#x} still faults after its fault was handled")
+
+    def _touch_allowed(self, texec: TaskExec, access: Access) -> bool:
+        """Would the MMU let ``access`` through right now?"""
+        if access.addr >= TASK_SIZE_MAX:
+            return not access.user and self.kernel.faults.kernel_mapped(access.addr)
+        if not access.user and not access.fixup and self.kernel.smap:
+            return False
+        slot = texec.process.mm.slot_of(access.addr)
+        need = PTE_PRESENT | (PTE_WRITE if access.write else 0)
+        return slot >= 0 and (int(texec.process.mm.state[slot]) & need) == need
+
+    # ------------------------------------------------------------------ interrupts
+
+    def truncate(self, cpu: int) -> None:
+        """Stop ``cpu``'s segment now, keeping the work whose time has passed."""
+        seg = self.segment[cpu]
+        self.epoch[cpu] += 1
+        if seg is None:
+            return
+        self.segment[cpu] = None
+        now = self.sim.now
+        done = 0 if now <= seg.t0 else min(seg.count, (now - seg.t0) // seg.unit_ns)
+        self._commit(seg, done)
+
+    def kill_task(self, task: Task) -> None:
+        """SIGKILL ``task`` wherever it is: running, queued or asleep."""
+        texec: TaskExec = task.data
+        texec.killed = True
+        sched = self.kernel.scheduler
+        if task.on_cpu and task.cpu is not None:
+            cpu = task.cpu
+            self.truncate(cpu)
+            task.state = TaskState.DEAD
+            self._arm(cpu, self.sim.now, self._resched_dead)
+        elif task.state == TaskState.RUNNABLE:
+            sched.dequeue(task)
+            task.state = TaskState.DEAD
+            task.put()
+        elif task.is_sleeping:
+            task.state = TaskState.DEAD
+            task.put()
+
+    def _resched_dead(self, cpu: int, epoch: int) -> None:
+        if epoch == self.epoch[cpu]:
+            self.kernel.scheduler.schedule(cpu)
+
+    def halt_all(self) -> None:
+        """The VM panicked: every vCPU stops where it is."""
+        self.halted = True
+        for cpu in range(len(self.epoch)):
+            self.truncate(cpu)

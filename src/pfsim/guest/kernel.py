@@ -1,0 +1,273 @@
+"""The guest kernel: builds processes from the config and owns memory, files, OOM and panic.
+
+What a running task *does* is in :mod:`pfsim.guest.executor`; how faults are resolved is in
+:mod:`pfsim.guest.fault`.  This module holds the state they share and the rare, global
+actions: killing a process (SIGSEGV, OOM), panicking the VM, reading file pages from disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pfsim.config.schema import Config, ProcessConfig, VsegConfig
+from pfsim.engine import Priority, RandomStreams, Simulator
+from pfsim.errors import ConfigError
+from pfsim.guest.executor import TaskExec, VcpuExecutor
+from pfsim.guest.fault import FaultHandler
+from pfsim.guest.memory import PAGECACHE, PhysMem
+from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, AddressSpace, Vma
+from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
+from pfsim.guest.process import Process
+from pfsim.sched import Scheduler, Task, TaskState
+from pfsim.units import PAGE_SHIFT, PAGE_SIZE
+
+THREAD_STACK_SIZE = 16 << 10
+"""Initial size of the automatic per-thread stack (it grows on demand up to stack_max)."""
+
+_DEFAULT_PROT = {"code": "rx", "data": "rw", "stack": "rw", "anon": "rw", "file": "rw", "remote": "rw"}
+
+
+def _page_up(n: int) -> int:
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+class GuestKernel:
+    """One virtual machine's kernel.
+
+    Args:
+        config: the validated scenario.
+        sim: the event loop.
+        streams: the run's named random streams.
+    """
+
+    def __init__(self, config: Config, sim: Simulator, streams: RandomStreams) -> None:
+        self.config = config
+        self.sim = sim
+        self.streams = streams
+        guest = config.guest
+        self.smap = guest.mm.smap
+        self.mem = PhysMem(guest.memory // PAGE_SIZE, max(1, guest.mm.kernel_reserved // PAGE_SIZE))
+        self.disk = BlockDevice(guest.disk.latency, guest.disk.bandwidth)
+        self.scheduler = Scheduler(sim, guest.vcpus, guest.sched.timeslice,
+                                   guest.sched.context_switch, guest.sched.idle_balance, "guest")
+        self.executor = VcpuExecutor(self)
+        self.scheduler.executor = self.executor
+        self.faults = FaultHandler(self)
+        self.files: dict[str, File] = {}
+        self.processes: list[Process] = []
+        self.outcome = "ok"
+        self.panic: dict[str, Any] | None = None
+        self.oom_kills = 0
+        self._next_pid = 1
+        for proc in config.processes:
+            self.sim.at(proc.start, self._spawn, proc, priority=Priority.NORMAL)
+
+    # ------------------------------------------------------------------ building
+
+    def _spawn(self, proc: ProcessConfig) -> None:
+        if self.panic is not None:
+            return
+        pid = self._next_pid
+        self._next_pid += 1
+        mm = AddressSpace()
+        process = Process(pid=pid, name=proc.name, mm=mm, started_ns=self.sim.now)
+        where = f"processes[{self.config.processes.index(proc)}]"
+        layout = {"code": CODE_BASE, "mmap": MMAP_BASE, "stack": STACK_TOP}
+        for v, vseg in enumerate(proc.vsegs):
+            self._add_vseg(process, vseg, f"{where}.vsegs[{v}]", layout)
+        index = 0
+        for group in proc.threads:
+            for _ in range(group.count):
+                tid = pid * 1000 + index
+                task = Task(tid, f"{proc.name}/{index}", owner=process, allowed_cpu=group.cpu)
+                stack = None
+                if group.stack:
+                    stack = self._thread_stack(process, layout)
+                task.data = TaskExec(self, task, process, group.steps, stack, index)
+                process.threads.append(task)
+                index += 1
+        self.processes.append(process)
+        for task in process.threads:
+            self.scheduler.add_task(task)
+
+    def _add_vseg(self, process: Process, vseg: VsegConfig, where: str, layout: dict[str, int]) -> Vma:
+        size = _page_up(vseg.size)
+        prot = vseg.prot or _DEFAULT_PROT[vseg.type]
+        if vseg.type == "stack":
+            top = vseg.base if vseg.base is not None else layout["stack"]
+            stack_max = _page_up(vseg.stack_max)
+            start, end, reserve = top - size, top, top - stack_max
+            if vseg.base is None:
+                layout["stack"] = reserve - 2 * self.config.guest.mm.stack_guard_gap
+        else:
+            stack_max = 0
+            if vseg.base is not None:
+                start = vseg.base
+            elif vseg.type in ("code", "data"):
+                start = layout["code"]
+                layout["code"] = start + size + PAGE_SIZE
+            else:
+                start = layout["mmap"]
+                layout["mmap"] = start + size + PAGE_SIZE
+            end, reserve = start + size, start
+        clash = process.mm.overlaps(reserve, end)
+        if clash is not None:
+            raise ConfigError(f"{where}.base", f"vseg {vseg.name!r} overlaps vseg {clash.name!r}")
+        file = None
+        if vseg.type in ("code", "data", "file"):
+            name = vseg.file or f"{process.name}:{vseg.name}"
+            file = self.files.get(name)
+            if file is None:
+                file = File(name, size >> PAGE_SHIFT)
+                self.files[name] = file
+                if vseg.cached:
+                    self._fill_cache(file, 0, file.npages)
+            else:
+                file.grow(size >> PAGE_SHIFT)
+        vma = Vma(name=vseg.name, type=vseg.type, start=start, end=end, reserve_start=reserve,
+                  readable="r" in prot, writable="w" in prot, executable="x" in prot,
+                  shared=vseg.type == "file", file=file, pgoff=0, slot_base=0, stack_max=stack_max)
+        process.mm.add_vma(vma)
+        return vma
+
+    def _thread_stack(self, process: Process, layout: dict[str, int]) -> Vma:
+        cfg = VsegConfig(name=f"stack.{len(process.threads)}", type="stack", size=THREAD_STACK_SIZE)
+        return self._add_vseg(process, cfg, "threads", layout)
+
+    def _fill_cache(self, file: File, first: int, last: int) -> None:
+        for page in range(first, last):
+            gfn = self.mem.alloc(PAGECACHE)
+            if gfn < 0:
+                raise ConfigError("processes", f"file {file.name!r} does not fit in guest memory "
+                                  "as a cached file; set cached = false or raise guest.memory")
+            file.frame[page] = gfn
+
+    # ------------------------------------------------------------------ memory
+
+    def alloc_frame(self, texec: TaskExec, kind: int) -> int:
+        """A free frame, shrinking the page cache and then OOM-killing if needed; -1 when the
+        faulting task itself died (or the VM panicked)."""
+        while True:
+            gfn = self.mem.alloc(kind)
+            if gfn >= 0:
+                return gfn
+            if self._shrink_page_cache():
+                continue
+            if self.config.guest.mm.oom == "panic":
+                self.kernel_panic({"reason": "Out of memory", "tid": texec.task.tid})
+                return -1
+            victim = self._oom_victim()
+            if victim is None:
+                self.kernel_panic({"reason": "Out of memory and no killable process",
+                                   "tid": texec.task.tid})
+                return -1
+            self.oom_kills += 1
+            self.kill_process(victim, "oom", {"signal": "SIGKILL", "by": "oom-killer"})
+            if victim is texec.process:
+                return -1
+
+    def _shrink_page_cache(self) -> bool:
+        """Free clean page-cache pages nobody maps; True if any frame was freed."""
+        freed = False
+        for file in self.files.values():
+            cached = np.nonzero(file.frame >= 0)[0]
+            if cached.size == 0:
+                continue
+            frames = file.frame[cached]
+            idle = cached[self.mem.refcount[frames] == 1]
+            for page in idle.tolist():
+                self.mem.put(int(file.frame[page]))
+                file.frame[page] = -1
+                freed = True
+        return freed
+
+    def _oom_victim(self) -> Process | None:
+        best = None
+        for process in self.processes:
+            if process.alive and process.mm.rss > 0 and (best is None or process.mm.rss > best.mm.rss):
+                best = process
+        return best
+
+    def start_read(self, texec: TaskExec, file: File, page: int, ra_pages: int) -> ReadRequest | None:
+        """Read ``page`` and its read-around window into the page cache (§5.3)."""
+        first = max(0, page - ra_pages // 2)
+        last = min(file.npages, first + ra_pages)
+        wanted = [page] + [p for p in range(first, last)
+                           if p != page and not file.cached(p) and p not in file.pending]
+        frames: list[int] = []
+        pages: list[int] = []
+        for p in wanted:
+            gfn = self.mem.alloc(PAGECACHE) if p != page else self.alloc_frame(texec, PAGECACHE)
+            if gfn < 0:
+                if p == page:
+                    return None
+                break
+            frames.append(gfn)
+            pages.append(p)
+        order = np.argsort(pages)
+        pages = [pages[i] for i in order]
+        frames = [frames[i] for i in order]
+        done = self.disk.submit(self.sim.now, len(pages))
+        request = ReadRequest(file, pages[0], pages, done)
+        for p in pages:
+            file.pending[p] = request
+        file.reads += 1
+        self.sim.at(done, self._read_done, request, frames, priority=Priority.URGENT)
+        return request
+
+    def _read_done(self, request: ReadRequest, frames: list[int]) -> None:
+        file = request.file
+        for p, gfn in zip(request.pages, frames, strict=True):
+            file.frame[p] = gfn
+            file.pending.pop(p, None)
+        if self.panic is not None:
+            return
+        for task in request.waiters:
+            if task.state != TaskState.DEAD:
+                self.scheduler.wake_up(task)
+        request.waiters.clear()
+
+    # ------------------------------------------------------------------ kill / exit / panic
+
+    def kill_process(self, process: Process, reason: str, signal: dict[str, Any] | None) -> None:
+        """Kill every thread of ``process`` now and free its memory."""
+        if not process.alive:
+            return
+        process.exit_reason = reason
+        process.signal = signal
+        for task in process.threads:
+            if task.state == TaskState.DEAD:
+                continue
+            self.executor.kill_task(task)
+        self.exit_process(process)
+
+    def exit_process(self, process: Process) -> None:
+        """Release the address space of a process whose threads are all dead."""
+        if not process.alive:
+            return
+        process.alive = False
+        process.exited_ns = self.sim.now
+        mm = process.mm
+        mapped = np.nonzero(mm.gfn >= 0)[0]
+        for gfn in mm.gfn[mapped].tolist():
+            self.mem.put(gfn)
+        mm.gfn[:] = -1
+        mm.state[:] = np.where(mm.state & 0x10, mm.state, 0)
+        mm.rss = 0
+
+    def kernel_panic(self, detail: dict[str, Any]) -> None:
+        """Oops with no fixup: the VM stops; its outcome becomes ``kernel_panic``."""
+        if self.panic is not None:
+            return
+        self.outcome = "kernel_panic"
+        self.panic = {"time_ns": self.sim.now, **detail}
+        self.executor.halt_all()
+
+    def shootdown_cost(self, texec: TaskExec) -> int:
+        """TLB shootdown cost when another thread of the mm runs on another vCPU."""
+        for task in texec.process.threads:
+            if task is not texec.task and task.on_cpu:
+                return self.config.guest.costs.tlb_shootdown
+        return 0

@@ -1,0 +1,84 @@
+"""Guest physical memory: frames with reference counts and a free stack.
+
+Frame 0 is the shared zero page; the first ``kernel_reserved`` bytes belong to the kernel.
+A frame's ``refcount`` counts its mappings plus one for the page cache when it holds a file
+page; it returns to the free stack at zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pfsim.errors import InvariantViolation
+
+FREE, ANON, PAGECACHE, ZERO, KERNEL = 0, 1, 2, 3, 4
+ZERO_GFN = 0
+
+
+class PhysMem:
+    """Frames of one VM.
+
+    Args:
+        nframes: guest memory in 4 KiB frames.
+        reserved: frames kept by the kernel (never handed to user memory).
+    """
+
+    def __init__(self, nframes: int, reserved: int) -> None:
+        if reserved < 1 or reserved >= nframes:
+            raise ValueError("reserved frames must leave room for user pages")
+        self.nframes = nframes
+        self.refcount = np.zeros(nframes, dtype=np.int32)
+        self.kind = np.zeros(nframes, dtype=np.uint8)
+        self.kind[:reserved] = KERNEL
+        self.kind[ZERO_GFN] = ZERO
+        self.refcount[:reserved] = 1
+        # the free stack pops low frame numbers first (deterministic, readable in tests)
+        self._free = np.arange(nframes - 1, reserved - 1, -1, dtype=np.int32)
+        self._nfree = nframes - reserved
+        self.allocated_total = 0
+
+    @property
+    def free_frames(self) -> int:
+        return self._nfree
+
+    @property
+    def user_frames(self) -> int:
+        return int(np.count_nonzero((self.kind == ANON) | (self.kind == PAGECACHE)))
+
+    def alloc(self, kind: int) -> int:
+        """Take a free frame for ``kind`` (ANON or PAGECACHE) with refcount 1; -1 when none."""
+        if self._nfree == 0:
+            return -1
+        self._nfree -= 1
+        gfn = int(self._free[self._nfree])
+        self.kind[gfn] = kind
+        self.refcount[gfn] = 1
+        self.allocated_total += 1
+        return gfn
+
+    def get(self, gfn: int) -> None:
+        """One more reference (a new mapping of the frame)."""
+        if self.kind[gfn] == FREE:
+            raise InvariantViolation(f"reference to free frame {gfn}")
+        self.refcount[gfn] += 1
+
+    def put(self, gfn: int) -> None:
+        """Drop a reference; the frame is freed at zero (the zero page is never freed)."""
+        kind = self.kind[gfn]
+        if kind in (ZERO, KERNEL):
+            return
+        if kind == FREE or self.refcount[gfn] <= 0:
+            raise InvariantViolation(f"put on free frame {gfn}")
+        self.refcount[gfn] -= 1
+        if self.refcount[gfn] == 0:
+            self.kind[gfn] = FREE
+            self._free[self._nfree] = gfn
+            self._nfree += 1
+
+    def check(self) -> None:
+        """Frames allocated + free == all user frames; free frames have no references."""
+        free = self.kind == FREE
+        if int(np.count_nonzero(free)) != self._nfree:
+            raise InvariantViolation("free-stack size differs from frames marked free")
+        if np.any(self.refcount[free] != 0) or np.any(self.refcount[~free] <= 0):
+            raise InvariantViolation("frame reference counts inconsistent with allocation")

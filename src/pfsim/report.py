@@ -1,0 +1,127 @@
+"""``pfsim run``: echo the resolved scenario, show progress, print the summary, write result.json."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pfsim.api import RunResult, run
+from pfsim.config import config_digest, load_config
+from pfsim.units import format_time
+
+PROGRESS_AFTER_S = 1.5
+"""Runs shorter than this show no progress bar."""
+
+
+class _LazyProgress:
+    """A progress bar on stderr that appears only for long runs on a terminal."""
+
+    def __init__(self, total_ns: int | None) -> None:
+        self.total = total_ns
+        self.started = time.monotonic()
+        self.console = Console(stderr=True)
+        self.enabled = self.console.is_terminal
+        self.bar: Progress | None = None
+        self.task_id: Any = None
+
+    def __call__(self, now_ns: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.monotonic() - self.started < PROGRESS_AFTER_S:
+                return
+            self.bar = Progress(TextColumn("simulating"), BarColumn(),
+                                TextColumn("{task.fields[sim]}"), TimeElapsedColumn(),
+                                console=self.console, transient=True)
+            self.bar.start()
+            self.task_id = self.bar.add_task("run", total=self.total, sim="")
+        self.bar.update(self.task_id, completed=now_ns if self.total else None,
+                        sim=f"sim {format_time(now_ns)}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overrides: list[str],
+                quiet: bool) -> None:
+    """Implementation of ``pfsim run`` (errors propagate as PfsimError)."""
+    config = load_config(config_path, overrides=overrides, seed=seed)
+    out_dir = out_dir if out_dir is not None else Path("out") / config_path.stem
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=140)
+    if not quiet:
+        console.print(f"ARG config {config_path}  seed {config.sim.seed}  digest {config_digest(config)}"
+                      f"  vcpus {config.guest.vcpus}  memory {config.guest.memory >> 20}MiB"
+                      f"  processes {len(config.processes)}")
+    progress = _LazyProgress(config.sim.duration)
+    wall = time.monotonic()
+    try:
+        result = run(config, progress=progress)
+    finally:
+        progress.close()
+    wall = time.monotonic() - wall
+    path = _write_atomic(out_dir, result)
+    if not quiet:
+        print_summary(console, result)
+    console.print(final_line(result, wall, path))
+
+
+def _write_atomic(out_dir: Path, result: RunResult) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "result.json"
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".result.", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(result.to_json())
+    os.replace(tmp, target)
+    return target
+
+
+def print_summary(console: Console, result: RunResult) -> None:
+    """Per-process and per-vCPU tables."""
+    procs = Table(title=f"processes (VM outcome: {result.outcome})", title_justify="left")
+    for column in ("process", "threads", "work", "accesses", "min_flt", "maj_flt", "segv",
+                   "cow copy/reuse", "exit"):
+        procs.add_column(column, justify="left" if column in ("process", "exit") else "right")
+    for name, p in result.processes.items():
+        exit_text = p["exit"]
+        if p["signal"]:
+            exit_text += f" ({p['signal'].get('si_code', p['signal'].get('signal'))})"
+        procs.add_row(name, str(p["threads"]), f"{p['work']:,}", f"{p['accesses']:,}",
+                      f"{p['min_flt']:,}", f"{p['maj_flt']:,}", str(p["segv"]),
+                      f"{p['cow_copies']}/{p['cow_reuses']}", exit_text)
+    console.print(procs)
+    total = result["sim_time_ns"] or 1
+    cpus = Table(title="vCPUs", title_justify="left")
+    for column in ("vcpu", "busy", "idle", "stalled", "context switches"):
+        cpus.add_column(column, justify="right")
+    for v in result.vcpus:
+        cpus.add_row(str(v["vcpu"]), f"{100 * v['busy_ns'] / total:.1f}%",
+                     format_time(v["idle_ns"]), format_time(v["stalled_ns"]), f"{v['context_switches']:,}")
+    console.print(cpus)
+    if result.vm["panic"]:
+        console.print(f"kernel panic: {result.vm['panic']}")
+
+
+def final_line(result: RunResult, wall_s: float, path: Path) -> str:
+    """The one parsable summary line that ends every run."""
+    totals = {"work": 0, "min_flt": 0, "maj_flt": 0, "segv": 0}
+    for p in result.processes.values():
+        for key in totals:
+            totals[key] += p[key]
+    fields = " ".join(f"{k}={v}" for k, v in totals.items())
+    return (f"FINAL outcome={result.outcome} sim_time_ns={result['sim_time_ns']} {fields} "
+            f"events={result['events']} wall_s={wall_s:.2f} result={path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: pfsim run CONFIG")

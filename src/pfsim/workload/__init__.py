@@ -1,0 +1,1 @@
+"""Workloads: access-pattern generators that produce page streams as numpy arrays."""
