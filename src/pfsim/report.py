@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -60,7 +61,7 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
     if not console.is_terminal:
         console = Console(highlight=False, width=140)
     if not quiet:
-        console.print(f"ARG config {config_path}  seed {config.sim.seed}  digest {config_digest(config)}"
+        click.echo(f"ARG config {config_path}  seed {config.sim.seed}  digest {config_digest(config)}"
                       f"  vcpus {config.guest.vcpus}  memory {config.guest.memory >> 20}MiB"
                       f"  processes {len(config.processes)}")
     progress = _LazyProgress(config.sim.duration)
@@ -73,7 +74,7 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
     path = _write_atomic(out_dir, result)
     if not quiet:
         print_summary(console, result)
-    console.print(final_line(result, wall, path))
+    click.echo(final_line(result, wall, path))
 
 
 def _write_atomic(out_dir: Path, result: RunResult) -> Path:

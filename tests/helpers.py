@@ -1,0 +1,30 @@
+"""Test helpers: build small scenarios as dicts and run them."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pfsim.api import RunResult, run
+from pfsim.config import load_config
+from pfsim.simulation import Simulation
+
+BASE = 0x10000000  # where single-vseg test processes put their vseg
+
+
+def scenario(steps: list[dict[str, Any]] | None = None, vsegs: list[dict[str, Any]] | None = None,
+             guest: dict[str, Any] | None = None, processes: list[dict[str, Any]] | None = None,
+             **sim: Any) -> dict[str, Any]:
+    """A config dict: one process 'p' with one thread running ``steps`` unless ``processes``."""
+    if processes is None:
+        processes = [{"name": "p", "vsegs": vsegs or [], "threads": [{"steps": steps or []}]}]
+    return {"sim": dict(sim), "guest": copy.deepcopy(guest or {}), "processes": processes}
+
+
+def run_dict(data: dict[str, Any]) -> RunResult:
+    return run(data)
+
+
+def simulation(data: dict[str, Any]) -> Simulation:
+    """A Simulation that has not run yet, for tests that inspect state mid-run."""
+    return Simulation(load_config(data))

@@ -1,0 +1,137 @@
+"""The command line: bundled examples, determinism, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def pfsim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pfsim", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_quickstart_runs_and_writes_result_json(tmp_path):
+    """The README's first command: a summary on stdout, a FINAL line, result.json with the
+    stable names of MISSION.md."""
+    out = tmp_path / "q"
+    proc = pfsim("run", str(EXAMPLES / "quickstart.toml"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "FINAL outcome=ok" in proc.stdout.splitlines()[-1]
+    result = json.loads((out / "result.json").read_text())
+    for key in ("pfsim_version", "seed", "config_digest", "sim_time_ns"):
+        assert key in result
+    vm = result["vms"]["vm0"]
+    assert vm["outcome"] == "ok"
+    for p in vm["processes"].values():
+        for key in ("min_flt", "maj_flt", "segv", "work", "cow_copies", "cow_reuses",
+                    "false_pgfault_nr", "local_pgfault_nr", "global_pgfault_nr"):
+            assert isinstance(p[key], int)
+    for t in vm["tasks"].values():
+        for key in ("min_flt", "maj_flt", "segv", "work"):
+            assert isinstance(t[key], int)
+    for v in vm["vcpus"]:
+        for key in ("busy_ns", "idle_ns", "stalled_ns", "context_switches"):
+            assert isinstance(v[key], int)
+        assert v["busy_ns"] + v["idle_ns"] + v["stalled_ns"] == result["sim_time_ns"]
+    for key in ("not_present", "page_ready", "early_completions", "sync_fallbacks"):
+        assert vm["async_pf"][key] == 0
+    for key in ("evictions", "swap_ins", "swap_outs", "ept_violations"):
+        assert result["host"][key] == 0
+
+
+def test_segv_example_kills_one_process_and_the_other_completes(tmp_path):
+    proc = pfsim("run", str(EXAMPLES / "segv.toml"), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    vm = json.loads((tmp_path / "result.json").read_text())["vms"]["vm0"]
+    buggy, worker = vm["processes"]["buggy"], vm["processes"]["worker"]
+    assert buggy["exit"] == "segv" and buggy["signal"]["si_code"] == "SEGV_MAPERR"
+    assert buggy["signal"]["address"] == "0xdead0000"
+    assert buggy["accesses"] == 50_000 and buggy["compute_units"] == 0
+    assert worker["exit"] == "exited" and worker["accesses"] == 400_000 and worker["segv"] == 0
+
+
+def test_same_seed_gives_byte_identical_results_and_another_seed_differs(tmp_path):
+    runs = {}
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        proc = pfsim("run", str(EXAMPLES / "quickstart.toml"), "--seed", seed, "--out",
+                     str(tmp_path / name), "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = (tmp_path / name / "result.json").read_bytes()
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+
+
+BAD_CONFIG = """
+[guest]
+vcpus = 2
+[[processes]]
+name = "p"
+vsegs = [{ name = "h", type = "anon", size = "1MiB" }]
+[[processes.threads]]
+steps = [{ op = "access", vseg = "h", accesses = 10 }]
+"""
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("vcpus = 2", "vcpus = 2\nvcpu = 3"), "guest.vcpu: unknown key; allowed here: clusters,"),
+    (("vcpus = 2", 'vcpus = "two"'), "guest.vcpus: input should be a valid integer"),
+    (('size = "1MiB"', 'size = "1 furlong"'), "processes[0].vsegs[0].size: expected a size"),
+    (('size = "1MiB"', 'size = "1GiB"'), "processes[0].vsegs[0].size: 1073741824 bytes is larger than guest.memory"),
+    (('accesses = 10', 'accesses = 10, cpu = 1'), "processes[0].threads[0].steps[0].cpu: unknown key"),
+    (('steps = [', 'cpu = 5\nsteps = ['), "processes[0].threads[0].cpu: vCPU 5 does not exist (guest.vcpus = 2)"),
+    (('vseg = "h"', 'vseg = "nope"'), "processes[0].threads[0].steps[0].vseg: unknown vseg 'nope'; this process has: h"),
+    (('op = "access"', 'op = "jump"'), "processes[0].threads[0].steps[0].op: unknown step op"),
+    (('accesses = 10', 'accesses = 10, duration = "1s"'), "give exactly one of accesses or duration"),
+    (('vcpus = 2', 'vcpus = 0'), "guest.vcpus: input should be greater than or equal to 1"),
+    (('name = "p"', 'name = "p"\n[oops'), "malformed TOML"),
+])
+def test_bad_config_exits_2_with_one_line(tmp_path, edit, message):
+    """Each kind of bad input: exit status 2, exactly one line on stderr naming the key, no
+    traceback, and no output directory created."""
+    config = tmp_path / "bad.toml"
+    config.write_text(BAD_CONFIG.replace(*edit, 1))
+    out = tmp_path / "out"
+    proc = pfsim("run", str(config), "--out", str(out))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pfsim: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("run", "does/not/exist.toml"), "does/not/exist.toml: no such file"),
+    (("run", "{cfg}", "--set", "guest.vcpus"), "expected dotted.key=value"),
+    (("run", "{cfg}", "--set", 'guest.memory="4MiB"'), "guest.mm.kernel_reserved: must be smaller than guest.memory"),
+    (("run", "{cfg}", "--seed", "abc"), "'abc' is not a valid integer"),
+    (("run", "{cfg}", "--bogus"), "No such option '--bogus'"),
+    (("frobnicate",), "No such command 'frobnicate'"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, args, message):
+    config = tmp_path / "ok.toml"
+    config.write_text(BAD_CONFIG)
+    proc = pfsim(*(a.replace("{cfg}", str(config)) for a in args), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_overrides_reach_the_model(tmp_path):
+    config = tmp_path / "ok.toml"
+    config.write_text(BAD_CONFIG)
+    proc = pfsim("run", str(config), "--out", str(tmp_path / "o"), "--set", "guest.vcpus=3",
+                 "--set", "processes[0].threads[0].steps[0].accesses=25")
+    assert proc.returncode == 0, proc.stderr
+    vm = json.loads((tmp_path / "o" / "result.json").read_text())["vms"]["vm0"]
+    assert len(vm["vcpus"]) == 3 and vm["processes"]["p"]["accesses"] == 25
