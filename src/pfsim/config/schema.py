@@ -123,6 +123,9 @@ class GuestConfig(_Section):
     """Entry and exit cost of a system call."""
     copy_page: Time = 250
     """Kernel copy of one user page in copy_to_user / copy_from_user."""
+    fast_faults: StrictBool = True
+    """Resolve the common anonymous faults inside the compiled access loop (same results as
+    the Python fault path, which stays the reference; false sends every fault through it)."""
     sched: SchedConfig = SchedConfig()
     costs: FaultCosts = FaultCosts()
     disk: DiskConfig = DiskConfig()

@@ -21,7 +21,21 @@ from pfsim.errors import InvariantViolation
 from pfsim.guest.fault import Access, Action
 from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, TASK_SIZE_MAX, Vma
 from pfsim.guest.process import Counters, Process
-from pfsim.guest.scan import scan_accesses
+from pfsim.guest.scan import (
+    COST_ANON_PAGE,
+    COST_COW_REUSE,
+    COST_ENTRY,
+    COST_ZERO_PAGE,
+    OUT_ALLOCATED,
+    OUT_COW_REUSES,
+    OUT_MIN_FLT,
+    OUT_NLOG,
+    OUT_RSS,
+    OUT_SIZE,
+    OUT_TIME,
+    done_by,
+    run_accesses,
+)
 from pfsim.sched import Task, TaskState
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
 from pfsim.workload.patterns import PatternStream
@@ -31,6 +45,8 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 16
 """Accesses generated at a time per access step (bounds memory on long runs)."""
+FAULT_LOG = 4096
+"""Faults the compiled loop may resolve in one segment before returning to Python."""
 FOREVER = 1 << 62
 
 
@@ -71,7 +87,8 @@ class TaskExec:
 
 @dataclass
 class Segment:
-    """The stretch a vCPU is running: ``count`` items of ``unit_ns`` each from ``t0``."""
+    """The stretch a vCPU is running: ``count`` items of ``unit_ns`` each from ``t0``
+    (accesses: plus the faults the compiled loop resolved, logged per vCPU)."""
 
     texec: TaskExec
     t0: int
@@ -80,6 +97,7 @@ class Segment:
     unit_ns: int
     kind: str  # "access" or "compute"
     fault: bool  # the item after the last one faults
+    nlog: int = 0
 
 
 class VcpuExecutor:
@@ -92,6 +110,17 @@ class VcpuExecutor:
         self.epoch = [0] * n
         self.segment: list[Segment | None] = [None] * n
         self.halted = False
+        self.out = np.zeros(OUT_SIZE, dtype=np.int64)
+        self.log_index = [np.zeros(FAULT_LOG, dtype=np.int64) for _ in range(n)]
+        self.log_time = [np.zeros(FAULT_LOG, dtype=np.int64) for _ in range(n)]
+        costs = kernel.config.guest.costs
+        self.costs = np.zeros(4, dtype=np.int64)
+        self.costs[COST_ENTRY] = costs.entry
+        self.costs[COST_ZERO_PAGE] = costs.zero_page
+        self.costs[COST_ANON_PAGE] = costs.anon_page
+        self.costs[COST_COW_REUSE] = costs.cow_reuse
+        self.zero_page = kernel.config.guest.mm.zero_page
+        self.fast = kernel.config.guest.fast_faults
 
     # ------------------------------------------------------------------ protocol
 
@@ -132,23 +161,25 @@ class VcpuExecutor:
                     texec.call_pending = False
                     t += self.kernel.config.guest.syscall
                     continue
-                budget = (limit - t) // texec.think
+                end = len(texec.slots)
                 if isinstance(step, AccessStep):
-                    budget = min(budget, texec.remaining)
-                stop = scan_accesses(texec.slots, texec.writes, texec.pos, len(texec.slots),
-                                     texec.process.mm.state, texec.fetch, budget)
+                    end = min(end, texec.pos + texec.remaining)
+                t_end, stop = self._scan(cpu, texec, t, end, limit)
                 count = stop - texec.pos
-                fault = stop < len(texec.slots) and count < budget
+                fault = stop < end and t_end + texec.think <= limit
                 if count == 0 and fault and t == self.sim.now:
                     t = self._fault(cpu, texec, t)
                     if t < 0:
                         return
                     continue
                 if count == 0 and not fault:
+                    if stop >= end:  # chunk or step consumed
+                        continue
                     self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
                     return
-                self.segment[cpu] = Segment(texec, t, texec.pos, count, texec.think, "access", fault)
-                self._arm(cpu, t + count * texec.think, self._segment_end)
+                self.segment[cpu] = Segment(texec, t, texec.pos, count, texec.think, "access",
+                                            fault, int(self.out[OUT_NLOG]))
+                self._arm(cpu, t_end, self._segment_end)
                 return
             if isinstance(step, ComputeStep):
                 count = min(texec.remaining, (limit - t) // step.unit)
@@ -170,6 +201,27 @@ class VcpuExecutor:
                 self._arm(cpu, t, self._block)
                 return
             raise AssertionError(f"unhandled step {step!r}")
+
+    def _scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int) -> tuple[int, int]:
+        """Run the compiled loop; apply its fault counts now (the page table already changed)."""
+        mm = texec.process.mm
+        mem = self.kernel.mem
+        out = self.out
+        out[:] = 0
+        stop = run_accesses(texec.slots, texec.writes, texec.pos, end, t, texec.think, limit,
+                            mm.state, mm.gfn, mm.vflags, mem.refcount, mem.kind, mem.free_stack,
+                            mem.nfree, self.costs, self.zero_page, self.fast, texec.fetch, out,
+                            self.log_index[cpu], self.log_time[cpu])
+        faults = int(out[OUT_MIN_FLT])
+        if faults:
+            counters = texec.counters
+            counters.min_flt += faults
+            counters.pgfault += faults
+            counters.local_pgfault_nr += faults
+            counters.cow_reuses += int(out[OUT_COW_REUSES])
+            mem.allocated_total += int(out[OUT_ALLOCATED])
+            mm.rss += int(out[OUT_RSS])
+        return int(out[OUT_TIME]), stop
 
     def _next_step(self, texec: TaskExec, t: int) -> bool:
         texec.step_index += 1
@@ -407,7 +459,13 @@ class VcpuExecutor:
             return
         self.segment[cpu] = None
         now = self.sim.now
-        done = 0 if now <= seg.t0 else min(seg.count, (now - seg.t0) // seg.unit_ns)
+        if now <= seg.t0:
+            done = 0
+        elif seg.kind == "access":
+            done = done_by(now, seg.t0, seg.unit_ns, seg.pos0, seg.pos0 + seg.count,
+                           self.log_index[cpu], self.log_time[cpu], seg.nlog)
+        else:
+            done = min(seg.count, (now - seg.t0) // seg.unit_ns)
         self._commit(seg, done)
 
     def kill_task(self, task: Task) -> None:

@@ -33,13 +33,14 @@ class PhysMem:
         self.kind[ZERO_GFN] = ZERO
         self.refcount[:reserved] = 1
         # the free stack pops low frame numbers first (deterministic, readable in tests)
-        self._free = np.arange(nframes - 1, reserved - 1, -1, dtype=np.int32)
-        self._nfree = nframes - reserved
+        self.free_stack = np.arange(nframes - 1, reserved - 1, -1, dtype=np.int32)
+        self.nfree = np.array([nframes - reserved], dtype=np.int64)
+        """Free-stack height as a one-element array, so compiled code can pop frames in place."""
         self.allocated_total = 0
 
     @property
     def free_frames(self) -> int:
-        return self._nfree
+        return int(self.nfree[0])
 
     @property
     def user_frames(self) -> int:
@@ -47,10 +48,12 @@ class PhysMem:
 
     def alloc(self, kind: int) -> int:
         """Take a free frame for ``kind`` (ANON or PAGECACHE) with refcount 1; -1 when none."""
-        if self._nfree == 0:
+        n = int(self.nfree[0])
+        if n == 0:
             return -1
-        self._nfree -= 1
-        gfn = int(self._free[self._nfree])
+        n -= 1
+        self.nfree[0] = n
+        gfn = int(self.free_stack[n])
         self.kind[gfn] = kind
         self.refcount[gfn] = 1
         self.allocated_total += 1
@@ -72,13 +75,14 @@ class PhysMem:
         self.refcount[gfn] -= 1
         if self.refcount[gfn] == 0:
             self.kind[gfn] = FREE
-            self._free[self._nfree] = gfn
-            self._nfree += 1
+            n = int(self.nfree[0])
+            self.free_stack[n] = gfn
+            self.nfree[0] = n + 1
 
     def check(self) -> None:
         """Frames allocated + free == all user frames; free frames have no references."""
         free = self.kind == FREE
-        if int(np.count_nonzero(free)) != self._nfree:
+        if int(np.count_nonzero(free)) != self.free_frames:
             raise InvariantViolation("free-stack size differs from frames marked free")
         if np.any(self.refcount[free] != 0) or np.any(self.refcount[~free] <= 0):
             raise InvariantViolation("frame reference counts inconsistent with allocation")

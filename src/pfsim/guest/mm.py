@@ -22,6 +22,13 @@ PTE_EXEC = 0x04
 PTE_ZERO = 0x08  # maps the shared zero page
 PTE_NOVMA = 0x10  # slot reserved (stack growth room) but outside the VMA today
 
+# VMA flag bits kept per slot (for the compiled fault fast path)
+VM_ANON = 0x01
+VM_WRITE = 0x02
+VM_EXEC = 0x04
+VM_READ = 0x08
+VM_SHARED = 0x10
+
 TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
 """First byte above user space on x86-64 with 4-level paging."""
 PAGE_OFFSET = 0xFFFF888000000000
@@ -77,6 +84,11 @@ class Vma:
     def file_page(self, addr: int) -> int:
         return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
 
+    def vm_flags(self) -> int:
+        return ((VM_ANON if self.file is None else 0) | (VM_WRITE if self.writable else 0)
+                | (VM_EXEC if self.executable else 0) | (VM_READ if self.readable else 0)
+                | (VM_SHARED if self.shared else 0))
+
     def pte_bits(self) -> int:
         """Bits of a fully permitted PTE of this VMA (write-protect is applied per fault)."""
         return PTE_PRESENT | (PTE_WRITE if self.writable else 0) | (PTE_EXEC if self.executable else 0)
@@ -89,6 +101,7 @@ class AddressSpace:
         self.vmas: list[Vma] = []
         self.state = np.zeros(0, dtype=np.uint8)
         self.gfn = np.full(0, -1, dtype=np.int32)
+        self.vflags = np.zeros(0, dtype=np.uint8)
         self.rss = 0  # resident pages mapped by this mm (zero page excluded)
         self._starts = np.zeros(0, dtype=np.int64)
         self._ends = np.zeros(0, dtype=np.int64)
@@ -101,6 +114,7 @@ class AddressSpace:
         state[: (vma.start - vma.reserve_start) >> PAGE_SHIFT] = PTE_NOVMA
         self.state = np.concatenate([self.state, state])
         self.gfn = np.concatenate([self.gfn, np.full(vma.nslots, -1, dtype=np.int32)])
+        self.vflags = np.concatenate([self.vflags, np.full(vma.nslots, vma.vm_flags(), dtype=np.uint8)])
         self.vmas.append(vma)
         self.vmas.sort(key=lambda v: v.start)
         self._starts = np.array([v.reserve_start >> PAGE_SHIFT for v in self.vmas], dtype=np.int64)

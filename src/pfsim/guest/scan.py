@@ -1,8 +1,19 @@
-"""Compiled per-access loop: run an access stream until the first access the MMU would refuse.
+"""Compiled per-access loop: the simulator's hot path.
 
-This is the simulator's hot path.  The page table is a flat ``uint8`` array of PTE bits and a
-stream is pre-translated to slot numbers, so each access costs two loads and a compare; only
-the access that faults (or the time limit) returns to Python.
+:func:`run_accesses` runs a task's pre-translated access stream against the page table
+(flat ``uint8`` PTE bits per slot) and resolves the common faults in place, exactly as the
+Python fault path would (:mod:`pfsim.guest.fault` is the reference):
+
+* first read of anonymous memory → the shared zero page (``zero_page`` cost, minor fault);
+* first write, or write after the zero page → a new zeroed frame (``anon_page``, minor);
+* write to a write-protected private anonymous page we own alone → reuse (``cow_reuse``,
+  minor, ``cow_reuses`` + 1).
+
+Anything else (file pages, access errors, shared pages to copy, no free frame, fetches,
+outside every VMA) stops the loop at that access and returns to Python.  Every fault costs
+``entry`` plus its handler; the access then completes (``think``).  Faults handled here are
+logged (index, completion time) so a segment cut short by an interrupt can tell how many
+accesses were done by a given time.
 """
 
 from __future__ import annotations
@@ -10,35 +21,133 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE
+from pfsim.guest.memory import ANON, ZERO_GFN
+from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
+
+# indices of the int64 ``costs`` array
+COST_ENTRY, COST_ZERO_PAGE, COST_ANON_PAGE, COST_COW_REUSE = 0, 1, 2, 3
+# indices of the int64 ``out`` array
+OUT_TIME, OUT_MIN_FLT, OUT_COW_REUSES, OUT_ALLOCATED, OUT_RSS, OUT_NLOG = 0, 1, 2, 3, 4, 5
+OUT_SIZE = 6
 
 
 @njit(cache=True, nogil=True)
-def scan_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int,
-                  state: np.ndarray, fetch: bool, max_accesses: int) -> int:
-    """Index of the first access in ``[start, stop)`` that faults, else where the run stopped.
+def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t0: int,
+                 think: int, t_limit: int, state: np.ndarray, gfn: np.ndarray,
+                 vflags: np.ndarray, refcount: np.ndarray, kind: np.ndarray,
+                 free_stack: np.ndarray, nfree: np.ndarray, costs: np.ndarray,
+                 zero_page: bool, fast: bool, fetch: bool, out: np.ndarray,
+                 log_index: np.ndarray, log_time: np.ndarray) -> int:
+    """Run accesses ``[start, stop)`` from time ``t0`` until one needs the Python fault path.
 
     Args:
-        slots: int32 slot of each access (-1: outside every VMA).
-        writes: bool, the access is a store.
-        start, stop: range of the stream to run.
-        state: uint8 PTE bits per slot.
-        fetch: the accesses are instruction fetches (need PTE_EXEC).
-        max_accesses: time budget, in accesses.
+        slots, writes: the stream (slot per access, -1 outside every VMA; store flags).
+        think: CPU time of one access (ns); ``t_limit``: no access starts that would end later.
+        state, gfn, vflags: the address space's PTE bits, frames and VMA flags per slot.
+        refcount, kind, free_stack, nfree: guest frames (``nfree`` is a 1-element array).
+        costs: fault costs (ns) indexed by COST_*; ``zero_page``: map the zero page on reads.
+        fast: resolve the common faults here (off: every fault returns to Python).
+        fetch: instruction fetches (never resolved here).
+        out: receives OUT_* (end time, counts); ``log_index``/``log_time``: fault log.
 
     Returns:
-        the index ``i`` of the first refused access, or ``min(stop, start + max_accesses)``
-        when every access of the allowed run succeeds.
+        index of the first access left undone: a fault for Python if ``< stop`` and time was
+        left, else where the time or the stream ran out.
     """
-    end = stop
-    if max_accesses < stop - start:
-        end = start + max_accesses
+    t = t0
+    nlog = 0
+    cap = log_index.shape[0]
     base = PTE_PRESENT | (PTE_EXEC if fetch else 0)
-    for i in range(start, end):
+    entry = costs[COST_ENTRY]
+    i = start
+    while i < stop:
+        if t + think > t_limit:
+            break
         slot = slots[i]
         if slot < 0:
-            return i
-        need = base | (PTE_WRITE if writes[i] else 0)
-        if (state[slot] & need) != need:
-            return i
-    return end
+            break
+        store = writes[i]
+        need = base | (PTE_WRITE if store else 0)
+        pte = state[slot]
+        if (pte & need) != need:
+            if not fast or fetch or nlog >= cap:
+                break
+            vf = vflags[slot]
+            if (vf & VM_ANON) == 0:
+                break
+            if store and (vf & VM_WRITE) == 0:
+                break
+            exec_bit = PTE_EXEC if (vf & VM_EXEC) else 0
+            full = PTE_PRESENT | PTE_WRITE | exec_bit
+            if (pte & PTE_PRESENT) == 0:
+                if pte != 0:  # outside the VMA (stack room)
+                    break
+                if not store and zero_page:
+                    state[slot] = PTE_PRESENT | PTE_ZERO | exec_bit
+                    gfn[slot] = ZERO_GFN
+                    t += entry + costs[COST_ZERO_PAGE]
+                else:
+                    n = nfree[0]
+                    if n == 0:
+                        break
+                    n -= 1
+                    frame = free_stack[n]
+                    nfree[0] = n
+                    kind[frame] = ANON
+                    refcount[frame] = 1
+                    gfn[slot] = frame
+                    state[slot] = full if (vf & VM_WRITE) else PTE_PRESENT | exec_bit
+                    out[OUT_ALLOCATED] += 1
+                    out[OUT_RSS] += 1
+                    t += entry + costs[COST_ANON_PAGE]
+            elif pte & PTE_ZERO:
+                n = nfree[0]
+                if n == 0:
+                    break
+                n -= 1
+                frame = free_stack[n]
+                nfree[0] = n
+                kind[frame] = ANON
+                refcount[frame] = 1
+                gfn[slot] = frame
+                state[slot] = full
+                out[OUT_ALLOCATED] += 1
+                out[OUT_RSS] += 1
+                t += entry + costs[COST_ANON_PAGE]
+            else:
+                frame = gfn[slot]
+                if kind[frame] != ANON or refcount[frame] != 1:
+                    break
+                state[slot] = full
+                out[OUT_COW_REUSES] += 1
+                t += entry + costs[COST_COW_REUSE]
+            out[OUT_MIN_FLT] += 1
+            t += think
+            log_index[nlog] = i
+            log_time[nlog] = t
+            nlog += 1
+            i += 1
+            continue
+        t += think
+        i += 1
+    out[OUT_TIME] = t
+    out[OUT_NLOG] = nlog
+    return i
+
+
+@njit(cache=True, nogil=True)
+def done_by(now: int, t0: int, think: int, pos0: int, end: int, log_index: np.ndarray,
+            log_time: np.ndarray, nlog: int) -> int:
+    """Accesses of a segment (from ``pos0`` at ``t0``, stopping at ``end``) completed by ``now``."""
+    base_i = pos0
+    base_t = t0
+    next_fault = end
+    for k in range(nlog):
+        if log_time[k] <= now:
+            base_i = log_index[k] + 1
+            base_t = log_time[k]
+        else:
+            next_fault = log_index[k]
+            break
+    more = (now - base_t) // think if now > base_t else 0
+    return min(base_i + more, next_fault) - pos0
