@@ -75,22 +75,44 @@ def test_cached_file_read_faults_once_per_fault_around_window_scenario_22():
 
 
 def test_uncached_file_read_is_one_major_fault_with_read_around_scenario_22():
-    """Scenario 22 (uncached): 32 pages read sequentially from an uncached file.
+    """Scenario 22 (uncached): 32 pages read sequentially from an uncached 32-page file.
 
     Fault on page 0: page-cache miss → read-around of ra_pages = 32 pages starting at
-    max(0, 0 - 16) = 0, one disk request; the task sleeps (RETRY, uncounted), retries with
-    FAULT_FLAG_TRIED → 1 major fault; fault-around maps pages 0-15.  Page 16 is cached → 1 minor
-    fault that maps 16-31.  Totals: maj 1, min 1, 1 request of 32 pages.
+    max(0, 0 - 16) = 0, one disk request, page 32 - 32/4 = 24 marked PG_readahead; the task
+    sleeps (RETRY, uncounted) and retries with FAULT_FLAG_TRIED → 1 major fault; fault-around
+    maps pages 0-15.  Page 16 is cached → minor fault; fault-around maps 17-31 except the
+    marked page 24.  Page 24 → minor fault, async readahead of the next window, which lies
+    past the end of the file (no request).  Totals: maj 1, min 2, 1 request of 32 pages.
     """
     vseg = {"name": "f", "type": "file", "size": "128KiB", "base": BASE, "cached": False}
     step = {"op": "access", "vseg": "f", "pattern": "sequential", "stride": "4KiB", "accesses": 32}
     result = run_dict(scenario([step], [vseg]))
     p = result.processes["p"]
-    assert (p["min_flt"], p["maj_flt"]) == (1, 1)
+    assert (p["min_flt"], p["maj_flt"]) == (2, 1)
     memory = result.vm["memory"]
     assert (memory["disk_reads"], memory["disk_pages_read"]) == (1, 32)
     # the task slept for the I/O: latency 100us + 32 pages at 1 GiB/s
     assert result["sim_time_ns"] > 100_000
+
+
+def test_sequential_mmap_read_keeps_ahead_with_async_readahead():
+    """128 pages read sequentially (one access per page, 40 us apart) from an uncached file.
+
+    Hand trace with ra_pages = 32 (async part 8), fault-around 16, a 32-page read taking
+    100 us + 128 KiB at 1 GiB/s = 222 us: page 0 misses → sync read [0, 32) (mark 24), major,
+    done at ~222 us.  Minor faults at 16 and 24; the fault on 24 (~1182 us) starts the async
+    read [32, 64) (mark 56), done ~1404 us, before page 32 is reached (~1502 us): minor at 32,
+    48, 56 (→ async [64, 96), mark 88), 64, 80, 88 (→ [96, 128), mark 120), 96, 112, 120
+    (→ past the end).
+    Totals: 1 major, 11 minor, 4 disk requests of 32 pages.
+    """
+    vseg = {"name": "f", "type": "file", "size": "512KiB", "base": BASE, "cached": False}
+    step = {"op": "access", "vseg": "f", "pattern": "sequential", "stride": "4KiB",
+            "accesses": 128, "think": "40us"}
+    result = run_dict(scenario([step], [vseg]))
+    p = result.processes["p"]
+    assert (p["min_flt"], p["maj_flt"]) == (11, 1)
+    assert (result.vm["memory"]["disk_reads"], result.vm["memory"]["disk_pages_read"]) == (4, 128)
 
 
 def test_write_to_read_only_vma_is_accerr_without_fault_counts_scenario_25():

@@ -287,6 +287,8 @@ class FaultHandler:
             return FaultResult(Action.WAIT_IO, cost, request=request)
         mm = texec.process.mm
         frame = int(file.frame[page])
+        if file.readahead_mark[page]:  # filemap_fault → do_async_mmap_readahead
+            self.kernel.async_readahead(texec, file, page, self.ra_pages)
         if access.write and not vma.shared:  # do_cow_fault: private copy of the file page
             new = self._alloc(texec, ANON)
             if new < 0:
@@ -317,8 +319,8 @@ class FaultHandler:
             if slot == fault_slot or mm.state[slot] & (PTE_PRESENT | PTE_NOVMA):
                 continue
             page = vma.file_page(other << PAGE_SHIFT)
-            if page >= vma.file.npages or not vma.file.cached(page):
-                continue
+            if page >= vma.file.npages or not vma.file.cached(page) or vma.file.readahead_mark[page]:
+                continue  # filemap_map_pages skips uncached and PG_readahead pages
             frame = int(vma.file.frame[page])
             self.kernel.mem.get(frame)
             self._map(mm, slot, frame, bits)

@@ -191,24 +191,45 @@ class GuestKernel:
         return best
 
     def start_read(self, texec: TaskExec, file: File, page: int, ra_pages: int) -> ReadRequest | None:
-        """Read ``page`` and its read-around window into the page cache (§5.3)."""
+        """Synchronous mmap read-around for a page-cache miss on ``page`` (§5.3).
+
+        Reads the ``ra_pages`` window starting at ``page - ra_pages/2`` (pages already cached
+        or in flight are skipped) and marks the page ``ra_pages/4`` before the window's end
+        PG_readahead.  None when the faulting page itself cannot get a frame.
+        """
         first = max(0, page - ra_pages // 2)
         last = min(file.npages, first + ra_pages)
-        wanted = [page] + [p for p in range(first, last)
-                           if p != page and not file.cached(p) and p not in file.pending]
-        frames: list[int] = []
+        return self._read_window(texec, file, first, last, page, ra_pages)
+
+    def async_readahead(self, texec: TaskExec, file: File, marked: int, ra_pages: int) -> None:
+        """A fault found PG_readahead on ``marked``: read the next window without waiting."""
+        file.readahead_mark[marked] = False
+        first = marked + max(1, ra_pages // 4)
+        last = min(file.npages, first + ra_pages)
+        if first < last:
+            self._read_window(texec, file, first, last, None, ra_pages)
+
+    def _read_window(self, texec: TaskExec, file: File, first: int, last: int, page: int | None,
+                     ra_pages: int) -> ReadRequest | None:
         pages: list[int] = []
-        for p in wanted:
-            gfn = self.mem.alloc(PAGECACHE) if p != page else self.alloc_frame(texec, PAGECACHE)
+        frames: list[int] = []
+        for p in range(first, last):
+            if file.cached(p) or p in file.pending:
+                continue
+            gfn = self.alloc_frame(texec, PAGECACHE) if p == page else self.mem.alloc(PAGECACHE)
             if gfn < 0:
                 if p == page:
+                    for frame in frames:
+                        self.mem.put(frame)
                     return None
-                break
-            frames.append(gfn)
+                continue  # readahead is best effort
             pages.append(p)
-        order = np.argsort(pages)
-        pages = [pages[i] for i in order]
-        frames = [frames[i] for i in order]
+            frames.append(gfn)
+        if not pages:
+            return None
+        mark = last - max(1, ra_pages // 4)
+        if first <= mark < last and mark != page:
+            file.readahead_mark[mark] = True
         done = self.disk.submit(self.sim.now, len(pages))
         request = ReadRequest(file, pages[0], pages, done)
         for p in pages:

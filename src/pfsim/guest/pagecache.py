@@ -34,6 +34,8 @@ class File:
         self.name = name
         self.npages = npages
         self.frame = np.full(npages, -1, dtype=np.int32)
+        self.readahead_mark = np.zeros(npages, dtype=np.bool_)
+        """PG_readahead: a fault on this page starts the next window asynchronously."""
         self.pending: dict[int, ReadRequest] = {}
         self.reads = 0
 
@@ -41,6 +43,8 @@ class File:
         if npages > self.npages:
             extra = np.full(npages - self.npages, -1, dtype=np.int32)
             self.frame = np.concatenate([self.frame, extra])
+            self.readahead_mark = np.concatenate(
+                [self.readahead_mark, np.zeros(npages - self.npages, dtype=np.bool_)])
             self.npages = npages
 
     def cached(self, page: int) -> bool:
