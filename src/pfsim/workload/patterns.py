@@ -1,8 +1,9 @@
 """Access patterns over a range of pages, generated in vectorized chunks.
 
-A :class:`PatternStream` yields page offsets (0 .. npages-1, relative to the range start) and
-store flags, chunk by chunk, from one named random stream; the same seed and step give the
-same sequence whatever the chunk sizes asked for.
+A :class:`PatternStream` yields page offsets (0 .. npages-1, relative to the range's first
+page) and store flags, chunk by chunk, from one named random stream.  The sequence depends on
+the seed and on the chunk sizes asked for (numpy's bounded-integer sampling does not carry
+state across calls); the executor always asks for the same sizes, so runs are reproducible.
 
 Patterns:
     sequential  byte position ``k * stride`` wrapping at the end of the range
