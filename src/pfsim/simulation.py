@@ -11,6 +11,7 @@ from typing import Any
 from pfsim.config import Config, config_digest
 from pfsim.engine import RandomStreams, Simulator
 from pfsim.guest.kernel import GuestKernel
+from pfsim.hypervisor.host import Host
 from pfsim.sched import TaskState
 
 VERSION = "0.1.0"
@@ -24,6 +25,10 @@ class Simulation:
         self.sim = Simulator()
         self.streams = RandomStreams(config.sim.seed)
         self.kernel = GuestKernel(config, self.sim, self.streams)
+        self.host: Host | None = None
+        if config.hypervisor.enabled:
+            self.host = Host(config, self.sim, self.streams, self.kernel)
+            self.kernel.executor.attach_host(self.host)
 
     def run(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Run to completion (or ``sim.duration``) and return the result dict."""
@@ -33,7 +38,18 @@ class Simulation:
             end = until
         for cpu in range(self.config.guest.vcpus):  # work done up to the end of the run
             self.kernel.executor.truncate(cpu)
+        if self.host is not None:
+            self.host.memory.check()
+        self.kernel.mem.check()
         return self._result(end)
+
+    def _async_pf(self) -> dict[str, Any]:
+        counters = {"mode": self.config.hypervisor.async_pf if self.host else "off",
+                    "not_present": 0, "page_ready": 0, "early_completions": 0,
+                    "sync_fallbacks": 0}
+        if self.host is not None:
+            counters.update(self.host.apf_counters())
+        return counters
 
     def _result(self, end: int) -> dict[str, Any]:
         kernel = self.kernel
@@ -62,23 +78,19 @@ class Simulation:
         sched = kernel.scheduler
         vcpus = []
         for rq in sched.cpus:
-            idle = sched.idle_ns(rq.index, end)
-            stalled = 0
-            vcpus.append({
-                "vcpu": rq.index,
-                "busy_ns": end - idle - stalled,
-                "idle_ns": idle,
-                "stalled_ns": stalled,
-                "context_switches": rq.context_switches,
-            })
+            if self.host is not None:
+                times = self.host.vcpu_times(rq.index, end)
+            else:
+                idle = sched.idle_ns(rq.index, end)
+                times = {"busy_ns": end - idle, "idle_ns": idle, "stalled_ns": 0, "steal_ns": 0}
+            vcpus.append({"vcpu": rq.index, **times, "context_switches": rq.context_switches})
         vm = {
             "outcome": kernel.outcome,
             "panic": kernel.panic,
             "processes": processes,
             "tasks": tasks,
             "vcpus": vcpus,
-            "async_pf": {"mode": "off", "not_present": 0, "page_ready": 0,
-                         "early_completions": 0, "sync_fallbacks": 0},
+            "async_pf": self._async_pf(),
             "memory": {
                 "frames": kernel.mem.nframes,
                 "free_frames": kernel.mem.free_frames,
@@ -96,5 +108,6 @@ class Simulation:
             "sim_time_ns": end,
             "events": self.sim.events_processed,
             "vms": {"vm0": vm},
-            "host": {"evictions": 0, "swap_ins": 0, "swap_outs": 0, "ept_violations": 0},
+            "host": (self.host.result() if self.host is not None else
+                     {"evictions": 0, "swap_ins": 0, "swap_outs": 0, "ept_violations": 0}),
         }

@@ -221,6 +221,15 @@ def _check_cross_fields(config: Config) -> None:
     if guest.clusters > guest.vcpus or guest.vcpus % guest.clusters:
         raise ConfigError("guest.clusters",
                           f"must divide guest.vcpus ({guest.vcpus}) into equal clusters")
+    hyp = config.hypervisor
+    if hyp.memory_limit is not None:
+        if hyp.memory_limit % PAGE_SIZE or hyp.memory_limit < 64 * PAGE_SIZE:
+            raise ConfigError("hypervisor.memory_limit", "must be a whole number of 4KiB pages, at least 256KiB")
+        if hyp.memory_limit > guest.memory:
+            raise ConfigError("hypervisor.memory_limit",
+                              f"exceeds guest.memory ({guest.memory}); leave it unset for no limit")
+    if hyp.reclaim_batch * PAGE_SIZE > (hyp.memory_limit or guest.memory) // 2:
+        raise ConfigError("hypervisor.reclaim_batch", "must be at most half the host memory limit in pages")
     if guest.sched.timeslice <= 0:
         raise ConfigError("guest.sched.timeslice", "must be positive")
     names: set[str] = set()

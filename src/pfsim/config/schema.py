@@ -132,6 +132,70 @@ class GuestConfig(_Section):
     mm: MMConfig = MMConfig()
 
 
+class SwapConfig(_Section):
+    """The host swap device.  ``device`` picks a preset (linux-semantics.md §7.2); any value
+    given here overrides the preset's."""
+
+    device: Literal["zram", "nvme", "sata-ssd", "hdd"] = "nvme"
+    latency: Time | None = None
+    """Per-request service latency (preset: zram 1.7us, nvme 16us, sata-ssd 100us, hdd 8ms)."""
+    distribution: Literal["fixed", "exponential", "lognormal"] = "fixed"
+    """How each request's latency is drawn around ``latency`` (its mean)."""
+    sigma: Annotated[float, Field(gt=0.0, le=4.0, strict=False)] = 0.5
+    """Lognormal shape parameter."""
+    bandwidth: Size | None = None
+    """Bytes per second of transfer (preset: zram 8GiB, nvme 2GiB, sata-ssd 500MiB, hdd 150MiB)."""
+    queue_depth: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Requests served at once (preset: zram 1, nvme 64, sata-ssd 32, hdd 1)."""
+    page_cluster: Annotated[StrictInt, Field(ge=0, le=6)] | None = None
+    """Swap readahead reads 2**page_cluster slots (preset 3; zram 0: synchronous, no readahead)."""
+    synchronous: StrictBool | None = None
+    """SWP_SYNCHRONOUS_IO: a swap-in completes inside the faulting thread, so KVM never sees
+    NEEDS_IO and no async PF happens (preset: zram only)."""
+
+
+class HostCosts(_Section):
+    """CPU time the host spends on the vCPU's behalf (estimates of linux-semantics.md §7.3)."""
+
+    ept_violation: Time = 2_500
+    """VM exit, EPT walk, map and re-entry for a page already in host memory."""
+    host_fault: Time = 1_500
+    """Host anonymous first-touch fault (allocate and zero), on top of the EPT violation."""
+    swapcache_hit: Time = 800
+    """Map a page found in the host swap cache (readahead brought it in)."""
+    apf_inject: Time = 1_500
+    """Set up an async PF and inject 'page not present' into the guest."""
+    page_ready: Time = 1_000
+    """Deliver 'page ready' (kvm: interrupt + ACK; s390: completion interrupt) and wake."""
+    swap_out: Time = 1_000
+    """Host CPU time to unmap and queue one dirty page for writeback."""
+
+
+class HypervisorConfig(_Section):
+    """The host: CPUs running the vCPU threads, memory granted to the VM, swap, async PF."""
+
+    enabled: StrictBool = False
+    """Model the host (false: vCPUs always run and guest memory is always backed)."""
+    host_cpus: Annotated[StrictInt, Field(ge=1, le=4096)] = 4
+    host_tasks: Annotated[StrictInt, Field(ge=0)] = 0
+    """Always-runnable host threads competing with the vCPU threads for host CPUs."""
+    memory_limit: Size | None = None
+    """Host memory granted to the VM (a memory cgroup limit); None: as much as the guest has."""
+    reclaim: Literal["fifo", "lru", "clock", "random"] = "lru"
+    reclaim_batch: Annotated[StrictInt, Field(ge=1, le=4096)] = 32
+    """Pages reclaimed at once when the VM reaches its limit."""
+    async_pf: Literal["off", "halt", "kvm", "s390"] = "off"
+    """off: the vCPU stalls for a swap-in; halt: host-side halt, interrupts still delivered;
+    kvm: x86 paravirtual async PF; s390: pfault."""
+    apf_debug: StrictBool = False
+    """Check the async-PF protocol invariants after every protocol event."""
+    timeslice: Time = 6_000_000
+    """Host scheduler slice for vCPU threads and host tasks."""
+    context_switch: Time = 3_000
+    costs: HostCosts = HostCosts()
+    swap: SwapConfig = SwapConfig()
+
+
 VsegType = Literal["code", "data", "stack", "anon", "file", "remote"]
 
 
@@ -164,6 +228,8 @@ class _Target(_Step):
     """Absolute start address instead of a vseg (may lie outside every vseg)."""
     offset: Size = 0
     length: Size | None = None
+    split: StrictBool = False
+    """The threads of the group divide the range: thread i of n works on the i-th 1/n of it."""
 
 
 class AccessStep(_Target):
@@ -256,4 +322,5 @@ class Config(_Section):
 
     sim: SimConfig = SimConfig()
     guest: GuestConfig = GuestConfig()
+    hypervisor: HypervisorConfig = HypervisorConfig()
     processes: list[ProcessConfig] = Field(min_length=1)

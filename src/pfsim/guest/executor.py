@@ -30,9 +30,13 @@ from pfsim.guest.scan import (
     OUT_COW_REUSES,
     OUT_MIN_FLT,
     OUT_NLOG,
+    OUT_GFN,
+    OUT_REASON,
     OUT_RSS,
     OUT_SIZE,
     OUT_TIME,
+    STOP_EPT,
+    STOP_LIMIT,
     done_by,
     run_accesses,
 )
@@ -54,13 +58,14 @@ class TaskExec:
     """What one guest task is doing: its program, its position in it, its counters."""
 
     def __init__(self, kernel: GuestKernel, task: Task, process: Process, steps: list[Any],
-                 stack: Vma | None, index: int) -> None:
+                 stack: Vma | None, index: int, member: tuple[int, int] = (0, 1)) -> None:
         self.kernel = kernel
         self.task = task
         self.process = process
         self.steps = steps
         self.stack = stack
         self.index = index
+        self.member, self.group_size = member
         self.counters = Counters()
         self.step_index = -1
         self.step: Any = None
@@ -98,6 +103,7 @@ class Segment:
     kind: str  # "access" or "compute"
     fault: bool  # the item after the last one faults
     nlog: int = 0
+    ept_gfn: int = -1  # the fault is an EPT violation on this gfn
 
 
 class VcpuExecutor:
@@ -121,14 +127,68 @@ class VcpuExecutor:
         self.costs[COST_COW_REUSE] = costs.cow_reuse
         self.zero_page = kernel.config.guest.mm.zero_page
         self.fast = kernel.config.guest.fast_faults
+        self.host: Any = None
+        self.paused = [False] * n
+        self.owed = [0] * n  # fault-handling time still to spend when a paused vCPU resumes
+        self._no_host = (np.zeros(1, dtype=np.uint8), np.zeros(1, dtype=np.uint8),
+                         np.zeros(1, dtype=np.uint8), 0, np.zeros(1, dtype=np.int32),
+                         np.zeros(1, dtype=np.int32), np.zeros(2, dtype=np.int64))
+        self._host_args = self._no_host
+
+    def attach_host(self, host: Any) -> None:
+        """Run under ``host``: vCPUs run only while their threads have a host CPU."""
+        self.host = host
+        memory = host.memory
+        policy = memory.policy
+        self._host_args = (memory.ept, memory.dirty, memory.referenced, policy.touch,
+                           policy.lru_prev, policy.lru_next, policy.lru_ends)
+        self.paused = [True] * len(self.paused)
+        sched = self.kernel.scheduler
+        sched.on_idle = host.vcpu_idle
+        sched.on_kick = host.vcpu_kick
 
     # ------------------------------------------------------------------ protocol
 
     def start(self, cpu: int, task: Task, now: int) -> None:
-        """The scheduler put ``task`` on ``cpu``; it runs from ``now``."""
+        """The scheduler put ``task`` on ``cpu``; it runs from ``now`` (or when the vCPU's
+        thread next gets a host CPU)."""
         if self.halted:
             return
+        if self.paused[cpu]:
+            self.owed[cpu] = max(self.owed[cpu], now - self.sim.now)
+            return
         self._run(cpu, task.data, now)
+
+    # ------------------------------------------------------------------ host control
+
+    def pause_vcpu(self, cpu: int) -> None:
+        """The vCPU's thread leaves its host CPU: stop the guest here."""
+        seg = self.segment[cpu]
+        if seg is not None and seg.t0 > self.sim.now:
+            self.owed[cpu] = seg.t0 - self.sim.now
+        self.truncate(cpu)
+        self.paused[cpu] = True
+
+    def resume_vcpu(self, cpu: int, now: int) -> None:
+        """The vCPU's thread runs again: the guest goes on where it stopped."""
+        self.paused[cpu] = False
+        if self.halted:
+            return
+        self.epoch[cpu] += 1
+        sched = self.kernel.scheduler
+        task = sched.current(cpu)
+        owed, self.owed[cpu] = self.owed[cpu], 0
+        if task is not None:
+            self._run(cpu, task.data, now + owed)
+        elif sched.cpus[cpu].queue:
+            sched.schedule(cpu)
+        else:
+            self.host.vcpu_idle(cpu)
+
+    def interrupts_enabled(self, cpu: int) -> bool:
+        """Guest IF at the faulting instruction: user code and the fault paths run with
+        interrupts on in this model."""
+        return True
 
     # ------------------------------------------------------------------ the loop
 
@@ -166,9 +226,12 @@ class VcpuExecutor:
                     end = min(end, texec.pos + texec.remaining)
                 t_end, stop = self._scan(cpu, texec, t, end, limit)
                 count = stop - texec.pos
-                fault = stop < end and t_end + texec.think <= limit
+                reason = int(self.out[OUT_REASON])
+                fault = reason != STOP_LIMIT
+                ept_gfn = int(self.out[OUT_GFN]) if reason == STOP_EPT else -1
                 if count == 0 and fault and t == self.sim.now:
-                    t = self._fault(cpu, texec, t)
+                    t = self._fault(cpu, texec, t) if ept_gfn < 0 else self._host_fault(
+                        cpu, texec, ept_gfn, t)
                     if t < 0:
                         return
                     continue
@@ -178,7 +241,7 @@ class VcpuExecutor:
                     self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
                     return
                 self.segment[cpu] = Segment(texec, t, texec.pos, count, texec.think, "access",
-                                            fault, int(self.out[OUT_NLOG]))
+                                            fault, int(self.out[OUT_NLOG]), ept_gfn)
                 self._arm(cpu, t_end, self._segment_end)
                 return
             if isinstance(step, ComputeStep):
@@ -211,7 +274,8 @@ class VcpuExecutor:
         stop = run_accesses(texec.slots, texec.writes, texec.pos, end, t, texec.think, limit,
                             mm.state, mm.gfn, mm.vflags, mem.refcount, mem.kind, mem.free_stack,
                             mem.nfree, self.costs, self.zero_page, self.fast, texec.fetch, out,
-                            self.log_index[cpu], self.log_time[cpu])
+                            self.log_index[cpu], self.log_time[cpu], self.host is not None,
+                            *self._host_args)
         faults = int(out[OUT_MIN_FLT])
         if faults:
             counters = texec.counters
@@ -274,9 +338,16 @@ class VcpuExecutor:
             assert vma is not None
             start = vma.start + step.offset
             length = step.length if step.length is not None else vma.end - start
-            return start, length
-        assert step.addr is not None and step.length is not None
-        return step.addr, step.length
+        else:
+            assert step.addr is not None and step.length is not None
+            start, length = step.addr, step.length
+        if step.split and texec.group_size > 1:
+            share = (length // texec.group_size) & ~(PAGE_SIZE - 1)
+            if share == 0:
+                share = PAGE_SIZE
+            start += min(texec.member * share, max(0, length - share))
+            length = share
+        return start, length
 
     def _refill(self, texec: TaskExec) -> bool:
         """Generate the next chunk of the current step's stream; False when the step is done."""
@@ -317,7 +388,10 @@ class VcpuExecutor:
         self._commit(seg, seg.count)
         t = self.sim.now
         if seg.fault:
-            t = self._fault(cpu, texec, t)
+            if seg.ept_gfn >= 0:
+                t = self._host_fault(cpu, texec, seg.ept_gfn, t)
+            else:
+                t = self._fault(cpu, texec, t)
             if t < 0:
                 return
         self._run(cpu, texec, t)
@@ -390,11 +464,32 @@ class VcpuExecutor:
                 return t
         return self._handle(cpu, texec, access, t)
 
+    def _host_fault(self, cpu: int, texec: TaskExec, gfn: int, t: int,
+                    user: bool | None = None) -> int:
+        """An EPT violation on ``gfn``: the time to go on, or -1 when the vCPU blocked."""
+        from pfsim.hypervisor.host import Decision
+
+        write = bool(texec.writes[texec.pos]) if user is None else True
+        decision, cost = self.host.ept_violation(cpu, gfn, write, texec.user if user is None else user)
+        if decision is Decision.CONTINUE:
+            self.host.charge_stall(cpu, cost)
+            return t + cost
+        return -1
+
     def _handle(self, cpu: int, texec: TaskExec, access: Access, t: int) -> int:
-        result = self.kernel.faults.exc_page_fault(texec, access)
+        faults = self.kernel.faults
+        faults.touched.clear()
+        result = faults.exc_page_fault(texec, access)
         after = t + result.cost_ns
         action = result.action
         if action is Action.RETRY:
+            if self.host is not None:  # the kernel zeroed or copied frames: they need backing
+                ept = self.host.memory.ept
+                for gfn in faults.touched:
+                    if not ept[gfn]:
+                        after = self._host_fault(cpu, texec, gfn, after, user=False)
+                        if after < 0:
+                            return -1
             return after
         if action is Action.WAIT_IO:
             assert result.request is not None

@@ -86,6 +86,8 @@ class FaultHandler:
         self.fault_around_pages = max(1, disk.fault_around // PAGE_SIZE)
         self.ra_pages = max(1, disk.readahead // PAGE_SIZE)
         self.direct_map_end = PAGE_OFFSET + kernel.config.guest.memory
+        self.touched: list[int] = []
+        """Frames the handler wrote or read in kernel mode (zeroing, copying)."""
 
     # ------------------------------------------------------------------ entry
 
@@ -220,7 +222,10 @@ class FaultHandler:
         return result
 
     def _alloc(self, texec: TaskExec, kind: int) -> int:
-        return self.kernel.alloc_frame(texec, kind)
+        gfn = self.kernel.alloc_frame(texec, kind)
+        if gfn >= 0:
+            self.touched.append(gfn)  # zeroed or copied into by the kernel
+        return gfn
 
     def _map(self, mm: AddressSpace, slot: int, gfn: int, bits: int) -> None:
         old = int(mm.gfn[slot])
@@ -269,6 +274,7 @@ class FaultHandler:
         new = self._alloc(texec, ANON)
         if new < 0:
             return FaultResult(Action.KILLED, cost)
+        self.touched.append(gfn)  # the source page is read by the copy
         self._map(mm, slot, new, vma.pte_bits())
         texec.counters.cow_copies += 1
         return FaultResult(Action.RETRY, cost + self.costs.cow_copy + self.kernel.shootdown_cost(texec))
@@ -293,6 +299,7 @@ class FaultHandler:
             new = self._alloc(texec, ANON)
             if new < 0:
                 return FaultResult(Action.KILLED, cost)
+            self.touched.append(frame)
             self._map(mm, slot, new, vma.pte_bits())
             return FaultResult(Action.RETRY, cost + self.costs.cow_copy)
         bits = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)

@@ -79,13 +79,14 @@ class GuestKernel:
             self._add_vseg(process, vseg, f"{where}.vsegs[{v}]", layout)
         index = 0
         for group in proc.threads:
-            for _ in range(group.count):
+            for member in range(group.count):
                 tid = pid * 1000 + index
                 task = Task(tid, f"{proc.name}/{index}", owner=process, allowed_cpu=group.cpu)
                 stack = None
                 if group.stack:
                     stack = self._thread_stack(process, layout)
-                task.data = TaskExec(self, task, process, group.steps, stack, index)
+                task.data = TaskExec(self, task, process, group.steps, stack, index,
+                                     (member, group.count))
                 process.threads.append(task)
                 index += 1
         self.processes.append(process)
@@ -240,9 +241,12 @@ class GuestKernel:
 
     def _read_done(self, request: ReadRequest, frames: list[int]) -> None:
         file = request.file
+        host = self.executor.host
         for p, gfn in zip(request.pages, frames, strict=True):
             file.frame[p] = gfn
             file.pending.pop(p, None)
+            if host is not None:
+                host.backfill(gfn)
         if self.panic is not None:
             return
         for task in request.waiters:

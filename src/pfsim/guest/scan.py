@@ -10,7 +10,13 @@ Python fault path would (:mod:`pfsim.guest.fault` is the reference):
   minor, ``cow_reuses`` + 1).
 
 Anything else (file pages, access errors, shared pages to copy, no free frame, fetches,
-outside every VMA) stops the loop at that access and returns to Python.  Every fault costs
+outside every VMA) stops the loop at that access and returns to Python.
+
+With a host (``host`` true) every access also needs its frame mapped in the EPT; an access
+to an unmapped gfn stops the loop with STOP_EPT (the host handles the violation), and each
+access updates the host's per-gfn dirty bit and the reclaim policy's bookkeeping (CLOCK's
+referenced bit, LRU's move-to-front).  A frame the fast path would hand out must be backed
+by the host too, else the fault goes to Python.  Every fault costs
 ``entry`` plus its handler; the access then completes (``think``).  Faults handled here are
 logged (index, completion time) so a segment cut short by an interrupt can tell how many
 accesses were done by a given time.
@@ -23,12 +29,16 @@ from numba import njit
 
 from pfsim.guest.memory import ANON, ZERO_GFN
 from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
+from pfsim.hypervisor.reclaim.resident import TOUCH_CLOCK, TOUCH_LRU, lru_move_to_front
 
 # indices of the int64 ``costs`` array
 COST_ENTRY, COST_ZERO_PAGE, COST_ANON_PAGE, COST_COW_REUSE = 0, 1, 2, 3
 # indices of the int64 ``out`` array
 OUT_TIME, OUT_MIN_FLT, OUT_COW_REUSES, OUT_ALLOCATED, OUT_RSS, OUT_NLOG = 0, 1, 2, 3, 4, 5
-OUT_SIZE = 6
+OUT_REASON, OUT_GFN = 6, 7
+OUT_SIZE = 8
+# why the loop stopped (OUT_REASON)
+STOP_LIMIT, STOP_FAULT, STOP_EPT = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
@@ -37,7 +47,9 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                  vflags: np.ndarray, refcount: np.ndarray, kind: np.ndarray,
                  free_stack: np.ndarray, nfree: np.ndarray, costs: np.ndarray,
                  zero_page: bool, fast: bool, fetch: bool, out: np.ndarray,
-                 log_index: np.ndarray, log_time: np.ndarray) -> int:
+                 log_index: np.ndarray, log_time: np.ndarray, host: bool, ept: np.ndarray,
+                 hdirty: np.ndarray, href: np.ndarray, touch: int, lru_prev: np.ndarray,
+                 lru_next: np.ndarray, lru_ends: np.ndarray) -> int:
     """Run accesses ``[start, stop)`` from time ``t0`` until one needs the Python fault path.
 
     Args:
@@ -48,7 +60,8 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         costs: fault costs (ns) indexed by COST_*; ``zero_page``: map the zero page on reads.
         fast: resolve the common faults here (off: every fault returns to Python).
         fetch: instruction fetches (never resolved here).
-        out: receives OUT_* (end time, counts); ``log_index``/``log_time``: fault log.
+        out: receives OUT_* (end time, counts, stop reason); ``log_index``/``log_time``: fault log.
+        host, ept, hdirty, href, touch, lru_*: the host's EPT and reclaim bookkeeping.
 
     Returns:
         index of the first access left undone: a fault for Python if ``< stop`` and time was
@@ -59,17 +72,32 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
     cap = log_index.shape[0]
     base = PTE_PRESENT | (PTE_EXEC if fetch else 0)
     entry = costs[COST_ENTRY]
+    reason = STOP_LIMIT
     i = start
     while i < stop:
         if t + think > t_limit:
             break
         slot = slots[i]
         if slot < 0:
+            reason = STOP_FAULT
             break
         store = writes[i]
         need = base | (PTE_WRITE if store else 0)
         pte = state[slot]
+        if (pte & need) == need and host:
+            g = gfn[slot]
+            if ept[g] == 0:
+                reason = STOP_EPT
+                out[OUT_GFN] = g
+                break
+            if store:
+                hdirty[g] = 1
+            if touch == TOUCH_CLOCK:
+                href[g] = 1
+            elif touch == TOUCH_LRU:
+                lru_move_to_front(lru_prev, lru_next, lru_ends, g)
         if (pte & need) != need:
+            reason = STOP_FAULT
             if not fast or fetch or nlog >= cap:
                 break
             vf = vflags[slot]
@@ -90,8 +118,10 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                     n = nfree[0]
                     if n == 0:
                         break
+                    frame = free_stack[n - 1]
+                    if host and ept[frame] == 0:
+                        break
                     n -= 1
-                    frame = free_stack[n]
                     nfree[0] = n
                     kind[frame] = ANON
                     refcount[frame] = 1
@@ -104,8 +134,10 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 n = nfree[0]
                 if n == 0:
                     break
+                frame = free_stack[n - 1]
+                if host and ept[frame] == 0:
+                    break
                 n -= 1
-                frame = free_stack[n]
                 nfree[0] = n
                 kind[frame] = ANON
                 refcount[frame] = 1
@@ -118,10 +150,21 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 frame = gfn[slot]
                 if kind[frame] != ANON or refcount[frame] != 1:
                     break
+                if host and ept[frame] == 0:
+                    break
                 state[slot] = full
                 out[OUT_COW_REUSES] += 1
                 t += entry + costs[COST_COW_REUSE]
             out[OUT_MIN_FLT] += 1
+            if host:  # the re-executed access touches the page (and the zeroing did)
+                g = gfn[slot]
+                if store or (state[slot] & PTE_WRITE and not (state[slot] & PTE_ZERO)):
+                    hdirty[g] = 1
+                if touch == TOUCH_CLOCK:
+                    href[g] = 1
+                elif touch == TOUCH_LRU:
+                    lru_move_to_front(lru_prev, lru_next, lru_ends, g)
+            reason = STOP_LIMIT
             t += think
             log_index[nlog] = i
             log_time[nlog] = t
@@ -132,6 +175,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         i += 1
     out[OUT_TIME] = t
     out[OUT_NLOG] = nlog
+    out[OUT_REASON] = reason if i < stop else STOP_LIMIT
     return i
 
 

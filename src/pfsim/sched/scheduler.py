@@ -15,6 +15,7 @@ that picks the same task again fires nothing and costs nothing.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from pfsim.engine import Priority, Simulator
@@ -77,6 +78,11 @@ class Scheduler:
         self.name = name
         self.executor: Executor | None = None
         self.notifier_key = 0  # preempt_notifier_inc/dec static key
+        self.on_idle: Callable[[int], None] | None = None
+        """Called when a CPU has nothing to run (a guest vCPU executes HLT)."""
+        self.on_kick: Callable[[int], bool] | None = None
+        """Called when an idle CPU gets work (a reschedule IPI); True means the CPU is asleep
+        in its host and will dispatch when it runs again."""
         self.warnings: list[str] = []
         self._firing = False
 
@@ -182,6 +188,8 @@ class Scheduler:
             self._kick(rq)
 
     def _kick(self, rq: RunQueue) -> None:
+        if self.on_kick is not None and self.on_kick(rq.index):
+            return
         if not rq.kick_pending:
             rq.kick_pending = True
             self.sim.at(self.sim.now, self._idle_dispatch, rq.index, priority=Priority.NORMAL)
@@ -271,6 +279,8 @@ class Scheduler:
             prev.put()  # the final switch away drops the "alive" reference
         if nxt is None:
             rq.idle_since = now
+            if self.on_idle is not None:
+                self.on_idle(rq.index)
             return
         start = now + self.switch_ns
         rq.slice_end = start + self.timeslice_ns

@@ -1,0 +1,353 @@
+"""The host: CPUs that run the VM's vCPU threads, second-level faults, swap, async-PF modes.
+
+vCPU threads are :class:`~pfsim.sched.Task` objects on a host :class:`~pfsim.sched.Scheduler`
+(the same class as the guest's), with KVM's preempt notifier registered (vcpu load/put).  The
+guest runs on vCPU ``c`` only while ``c``'s thread is on a host CPU: the host tells the guest
+executor to resume and pause it.
+
+A guest access to a gfn the EPT does not map exits to :meth:`Host.ept_violation`:
+
+* first touch or a swap-cache page: a minor host fault, the vCPU spends its cost in the host;
+* a page on swap: a major fault.  The swap-in starts at once (with cluster readahead); then,
+  by ``hypervisor.async_pf``:
+
+  - ``off``:  the vCPU thread sleeps in the host until the read completes (stalled);
+  - ``halt``: the vCPU thread halts (kvm_vcpu_block) until the page is in *or* an interrupt is
+    pending for the guest (its timer when another task is runnable there): the guest then
+    switches tasks, and the faulting task, when it runs again, halts again on the same gfn.
+
+  A synchronous swap device (zram) completes the read inside the faulting thread: no async PF.
+
+Per vCPU the host accounts where time goes: ``busy`` (guest code), ``idle`` (guest halted
+with nothing to run), ``stalled`` (in the host for a fault, waiting for swap, or APF-halted)
+and ``steal`` (runnable but no host CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from pfsim.config.schema import Config
+from pfsim.engine import Priority, RandomStreams, Simulator
+from pfsim.guest.memory import ZERO_GFN
+from pfsim.hypervisor.hostmem import INIO, NEVER, RESIDENT, SWAPCACHE, SWAPPED, HostMemory
+from pfsim.hypervisor.swap import SwapDevice, swap_params
+from pfsim.hypervisor.vcpu_notifier import KvmPreemptOps, KvmVcpu
+from pfsim.sched import PreemptNotifier, Scheduler, Task, TaskState
+from pfsim.units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from pfsim.guest.kernel import GuestKernel
+
+
+class VcpuMode(IntEnum):
+    """Where a vCPU's time goes."""
+
+    RUNNING = 0  # thread on a host CPU: guest code, or host work charged as stall
+    IDLE = 1  # guest halted with nothing to run
+    STALLED = 2  # thread blocked for a host fault (sync I/O or APF halt)
+    PREEMPTED = 3  # thread runnable, waiting for a host CPU (steal)
+
+
+class Decision(IntEnum):
+    """What the guest side does after an EPT violation."""
+
+    CONTINUE = 0  # resolved; the vCPU spent ``cost`` in the host
+    BLOCKED = 1  # the vCPU thread sleeps in the host; the guest resumes later
+
+
+class Host:
+    """The host of one VM.
+
+    Args:
+        config: the scenario (``hypervisor`` section enabled).
+        sim, streams: engine and random streams.
+        kernel: the guest kernel whose vCPUs the host runs.
+    """
+
+    def __init__(self, config: Config, sim: Simulator, streams: RandomStreams,
+                 kernel: GuestKernel) -> None:
+        hyp = config.hypervisor
+        self.config = config
+        self.sim = sim
+        self.kernel = kernel
+        self.costs = hyp.costs
+        self.mode = hyp.async_pf
+        guest_frames = config.guest.memory // PAGE_SIZE
+        limit = (hyp.memory_limit or config.guest.memory) // PAGE_SIZE
+        self.memory = HostMemory(guest_frames, limit, hyp.reclaim, hyp.reclaim_batch,
+                                 streams.generator("host/reclaim"))
+        self.memory.pin(ZERO_GFN)
+        self.swap_params = swap_params(hyp.swap)
+        self.swap = SwapDevice(self.swap_params, streams.generator("host/swap"))
+        self.sched = Scheduler(sim, hyp.host_cpus, hyp.timeslice, hyp.context_switch,
+                               idle_balance=True, name="host")
+        self.sched.executor = self
+        nv = config.guest.vcpus
+        self.threads = [Task(100_000 + c, f"vcpu{c}", owner="vm0") for c in range(nv)]
+        self.kvm = [KvmVcpu(c) for c in range(nv)]
+        self.sched.preempt_notifier_inc()  # kvm_create_vm
+        for c, thread in enumerate(self.threads):
+            thread.data = c
+            notifier = PreemptNotifier(KvmPreemptOps(self.kvm[c]))
+            self.sched.preempt_notifier_register(thread, notifier)  # vcpu_load in KVM_RUN
+            self.kvm[c].wants_to_run = True
+        self.noise = [Task(200_000 + i, f"host{i}", owner="host") for i in range(hyp.host_tasks)]
+        self.on_cpu = [-1] * nv
+        self.vmode = [VcpuMode.PREEMPTED] * nv
+        self.since = [0] * nv
+        self.time_in = [[0, 0, 0, 0] for _ in range(nv)]
+        self.charged_stall = [0] * nv
+        self.hepoch = [0] * hyp.host_cpus
+        self.halt_epoch = [0] * nv
+        self.waiting_gfn = [-1] * nv  # gfn a stalled / APF-halted vCPU waits for
+        self.io_waiters: dict[int, list[Callable[[], None]]] = {}
+        self.sync_fallbacks = 0
+        self.halts = 0
+        for task in [*self.threads, *self.noise]:
+            self.sched.add_task(task)
+
+    # ------------------------------------------------------------------ accounting
+
+    def _set_mode(self, c: int, mode: VcpuMode) -> None:
+        now = self.sim.now
+        self.time_in[c][self.vmode[c]] += now - self.since[c]
+        self.vmode[c] = mode
+        self.since[c] = now
+
+    def charge_stall(self, c: int, cost: int) -> None:
+        """Host work done on the vCPU thread for the guest (counted stalled, not busy)."""
+        self.charged_stall[c] += cost
+
+    def vcpu_times(self, c: int, end: int) -> dict[str, int]:
+        times = list(self.time_in[c])
+        times[self.vmode[c]] += end - self.since[c]
+        stall_charge = min(self.charged_stall[c], times[VcpuMode.RUNNING])
+        return {"busy_ns": times[VcpuMode.RUNNING] - stall_charge,
+                "idle_ns": times[VcpuMode.IDLE],
+                "stalled_ns": times[VcpuMode.STALLED] + stall_charge,
+                "steal_ns": times[VcpuMode.PREEMPTED]}
+
+    # ------------------------------------------------------------------ executor protocol
+
+    def start(self, hcpu: int, thread: Task, now: int) -> None:
+        """A host thread got host CPU ``hcpu``."""
+        self.hepoch[hcpu] += 1
+        epoch = self.hepoch[hcpu]
+        if thread.owner == "host":
+            self.sim.at(max(now, self.sched.slice_end(hcpu)), self._tick, hcpu, epoch)
+            return
+        c = thread.data
+        self.on_cpu[c] = hcpu
+        self._set_mode(c, VcpuMode.RUNNING)
+        self.sim.at(max(now, self.sched.slice_end(hcpu)), self._tick, hcpu, epoch)
+        self.kernel.executor.resume_vcpu(c, now)
+
+    def _tick(self, hcpu: int, epoch: int) -> None:
+        """Host slice end: preempt if another thread waits for this CPU, else extend."""
+        if epoch != self.hepoch[hcpu]:
+            return
+        rq = self.sched.cpus[hcpu]
+        thread = rq.current
+        if thread is None:
+            return
+        if not rq.queue:
+            rq.slice_end = self.sim.now + self.sched.timeslice_ns
+            self.sim.at(rq.slice_end, self._tick, hcpu, epoch)
+            return
+        if thread.owner != "host":
+            c = thread.data
+            self.kernel.executor.pause_vcpu(c)
+            self.on_cpu[c] = -1
+            self._set_mode(c, VcpuMode.PREEMPTED)
+        self.hepoch[hcpu] += 1
+        self.sched.schedule(hcpu, preempted=True)
+
+    def _block(self, c: int, mode: VcpuMode, state: TaskState) -> None:
+        """The vCPU thread sleeps in the host (the guest side has already stopped)."""
+        hcpu = self.on_cpu[c]
+        self.kernel.executor.pause_vcpu(c)
+        thread = self.threads[c]
+        thread.state = state
+        self.on_cpu[c] = -1
+        self._set_mode(c, mode)
+        if hcpu >= 0:
+            self.hepoch[hcpu] += 1
+            self.sched.schedule(hcpu, preempted=False)
+
+    def _wake(self, c: int) -> None:
+        thread = self.threads[c]
+        if thread.is_sleeping and self.sched.wake_up(thread) and self.on_cpu[c] < 0:
+            self._set_mode(c, VcpuMode.PREEMPTED)
+
+    # ------------------------------------------------------------------ guest idle / IPIs
+
+    def vcpu_idle(self, c: int) -> None:
+        """The guest has nothing to run on ``c``: it executes HLT; the thread blocks."""
+        self.halt_epoch[c] += 1
+        self.sim.at(self.sim.now, self._halt_idle, c, self.halt_epoch[c], priority=Priority.LATE)
+
+    def _halt_idle(self, c: int, epoch: int) -> None:
+        if epoch != self.halt_epoch[c] or self.on_cpu[c] < 0:
+            return
+        if self.kernel.scheduler.current(c) is not None or self.kernel.scheduler.cpus[c].queue:
+            return
+        self._block(c, VcpuMode.IDLE, TaskState.INTERRUPTIBLE)
+
+    def vcpu_kick(self, c: int) -> bool:
+        """An interrupt for ``c`` (reschedule IPI, timer, page ready).  Returns True when the
+        vCPU thread is asleep: it is woken and the guest handles the interrupt on resume."""
+        if self.on_cpu[c] >= 0:
+            self.halt_epoch[c] += 1  # a pending HLT is cancelled
+            return False
+        if self.vmode[c] == VcpuMode.STALLED and self.threads[c].state == TaskState.UNINTERRUPTIBLE:
+            return True  # blocked in a synchronous host fault: delivered after it
+        if self.vmode[c] == VcpuMode.STALLED:
+            self.waiting_gfn[c] = -1  # apf.halted cleared by the interrupt
+        self._wake(c)
+        return True
+
+    # ------------------------------------------------------------------ EPT violations
+
+    def ept_violation(self, c: int, gfn: int, write: bool, user: bool) -> tuple[Decision, int]:
+        """A guest access on vCPU ``c`` found ``gfn`` unmapped in the EPT.
+
+        Returns:
+            (CONTINUE, cost): resolved; the vCPU spent ``cost`` ns in the host;
+            (BLOCKED, 0): the vCPU thread sleeps; the guest is resumed by the host later.
+        """
+        memory = self.memory
+        memory.ept_violations += 1
+        now = self.sim.now
+        costs = self.costs
+        where = int(memory.where[gfn])
+        if where == RESIDENT:  # another vCPU mapped it meanwhile
+            return Decision.CONTINUE, costs.ept_violation
+        if where == SWAPCACHE:
+            memory.map_cached(gfn)
+            memory.host_minor += 1
+            return Decision.CONTINUE, costs.ept_violation + costs.swapcache_hit
+        if where == NEVER:
+            frame, evicted = memory.take_frame(now)
+            self._write_back(evicted, now)
+            memory.map_new(gfn, frame)
+            memory.host_minor += 1
+            ready = max(now + costs.ept_violation + costs.host_fault, int(memory.frame_free_at[frame]))
+            return Decision.CONTINUE, ready - now
+        # SWAPPED or INIO: a major fault
+        if where == SWAPPED:
+            memory.host_major += 1
+            done = self._swap_in(gfn, now)
+            if self.swap_params.synchronous:  # zram: the read happens in this thread
+                return Decision.CONTINUE, max(done, now) - now + costs.ept_violation
+        return self._wait_for_page(c, gfn, user)
+
+    def _wait_for_page(self, c: int, gfn: int, user: bool) -> tuple[Decision, int]:
+        """The vCPU cannot go on until ``gfn`` is in: stall or halt, by mode."""
+        self.waiting_gfn[c] = gfn
+        self.io_waiters.setdefault(gfn, []).append(lambda: self._page_arrived(c, gfn))
+        if self.mode == "halt" and self.kernel.executor.interrupts_enabled(c):
+            self.halts += 1
+            self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
+            self._arm_guest_timer(c)
+        else:
+            self.sync_fallbacks += self.mode != "off"
+            self._block(c, VcpuMode.STALLED, TaskState.UNINTERRUPTIBLE)
+        return Decision.BLOCKED, 0
+
+    def _arm_guest_timer(self, c: int) -> None:
+        """While APF-halted, the guest's timer fires at its slice end if it has another task
+        to run there; the interrupt wakes the vCPU (apf.halted is cleared)."""
+        guest = self.kernel.scheduler
+        if guest.cpus[c].queue:
+            when = max(self.sim.now, guest.slice_end(c))
+            self.sim.at(when, self._guest_timer, c, self.halt_epoch[c], priority=Priority.URGENT)
+
+    def _guest_timer(self, c: int, epoch: int) -> None:
+        if epoch == self.halt_epoch[c] and self.vmode[c] == VcpuMode.STALLED \
+                and self.threads[c].state == TaskState.INTERRUPTIBLE:
+            self.waiting_gfn[c] = -1
+            self._wake(c)
+
+    def _page_arrived(self, c: int, gfn: int) -> None:
+        if self.waiting_gfn[c] == gfn and self.threads[c].is_sleeping:
+            self.waiting_gfn[c] = -1
+            self._wake(c)
+
+    # ------------------------------------------------------------------ swap I/O
+
+    def _write_back(self, evicted: list[tuple[int, int]], now: int) -> None:
+        """Dirty victims go to swap; their frames are reusable when the write completes."""
+        memory = self.memory
+        dirty = [(gfn, frame) for gfn, frame in evicted if memory.needs_writeback(gfn)]
+        if not dirty:
+            return
+        # the victims get consecutive swap slots: one clustered write request
+        done = self.swap.submit(now, len(dirty), write=True)
+        for gfn, frame in dirty:
+            memory.frame_free_at[frame] = done
+            memory.wrote_back(gfn)
+
+    def _swap_in(self, gfn: int, now: int) -> int:
+        """Read ``gfn`` (and its readahead cluster) from swap; returns the completion time."""
+        memory = self.memory
+        frame, evicted = memory.take_frame(now)
+        self._write_back(evicted, now)
+        start = max(now, int(memory.frame_free_at[frame]))
+        memory.start_swapin(gfn, frame)
+        batch = [gfn]
+        for other in memory.readahead_candidates(gfn, self.swap_params.page_cluster):
+            if not memory.has_free_frame():
+                break
+            extra, _ = memory.take_frame(now)
+            start = max(start, int(memory.frame_free_at[extra]))
+            memory.start_swapin(other, extra)
+            batch.append(other)
+        memory.readahead_pages += len(batch) - 1
+        done = self.swap.submit(start, len(batch), write=False)
+        self.sim.at(done, self._swap_in_done, batch, priority=Priority.URGENT)
+        return done
+
+    def _swap_in_done(self, batch: list[int]) -> None:
+        memory = self.memory
+        for i, gfn in enumerate(batch):
+            waiters = self.io_waiters.pop(gfn, [])
+            memory.finish_swapin(gfn, mapped=i == 0 or bool(waiters))
+            for wake in waiters:
+                wake()
+
+    def backfill(self, gfn: int) -> None:
+        """The guest's virtual disk wrote into ``gfn`` (DMA by the host I/O thread): back it."""
+        memory = self.memory
+        if memory.where[gfn] == NEVER:
+            frame, evicted = memory.take_frame(self.sim.now)
+            self._write_back(evicted, self.sim.now)
+            memory.map_new(gfn, frame)
+        elif memory.where[gfn] in (SWAPPED, SWAPCACHE):
+            if memory.where[gfn] == SWAPCACHE:
+                memory.map_cached(gfn)
+            else:
+                frame, evicted = memory.take_frame(self.sim.now)
+                self._write_back(evicted, self.sim.now)
+                memory.swap_slot[gfn] = -1
+                memory.map_new(gfn, frame)
+        memory.dirty[gfn] = 1
+
+    # ------------------------------------------------------------------ results
+
+    def apf_counters(self) -> dict[str, int]:
+        return {"sync_fallbacks": self.sync_fallbacks, "apf_halts": self.halts}
+
+    def result(self) -> dict[str, Any]:
+        m = self.memory
+        return {"evictions": m.evictions, "swap_ins": m.swap_ins, "swap_outs": m.swap_outs,
+                "ept_violations": m.ept_violations, "host_minor_faults": m.host_minor,
+                "host_major_faults": m.host_major, "readahead_pages": m.readahead_pages,
+                "resident_frames": m.resident, "memory_limit_frames": m.limit,
+                "swap_reads": self.swap.reads, "swap_writes": self.swap.writes,
+                "apf_halts": self.halts, "swap_device": self.config.hypervisor.swap.device,
+                "reclaim": self.config.hypervisor.reclaim, "async_pf": self.mode,
+                "inio_pages": int((m.where == INIO).sum()),
+                "swapped_pages": int((m.where == SWAPPED).sum())}

@@ -1,0 +1,188 @@
+"""One VM's memory as the host sees it: the second-level page table and the host frames.
+
+Per guest frame (gfn) the host keeps where its contents are:
+
+=========  ==================================================================
+NEVER      never touched: the first access is a host minor fault (zeroed page)
+RESIDENT   in a host frame and mapped in the EPT: guest accesses run freely
+SWAPCACHE  in a host frame (read ahead from swap) but not mapped: minor fault
+SWAPPED    only on the swap device: a major fault that reads it back
+INIO       being read from swap; faults on it wait for that read
+=========  ==================================================================
+
+The VM may hold at most ``limit`` host frames.  When a fault needs a frame and none is free,
+the reclaim policy picks ``batch`` victims; a dirty victim (written since it last came from
+swap, or never swapped) is written to swap first, and its frame cannot be reused before that
+write completes (each frame carries the time it becomes free).
+
+Per-access bookkeeping the policies need (dirty and referenced bits, the LRU list) is updated
+by the compiled access loop (:mod:`pfsim.guest.scan`) in the arrays held here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pfsim.errors import InvariantViolation
+from pfsim.hypervisor.reclaim.resident import RESIDENT_POLICIES, ResidentPolicy
+
+NEVER, RESIDENT, SWAPCACHE, SWAPPED, INIO = 0, 1, 2, 3, 4
+
+
+class HostMemory:
+    """Second-level page table and host frames of one VM.
+
+    Args:
+        nframes: guest frames (gfns) of the VM.
+        limit: host frames the VM may use.
+        policy: reclaim policy name; ``batch``: victims per reclaim.
+        rng: generator for the random policy.
+    """
+
+    def __init__(self, nframes: int, limit: int, policy: str, batch: int,
+                 rng: np.random.Generator) -> None:
+        self.nframes = nframes
+        self.limit = limit
+        self.batch = batch
+        self.ept = np.zeros(nframes, dtype=np.uint8)  # 1: mapped, guest access allowed
+        self.where = np.zeros(nframes, dtype=np.uint8)
+        self.hfn = np.full(nframes, -1, dtype=np.int32)
+        self.dirty = np.zeros(nframes, dtype=np.uint8)
+        self.referenced = np.zeros(nframes, dtype=np.uint8)
+        self.swap_slot = np.full(nframes, -1, dtype=np.int64)
+        self.pinned = np.zeros(nframes, dtype=np.bool_)
+        self.frame_gfn = np.full(limit, -1, dtype=np.int32)
+        self.frame_free_at = np.zeros(limit, dtype=np.int64)
+        self._free = list(range(limit - 1, -1, -1))  # pop() gives low frames first
+        self._slot_gfn: list[int] = []
+        self.policy: ResidentPolicy = RESIDENT_POLICIES[policy](self, rng)
+        # counters
+        self.evictions = 0
+        self.swap_outs = 0
+        self.swap_ins = 0
+        self.readahead_pages = 0
+        self.ept_violations = 0
+        self.host_minor = 0
+        self.host_major = 0
+
+    # ------------------------------------------------------------------ frames
+
+    @property
+    def resident(self) -> int:
+        return self.limit - len(self._free)
+
+    def pin(self, gfn: int) -> None:
+        """Back ``gfn`` now and never reclaim it (the guest's zero page)."""
+        frame, _ = self.take_frame(0)
+        self._install(gfn, frame, RESIDENT)
+        self.ept[gfn] = 1
+        self.pinned[gfn] = True
+        self.policy.unlink(gfn)
+
+    def take_frame(self, now: int) -> tuple[int, list[tuple[int, int]]]:
+        """A free host frame, reclaiming a batch if none is free.
+
+        Returns:
+            (frame, (gfn, frame) pairs evicted now); the frame may still be under writeback: it is usable
+            from ``frame_free_at[frame]``.
+        """
+        evicted: list[tuple[int, int]] = []
+        if not self._free:
+            evicted = self.reclaim(self.batch)
+        if not self._free:
+            raise InvariantViolation("host reclaim found no victim: every frame is pinned or in I/O")
+        return self._free.pop(), evicted
+
+    def reclaim(self, count: int) -> list[tuple[int, int]]:
+        """Evict up to ``count`` pages chosen by the policy; returns (gfn, frame) pairs (the
+        caller writes the dirty ones to swap and sets their frames' free times)."""
+        victims = self.policy.select_victims(count)
+        evicted: list[tuple[int, int]] = []
+        for gfn in victims:
+            if self.pinned[gfn] or self.where[gfn] not in (RESIDENT, SWAPCACHE):
+                raise InvariantViolation(f"policy chose gfn {gfn} which cannot be evicted")
+            frame = int(self.hfn[gfn])
+            self.frame_gfn[frame] = -1
+            self.hfn[gfn] = -1
+            self.ept[gfn] = 0
+            self.where[gfn] = SWAPPED
+            self.referenced[gfn] = 0
+            self._free.append(frame)
+            evicted.append((gfn, frame))
+            self.evictions += 1
+        return evicted
+
+    def needs_writeback(self, gfn: int) -> bool:
+        """True when an evicted page has no valid copy in swap (dirty or never swapped)."""
+        return bool(self.dirty[gfn]) or self.swap_slot[gfn] < 0
+
+    def wrote_back(self, gfn: int) -> None:
+        """The page now has a fresh copy in a new swap slot."""
+        self.swap_slot[gfn] = len(self._slot_gfn)
+        self._slot_gfn.append(gfn)
+        self.dirty[gfn] = 0
+        self.swap_outs += 1
+
+    def _install(self, gfn: int, frame: int, where: int) -> None:
+        self.frame_gfn[frame] = gfn
+        self.hfn[gfn] = frame
+        self.where[gfn] = where
+        self.policy.inserted(gfn)
+
+    # ------------------------------------------------------------------ faults
+
+    def map_new(self, gfn: int, frame: int) -> None:
+        """First touch: a zeroed host page, mapped (it has no swap copy: dirty)."""
+        self._install(gfn, frame, RESIDENT)
+        self.ept[gfn] = 1
+        self.dirty[gfn] = 1
+
+    def map_cached(self, gfn: int) -> None:
+        """A swap-cache page becomes mapped (minor fault)."""
+        if self.where[gfn] != SWAPCACHE:
+            raise InvariantViolation(f"gfn {gfn} is not in the swap cache")
+        self.where[gfn] = RESIDENT
+        self.ept[gfn] = 1
+
+    def start_swapin(self, gfn: int, frame: int) -> None:
+        """A read from swap into ``frame`` begins."""
+        self.frame_gfn[frame] = gfn
+        self.hfn[gfn] = frame
+        self.where[gfn] = INIO
+
+    def finish_swapin(self, gfn: int, mapped: bool) -> None:
+        """The read completed: the page is mapped (the faulting read) or in the swap cache."""
+        if self.where[gfn] != INIO:
+            raise InvariantViolation(f"gfn {gfn} finished a swap-in it was not doing")
+        self.where[gfn] = RESIDENT if mapped else SWAPCACHE
+        self.ept[gfn] = 1 if mapped else 0
+        self.dirty[gfn] = 0
+        self.policy.inserted(gfn)
+        self.swap_ins += 1
+
+    def readahead_candidates(self, gfn: int, page_cluster: int) -> list[int]:
+        """Other gfns in the aligned block of 2**page_cluster swap slots around ``gfn``'s slot
+        that are still only on swap (swapin_readahead, cluster mode)."""
+        if page_cluster <= 0:
+            return []
+        slot = int(self.swap_slot[gfn])
+        size = 1 << page_cluster
+        first = slot & ~(size - 1)
+        out = []
+        for s in range(first, min(first + size, len(self._slot_gfn))):
+            other = self._slot_gfn[s]
+            if other != gfn and self.swap_slot[other] == s and self.where[other] == SWAPPED:
+                out.append(other)
+        return out
+
+    def has_free_frame(self) -> bool:
+        return bool(self._free)
+
+    def check(self) -> None:
+        """Frames held == pages in RESIDENT, SWAPCACHE or INIO; EPT maps only RESIDENT pages."""
+        held = np.count_nonzero(self.frame_gfn >= 0)
+        states = np.isin(self.where, (RESIDENT, SWAPCACHE, INIO))
+        if held != int(np.count_nonzero(states)) or held != self.resident:
+            raise InvariantViolation("host frames out of step with page states")
+        if np.any(self.ept.astype(bool) != (self.where == RESIDENT)):
+            raise InvariantViolation("EPT maps a page that is not resident")
