@@ -1,0 +1,100 @@
+"""``pfsim replay``: the replay_trace backend and the command line, one run per trace format."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pfsim.errors import ConfigError
+from pfsim.replay import replay_trace
+
+OSTEP_TRACE = [7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2]  # LRU: 9 faults in 3 frames, 6 distinct
+
+
+def run_pfsim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``python -m pfsim`` with ``args`` in ``cwd``; capture text output."""
+    return subprocess.run([sys.executable, "-m", "pfsim", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_replay_trace_rows(tmp_path):
+    """One row per frame count, keys in the documented order, counts worked out by hand."""
+    path = tmp_path / "t.txt"
+    path.write_text("\n".join(map(str, OSTEP_TRACE)))
+    rows = replay_trace(path, policy="lru", frames=[3, 1, 100], fmt=None)
+    assert [list(row) for row in rows] == [["policy", "frames", "requests", "faults",
+                                            "miss_ratio"]] * 3
+    assert [(row["frames"], row["faults"]) for row in rows] == [(3, 9), (1, 13), (100, 6)]
+    assert rows[0]["policy"] == "lru"
+    assert rows[0]["requests"] == 13
+    assert rows[0]["miss_ratio"] == pytest.approx(9 / 13)
+    assert isinstance(rows[0]["miss_ratio"], float)
+
+
+def test_replay_trace_unknown_policy_names_option(tmp_path):
+    """An unknown policy is a ConfigError keyed ``--policy`` that lists the valid names."""
+    with pytest.raises(ConfigError) as error:
+        replay_trace(tmp_path / "unread.txt", policy="arc", frames=[3])
+    assert str(error.value) == (
+        "--policy: unknown reclaim policy 'arc'; valid policies: clock, fifo, lru, opt, random")
+
+
+def write_formats(directory: Path) -> dict[str, Path]:
+    """The OSTEP trace written in each format (addresses where the format has them)."""
+    paths = {"text": directory / "t.txt", "csv": directory / "t.csv",
+             "npy": directory / "t.npy", "lackey": directory / "t.lackey"}
+    paths["text"].write_text("# OSTEP\n" + "\n".join(f"0x{page << 12:x}" for page in OSTEP_TRACE))
+    paths["csv"].write_text("time,addr\n" + "\n".join(
+        f"{time},{page * 4096 + 17}" for time, page in enumerate(OSTEP_TRACE)))
+    np.save(paths["npy"], np.array(OSTEP_TRACE))
+    paths["lackey"].write_text("==1== Lackey\n" + "\n".join(
+        f" L {page << 12 | 0x10:08x},8" for page in OSTEP_TRACE) + "\n==1== done\n")
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv", "npy", "lackey"])
+def test_cli_each_format(tmp_path, fmt):
+    """Every format replays to the same LRU faults; the plain output is key=value pairs."""
+    path = write_formats(tmp_path)[fmt]
+    result = run_pfsim("replay", path.name, "--policy", "lru", "--frames", "3,100", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "policy=lru frames=3 requests=13 faults=9 miss_ratio=0.692308",
+        "policy=lru frames=100 requests=13 faults=6 miss_ratio=0.461538",
+    ]
+
+
+def test_cli_json_and_format_override(tmp_path):
+    """--json prints one object per frame count; --format reads a misleading suffix."""
+    path = tmp_path / "trace.out"  # .out would mean lackey
+    path.write_text("\n".join(map(str, OSTEP_TRACE)))
+    result = run_pfsim("replay", path.name, "--policy", "opt", "--frames", "3,4", "--json",
+                       "--format", "text", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows == [
+        {"policy": "opt", "frames": 3, "requests": 13, "faults": 7, "miss_ratio": 7 / 13},
+        {"policy": "opt", "frames": 4, "requests": 13, "faults": 6, "miss_ratio": 6 / 13},
+    ]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["bad.txt", "--policy", "lru", "--frames", "3"],
+     "pfsim: error: bad.txt:3: expected a page number or 0x address, got 'oops'"),
+    (["good.txt", "--policy", "belady", "--frames", "3"],
+     "pfsim: error: --policy: unknown reclaim policy 'belady'; "
+     "valid policies: clock, fifo, lru, opt, random"),
+])
+def test_cli_errors_exit_2_with_one_line(tmp_path, args, message):
+    """A bad trace line or an unknown policy: exit status 2, one stderr line, no stdout."""
+    (tmp_path / "bad.txt").write_text("1\n2\noops\n4\n")
+    (tmp_path / "good.txt").write_text("1\n2\n")
+    result = run_pfsim("replay", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [message]
+    assert result.stdout == ""
