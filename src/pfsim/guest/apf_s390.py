@@ -162,7 +162,8 @@ class PfaultGuest:
     # ------------------------------------------------------------------ the handler
 
     @checked
-    def pfault_interrupt(self, cpu: int, ext_code: int, subcode: int, param64: int) -> PfaultOutcome:
+    def pfault_interrupt(self, cpu: int, ext_code: int, subcode: int,
+                         param64: int) -> PfaultOutcome:
         """``pfault_interrupt`` on ``cpu`` (registered for external interrupt code 0x2603).
 
         Args:
@@ -306,16 +307,18 @@ class PfaultGuest:
             if wait not in (-1, 0, 1):
                 raise InvariantViolation(f"task {tid}: pfault_wait = {wait}")
             if (wait == 1) != (tid in tids):
-                raise InvariantViolation(f"INV-S2: task {tid} pfault_wait={wait}, on list={tid in tids}")
+                raise InvariantViolation(
+                    f"INV-S2: task {tid} pfault_wait={wait}, on list={tid in tids}")
         for task in self._list:
+            where = f"task {task.tid} on pfault_list"
             if self._wait.get(task.tid) != 1:
-                raise InvariantViolation(f"INV-S2: task {task.tid} on the list with pfault_wait != 1")
+                raise InvariantViolation(f"INV-S2: {where} with pfault_wait != 1")
             if self._list_refs.get(task.tid) != 1:
-                raise InvariantViolation(f"INV-S1: task {task.tid} on the list without one list ref")
+                raise InvariantViolation(f"INV-S1: {where} without exactly one list reference")
             if task.freed or task.usage < 2:
-                raise InvariantViolation(f"INV-S1: task {task.tid} on the list has usage {task.usage}")
+                raise InvariantViolation(f"INV-S1: {where} has usage {task.usage}")
             if task.state == TaskState.INTERRUPTIBLE:
-                raise InvariantViolation(f"INV-S5: waiting task {task.tid} sleeps interruptibly")
+                raise InvariantViolation(f"INV-S5: {where} sleeps interruptibly")
         stray = set(self._list_refs) - set(tids)
         if stray:
-            raise InvariantViolation(f"INV-S1: list references held for tasks off the list: {stray}")
+            raise InvariantViolation(f"INV-S1: list references held for tasks off it: {stray}")
