@@ -30,11 +30,22 @@ def cli() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set guest.vcpus=4 (repeatable).")
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
+@click.option("--compare", "compare", default=None, metavar="KEY=V1,V2,...",
+              help="Run one variant per value of KEY with the same seed and print them side by "
+                   "side, e.g. --compare hypervisor.async_pf=off,halt,kvm,s390.")
 def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[str, ...],
-        quiet: bool) -> None:
+        quiet: bool, compare: str | None) -> None:
     """Run the scenario CONFIG (a TOML file), print a summary and write result.json."""
-    from pfsim.report import run_command
+    from pfsim.report import compare_command, run_command
 
+    if compare is not None:
+        key, sep, values = compare.partition("=")
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or len(choices) < 1:
+            raise click.BadParameter("expected KEY=V1,V2,...", param_hint="--compare")
+        compare_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides),
+                        key=key.strip(), values=choices)
+        return
     run_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides), quiet=quiet)
 
 

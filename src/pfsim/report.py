@@ -77,6 +77,65 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
     click.echo(final_line(result, wall, path))
 
 
+def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
+                    overrides: list[str], key: str, values: list[str]) -> None:
+    """Implementation of ``pfsim run --compare KEY=V1,V2,...``: one run per value, same seed."""
+    configs = [load_config(config_path, overrides=[*overrides, f"{key}={v}"], seed=seed)
+               for v in values]  # all validated before anything runs or is written
+    out_dir = out_dir if out_dir is not None else Path("out") / config_path.stem
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    click.echo(f"ARG config {config_path}  seed {configs[0].sim.seed}  compare {key} = {', '.join(values)}")
+    rows = []
+    for value, config in zip(values, configs, strict=True):
+        progress = _LazyProgress(config.sim.duration)
+        wall = time.monotonic()
+        try:
+            result = run(config, progress=progress)
+        finally:
+            progress.close()
+        wall = time.monotonic() - wall
+        path = _write_atomic(out_dir / f"{key}={value}", result)
+        rows.append((value, result, wall, path))
+    print_comparison(console, key, rows)
+    for value, result, wall, path in rows:
+        click.echo(f"FINAL {key}={value} " + final_line(result, wall, path)[len("FINAL "):])
+
+
+def print_comparison(console: Console, key: str, rows: list[tuple[str, RunResult, float, Path]]) -> None:
+    """One row per variant: work, ratio to the first, vCPU time split, faults, async PF."""
+    table = Table(title=f"comparison over {key}", title_justify="left")
+    for column in (key, "work", "ratio", "busy", "stalled", "idle", "min_flt", "maj_flt",
+                   "host faults", "swap-ins", "not_present", "page_ready", "sync_fallbacks", "outcome"):
+        table.add_column(column, justify="left" if column in (key, "outcome") else "right")
+    base = None
+    for value, result, _wall, _path in rows:
+        totals = _totals(result)
+        base = base or max(totals["work"], 1)
+        vcpus = result.vcpus
+        span = max(1, result["sim_time_ns"] * len(vcpus))
+        apf = result.vm["async_pf"]
+        host = result["host"]
+        table.add_row(value, f"{totals['work']:,}", f"{totals['work'] / base:.3f}",
+                      f"{100 * sum(v['busy_ns'] for v in vcpus) / span:.1f}%",
+                      f"{100 * sum(v['stalled_ns'] for v in vcpus) / span:.1f}%",
+                      f"{100 * sum(v['idle_ns'] for v in vcpus) / span:.1f}%",
+                      f"{totals['min_flt']:,}", f"{totals['maj_flt']:,}",
+                      f"{host['ept_violations']:,}", f"{host['swap_ins']:,}",
+                      f"{apf['not_present']:,}", f"{apf['page_ready']:,}",
+                      f"{apf['sync_fallbacks']:,}", result.outcome)
+    console.print(table)
+
+
+def _totals(result: RunResult) -> dict[str, int]:
+    totals = {"work": 0, "min_flt": 0, "maj_flt": 0, "segv": 0}
+    for p in result.processes.values():
+        for key in totals:
+            totals[key] += p[key]
+    return totals
+
+
 def _write_atomic(out_dir: Path, result: RunResult) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "result.json"
@@ -115,10 +174,7 @@ def print_summary(console: Console, result: RunResult) -> None:
 
 def final_line(result: RunResult, wall_s: float, path: Path) -> str:
     """The one parsable summary line that ends every run."""
-    totals = {"work": 0, "min_flt": 0, "maj_flt": 0, "segv": 0}
-    for p in result.processes.values():
-        for key in totals:
-            totals[key] += p[key]
+    totals = _totals(result)
     fields = " ".join(f"{k}={v}" for k, v in totals.items())
     return (f"FINAL outcome={result.outcome} sim_time_ns={result['sim_time_ns']} {fields} "
             f"events={result['events']} wall_s={wall_s:.2f} result={path}")

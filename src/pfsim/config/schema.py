@@ -50,10 +50,20 @@ class SimConfig(_Section):
 
 
 class SchedConfig(_Section):
-    """Guest (and host) scheduler parameters."""
+    """Guest scheduler parameters (the host scheduler uses the same policy)."""
 
+    policy: Literal["cfs", "rr"] = "cfs"
+    """cfs: Linux's fair scheduler (vruntime, sleeper credit, wake-up preemption);
+    rr: round robin with a fixed ``timeslice`` and no wake-up preemption."""
     timeslice: Time = 3_000_000
-    """Round-robin time slice of a task on a CPU."""
+    """Round-robin time slice of a task on a CPU (rr only)."""
+    latency: Time = 6_000_000
+    """CFS sched_latency: the period in which every runnable task runs once."""
+    min_granularity: Time = 750_000
+    """CFS sched_min_granularity: the shortest slice."""
+    wakeup_granularity: Time = 1_000_000
+    """CFS sched_wakeup_granularity: how far ahead (in vruntime) a woken task must be to
+    preempt the running one."""
     context_switch: Time = 2_000
     """CPU time of one real context switch (prev != next)."""
     idle_balance: StrictBool = True

@@ -28,12 +28,14 @@ from pfsim.guest.scan import (
     COST_ZERO_PAGE,
     OUT_ALLOCATED,
     OUT_COW_REUSES,
+    OUT_EPT,
     OUT_MIN_FLT,
     OUT_NLOG,
     OUT_GFN,
     OUT_REASON,
     OUT_RSS,
     OUT_SIZE,
+    OUT_STALL,
     OUT_TIME,
     STOP_EPT,
     STOP_LIMIT,
@@ -54,6 +56,10 @@ FAULT_LOG = 4096
 FOREVER = 1 << 62
 
 
+def _nothing() -> None:
+    """An interrupt whose handler only leads to schedule() (a reschedule IPI)."""
+
+
 class TaskExec:
     """What one guest task is doing: its program, its position in it, its counters."""
 
@@ -71,6 +77,7 @@ class TaskExec:
         self.step: Any = None
         self.tried_slot = -1
         self.killed = False
+        self.apf_wait = False  # slept for an x86 async PF: run the wait loop when resumed
         # current step
         self.deadline = FOREVER
         self.remaining = FOREVER  # accesses, units or calls left
@@ -117,8 +124,7 @@ class VcpuExecutor:
         self.segment: list[Segment | None] = [None] * n
         self.halted = False
         self.out = np.zeros(OUT_SIZE, dtype=np.int64)
-        self.log_index = [np.zeros(FAULT_LOG, dtype=np.int64) for _ in range(n)]
-        self.log_time = [np.zeros(FAULT_LOG, dtype=np.int64) for _ in range(n)]
+        self.log = [np.zeros((2, FAULT_LOG), dtype=np.int64) for _ in range(n)]
         costs = kernel.config.guest.costs
         self.costs = np.zeros(4, dtype=np.int64)
         self.costs[COST_ENTRY] = costs.entry
@@ -130,18 +136,18 @@ class VcpuExecutor:
         self.host: Any = None
         self.paused = [False] * n
         self.owed = [0] * n  # fault-handling time still to spend when a paused vCPU resumes
-        self._no_host = (np.zeros(1, dtype=np.uint8), np.zeros(1, dtype=np.uint8),
-                         np.zeros(1, dtype=np.uint8), 0, np.zeros(1, dtype=np.int32),
-                         np.zeros(1, dtype=np.int32), np.zeros(2, dtype=np.int64))
-        self._host_args = self._no_host
+        self.need_resched = [False] * n
+        self.pending_irqs: list[list[Any]] = [[] for _ in range(n)]
+        self._host_args = (np.zeros((4, 1), dtype=np.uint8), np.zeros((3, 1), dtype=np.int32),
+                           np.zeros((3, 1), dtype=np.int32), np.zeros(1, dtype=np.int64),
+                           np.zeros(8, dtype=np.int64))
 
     def attach_host(self, host: Any) -> None:
         """Run under ``host``: vCPUs run only while their threads have a host CPU."""
         self.host = host
         memory = host.memory
-        policy = memory.policy
-        self._host_args = (memory.ept, memory.dirty, memory.referenced, policy.touch,
-                           policy.lru_prev, policy.lru_next, policy.lru_ends)
+        self._host_args = (memory.gfn_bits, memory.gfn_links, memory.frames,
+                           memory.frame_free_at, memory.small)
         self.paused = [True] * len(self.paused)
         sched = self.kernel.scheduler
         sched.on_idle = host.vcpu_idle
@@ -170,11 +176,17 @@ class VcpuExecutor:
         self.paused[cpu] = True
 
     def resume_vcpu(self, cpu: int, now: int) -> None:
-        """The vCPU's thread runs again: the guest goes on where it stopped."""
+        """The vCPU's thread runs again: the guest goes on where it stopped (after the
+        interrupts that were pending for it)."""
         self.paused[cpu] = False
         if self.halted:
             return
         self.epoch[cpu] += 1
+        if not self.host.on_entry(cpu):
+            return
+        pending, self.pending_irqs[cpu] = self.pending_irqs[cpu], []
+        for handler in pending:
+            handler()
         sched = self.kernel.scheduler
         task = sched.current(cpu)
         owed, self.owed[cpu] = self.owed[cpu], 0
@@ -184,6 +196,38 @@ class VcpuExecutor:
             sched.schedule(cpu)
         else:
             self.host.vcpu_idle(cpu)
+
+    def preempt(self, cpu: int) -> None:
+        """A woken task should run instead of ``cpu``'s current one (CFS wake-up preemption):
+        need_resched now, acted on by a reschedule interrupt at once."""
+        self.need_resched[cpu] = True
+        self.sim.at(self.sim.now, self._resched_ipi, cpu, priority=Priority.URGENT)
+
+    def _resched_ipi(self, cpu: int) -> None:
+        if self.need_resched[cpu] and self.kernel.scheduler.current(cpu) is not None:
+            self.interrupt(cpu, _nothing)
+
+    def interrupt(self, cpu: int, handler: Any, entry: bool = False) -> None:
+        """Deliver an interrupt to vCPU ``cpu`` now: stop its segment, run the guest
+        ``handler``, go on (``entry``: the vCPU exits and re-enters, processing host requests)."""
+        if self.halted:
+            return
+        if self.paused[cpu]:
+            self.pending_irqs[cpu].append(handler)
+            return
+        self.pause_vcpu(cpu)
+        self.paused[cpu] = False
+        if entry and self.host is not None and not self.host.on_entry(cpu):
+            self.pending_irqs[cpu].append(handler)
+            return
+        handler()
+        sched = self.kernel.scheduler
+        task = sched.current(cpu)
+        owed, self.owed[cpu] = self.owed[cpu], 0
+        if task is not None:
+            self._run(cpu, task.data, self.sim.now + owed)
+        elif sched.cpus[cpu].queue:
+            sched.schedule(cpu)
 
     def interrupts_enabled(self, cpu: int) -> bool:
         """Guest IF at the faulting instruction: user code and the fault paths run with
@@ -199,6 +243,18 @@ class VcpuExecutor:
     def _run(self, cpu: int, texec: TaskExec, t: int) -> None:
         """Advance ``texec`` on ``cpu`` from time ``t`` until something needs an event."""
         sched = self.kernel.scheduler
+        if self.need_resched[cpu]:  # set by an interrupt handler: schedule() on the way out
+            self.need_resched[cpu] = False
+            if texec.task.is_sleeping:
+                self._arm(cpu, t, self._block)
+            else:
+                self._arm(cpu, t, self._slice_expired)
+            return
+        if texec.apf_wait:  # kvm_async_pf_task_wait_schedule's loop
+            if not self.host.apf.task_resumes(texec.task):
+                self._arm(cpu, t, self._block)
+                return
+            texec.apf_wait = False
         while True:
             if texec.step is None and not self._next_step(texec, t):
                 self._arm(cpu, t, self._exit)
@@ -274,8 +330,7 @@ class VcpuExecutor:
         stop = run_accesses(texec.slots, texec.writes, texec.pos, end, t, texec.think, limit,
                             mm.state, mm.gfn, mm.vflags, mem.refcount, mem.kind, mem.free_stack,
                             mem.nfree, self.costs, self.zero_page, self.fast, texec.fetch, out,
-                            self.log_index[cpu], self.log_time[cpu], self.host is not None,
-                            *self._host_args)
+                            self.log[cpu], self.host is not None, *self._host_args)
         faults = int(out[OUT_MIN_FLT])
         if faults:
             counters = texec.counters
@@ -285,6 +340,8 @@ class VcpuExecutor:
             counters.cow_reuses += int(out[OUT_COW_REUSES])
             mem.allocated_total += int(out[OUT_ALLOCATED])
             mm.rss += int(out[OUT_RSS])
+        if out[OUT_EPT]:
+            self.host.first_touches(cpu, int(out[OUT_EPT]), int(out[OUT_STALL]))
         return int(out[OUT_TIME]), stop
 
     def _next_step(self, texec: TaskExec, t: int) -> bool:
@@ -558,7 +615,7 @@ class VcpuExecutor:
             done = 0
         elif seg.kind == "access":
             done = done_by(now, seg.t0, seg.unit_ns, seg.pos0, seg.pos0 + seg.count,
-                           self.log_index[cpu], self.log_time[cpu], seg.nlog)
+                           self.log[cpu], seg.nlog)
         else:
             done = min(seg.count, (now - seg.t0) // seg.unit_ns)
         self._commit(seg, done)

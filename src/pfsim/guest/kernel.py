@@ -21,6 +21,7 @@ from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, AddressSpace, Vma
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
 from pfsim.guest.process import Process
 from pfsim.sched import Scheduler, Task, TaskState
+from pfsim.sched.policy import make_policy
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
 
 THREAD_STACK_SIZE = 16 << 10
@@ -51,9 +52,11 @@ class GuestKernel:
         self.mem = PhysMem(guest.memory // PAGE_SIZE, max(1, guest.mm.kernel_reserved // PAGE_SIZE))
         self.disk = BlockDevice(guest.disk.latency, guest.disk.bandwidth)
         self.scheduler = Scheduler(sim, guest.vcpus, guest.sched.timeslice,
-                                   guest.sched.context_switch, guest.sched.idle_balance, "guest")
+                                   guest.sched.context_switch, guest.sched.idle_balance, "guest",
+                                   policy=make_policy(guest.sched, guest.sched.timeslice))
         self.executor = VcpuExecutor(self)
         self.scheduler.executor = self.executor
+        self.scheduler.on_preempt = self.executor.preempt
         self.faults = FaultHandler(self)
         self.files: dict[str, File] = {}
         self.processes: list[Process] = []

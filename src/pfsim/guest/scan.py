@@ -10,16 +10,17 @@ Python fault path would (:mod:`pfsim.guest.fault` is the reference):
   minor, ``cow_reuses`` + 1).
 
 Anything else (file pages, access errors, shared pages to copy, no free frame, fetches,
-outside every VMA) stops the loop at that access and returns to Python.
+outside every VMA) stops the loop at that access and returns to Python.  Every fault costs
+``entry`` plus its handler; the access then completes (``think``).
 
-With a host (``host`` true) every access also needs its frame mapped in the EPT; an access
-to an unmapped gfn stops the loop with STOP_EPT (the host handles the violation), and each
-access updates the host's per-gfn dirty bit and the reclaim policy's bookkeeping (CLOCK's
-referenced bit, LRU's move-to-front).  A frame the fast path would hand out must be backed
-by the host too, else the fault goes to Python.  Every fault costs
-``entry`` plus its handler; the access then completes (``think``).  Faults handled here are
-logged (index, completion time) so a segment cut short by an interrupt can tell how many
-accesses were done by a given time.
+With a host (``host`` true) every access also needs its frame mapped in the EPT.  A frame the
+host has never backed is backed here (an EPT violation with a host first-touch fault: the
+vCPU stalls ``first_touch`` ns, or until the host frame's writeback ends); any other unmapped
+gfn stops the loop with STOP_EPT for the Python host.  Each access updates the host's dirty
+bit and the reclaim policy's bookkeeping (CLOCK's referenced bit, LRU's move-to-front).
+
+Accesses that cost more than ``think`` (a fault, a host stall) are logged (index, completion
+time) so a segment cut short by an interrupt can tell how many accesses were done by a time.
 """
 
 from __future__ import annotations
@@ -29,16 +30,97 @@ from numba import njit
 
 from pfsim.guest.memory import ANON, ZERO_GFN
 from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
-from pfsim.hypervisor.reclaim.resident import TOUCH_CLOCK, TOUCH_LRU, lru_move_to_front
+from pfsim.hypervisor.hostmem import (
+    B_DIRTY,
+    B_EPT,
+    B_REF,
+    B_WHERE,
+    F_FREE,
+    F_GFN,
+    F_RING,
+    L_HFN,
+    L_LRU_NEXT,
+    L_LRU_PREV,
+    NEVER,
+    RESIDENT,
+    S_FIRST_TOUCH,
+    S_INSERT,
+    S_LRU_HEAD,
+    S_NFREE,
+    S_RING_HEAD,
+    S_TOUCH,
+)
+from pfsim.hypervisor.reclaim.resident import (
+    INSERT_FIFO,
+    INSERT_LRU,
+    TOUCH_CLOCK,
+    TOUCH_LRU,
+    lru_move_to_front,
+    lru_push_front,
+    ring_push,
+)
 
 # indices of the int64 ``costs`` array
 COST_ENTRY, COST_ZERO_PAGE, COST_ANON_PAGE, COST_COW_REUSE = 0, 1, 2, 3
 # indices of the int64 ``out`` array
 OUT_TIME, OUT_MIN_FLT, OUT_COW_REUSES, OUT_ALLOCATED, OUT_RSS, OUT_NLOG = 0, 1, 2, 3, 4, 5
-OUT_REASON, OUT_GFN = 6, 7
-OUT_SIZE = 8
+OUT_REASON, OUT_GFN, OUT_EPT, OUT_STALL = 6, 7, 8, 9
+OUT_SIZE = 10
 # why the loop stopped (OUT_REASON)
 STOP_LIMIT, STOP_FAULT, STOP_EPT = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def host_first_touch(g: int, t: int, hbits: np.ndarray, hlinks: np.ndarray, hframes: np.ndarray,
+                     hfree_at: np.ndarray, hsmall: np.ndarray) -> int:
+    """Back never-touched ``g`` with a free host frame; the vCPU's stall (ns), or -1 when no
+    frame is free (the Python host must reclaim)."""
+    n = hsmall[S_NFREE]
+    if n == 0:
+        return -1
+    frame = hframes[F_FREE, n - 1]
+    hsmall[S_NFREE] = n - 1
+    hframes[F_GFN, frame] = g
+    hlinks[L_HFN, g] = frame
+    hbits[B_WHERE, g] = RESIDENT
+    hbits[B_EPT, g] = 1
+    hbits[B_DIRTY, g] = 1
+    hbits[B_REF, g] = 0
+    insert = hsmall[S_INSERT]
+    if insert == INSERT_LRU:
+        lru_push_front(hlinks[L_LRU_PREV], hlinks[L_LRU_NEXT], hsmall[S_LRU_HEAD:S_LRU_HEAD + 2], g)
+    elif insert == INSERT_FIFO:
+        ring_push(hframes[F_RING], hsmall, S_RING_HEAD, g)
+    cost = hsmall[S_FIRST_TOUCH]
+    ready = hfree_at[frame]
+    return cost if ready <= t + cost else ready - t
+
+
+@njit(cache=True, nogil=True)
+def _touch(g: int, store: bool, hbits: np.ndarray, hlinks: np.ndarray, hsmall: np.ndarray) -> None:
+    """The host-side bookkeeping of one access to ``g``."""
+    if store:
+        hbits[B_DIRTY, g] = 1
+    touch = hsmall[S_TOUCH]
+    if touch == TOUCH_CLOCK:
+        hbits[B_REF, g] = 1
+    elif touch == TOUCH_LRU:
+        lru_move_to_front(hlinks[L_LRU_PREV], hlinks[L_LRU_NEXT], hsmall[S_LRU_HEAD:S_LRU_HEAD + 2], g)
+
+
+@njit(cache=True, nogil=True)
+def _backed(g: int, t: int, out: np.ndarray, hbits: np.ndarray, hlinks: np.ndarray,
+            hframes: np.ndarray, hfree_at: np.ndarray, hsmall: np.ndarray) -> int:
+    """Stall needed before gfn ``g`` can be used (0 if mapped), or -1: Python must handle it."""
+    if hbits[B_EPT, g]:
+        return 0
+    if hbits[B_WHERE, g] != NEVER:
+        return -1
+    stall = host_first_touch(g, t, hbits, hlinks, hframes, hfree_at, hsmall)
+    if stall >= 0:
+        out[OUT_EPT] += 1
+        out[OUT_STALL] += stall
+    return stall
 
 
 @njit(cache=True, nogil=True)
@@ -46,11 +128,10 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                  think: int, t_limit: int, state: np.ndarray, gfn: np.ndarray,
                  vflags: np.ndarray, refcount: np.ndarray, kind: np.ndarray,
                  free_stack: np.ndarray, nfree: np.ndarray, costs: np.ndarray,
-                 zero_page: bool, fast: bool, fetch: bool, out: np.ndarray,
-                 log_index: np.ndarray, log_time: np.ndarray, host: bool, ept: np.ndarray,
-                 hdirty: np.ndarray, href: np.ndarray, touch: int, lru_prev: np.ndarray,
-                 lru_next: np.ndarray, lru_ends: np.ndarray) -> int:
-    """Run accesses ``[start, stop)`` from time ``t0`` until one needs the Python fault path.
+                 zero_page: bool, fast: bool, fetch: bool, out: np.ndarray, log: np.ndarray,
+                 host: bool, hbits: np.ndarray, hlinks: np.ndarray, hframes: np.ndarray,
+                 hfree_at: np.ndarray, hsmall: np.ndarray) -> int:
+    """Run accesses ``[start, stop)`` from time ``t0`` until one needs Python.
 
     Args:
         slots, writes: the stream (slot per access, -1 outside every VMA; store flags).
@@ -60,16 +141,16 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         costs: fault costs (ns) indexed by COST_*; ``zero_page``: map the zero page on reads.
         fast: resolve the common faults here (off: every fault returns to Python).
         fetch: instruction fetches (never resolved here).
-        out: receives OUT_* (end time, counts, stop reason); ``log_index``/``log_time``: fault log.
-        host, ept, hdirty, href, touch, lru_*: the host's EPT and reclaim bookkeeping.
+        out: receives OUT_* (end time, counts, stop reason); ``log``: [2, n] fault log.
+        host, hbits, hlinks, hframes, hfree_at, hsmall: the host's packed arrays
+            (:mod:`pfsim.hypervisor.hostmem`).
 
     Returns:
-        index of the first access left undone: a fault for Python if ``< stop`` and time was
-        left, else where the time or the stream ran out.
+        index of the first access left undone; ``out[OUT_REASON]`` says why.
     """
     t = t0
     nlog = 0
-    cap = log_index.shape[0]
+    cap = log.shape[1]
     base = PTE_PRESENT | (PTE_EXEC if fetch else 0)
     entry = costs[COST_ENTRY]
     reason = STOP_LIMIT
@@ -84,19 +165,26 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         store = writes[i]
         need = base | (PTE_WRITE if store else 0)
         pte = state[slot]
-        if (pte & need) == need and host:
-            g = gfn[slot]
-            if ept[g] == 0:
-                reason = STOP_EPT
-                out[OUT_GFN] = g
-                break
-            if store:
-                hdirty[g] = 1
-            if touch == TOUCH_CLOCK:
-                href[g] = 1
-            elif touch == TOUCH_LRU:
-                lru_move_to_front(lru_prev, lru_next, lru_ends, g)
-        if (pte & need) != need:
+        extra = 0
+        if (pte & need) == need:
+            if host:
+                g = gfn[slot]
+                if hbits[B_EPT, g] == 0:
+                    if nlog >= cap:
+                        reason = STOP_EPT
+                        out[OUT_GFN] = g
+                        break
+                    extra = _backed(g, t, out, hbits, hlinks, hframes, hfree_at, hsmall)
+                    if extra < 0:
+                        reason = STOP_EPT
+                        out[OUT_GFN] = g
+                        break
+                _touch(g, store, hbits, hlinks, hsmall)
+            if extra == 0:
+                t += think
+                i += 1
+                continue
+        else:
             reason = STOP_FAULT
             if not fast or fetch or nlog >= cap:
                 break
@@ -107,71 +195,50 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 break
             exec_bit = PTE_EXEC if (vf & VM_EXEC) else 0
             full = PTE_PRESENT | PTE_WRITE | exec_bit
-            if (pte & PTE_PRESENT) == 0:
-                if pte != 0:  # outside the VMA (stack room)
-                    break
-                if not store and zero_page:
-                    state[slot] = PTE_PRESENT | PTE_ZERO | exec_bit
-                    gfn[slot] = ZERO_GFN
-                    t += entry + costs[COST_ZERO_PAGE]
-                else:
-                    n = nfree[0]
-                    if n == 0:
-                        break
-                    frame = free_stack[n - 1]
-                    if host and ept[frame] == 0:
-                        break
-                    n -= 1
-                    nfree[0] = n
-                    kind[frame] = ANON
-                    refcount[frame] = 1
-                    gfn[slot] = frame
-                    state[slot] = full if (vf & VM_WRITE) else PTE_PRESENT | exec_bit
-                    out[OUT_ALLOCATED] += 1
-                    out[OUT_RSS] += 1
-                    t += entry + costs[COST_ANON_PAGE]
-            elif pte & PTE_ZERO:
+            if (pte & PTE_PRESENT) == 0 and pte != 0:  # outside the VMA (stack room)
+                break
+            if (pte & PTE_PRESENT) == 0 and not store and zero_page:
+                state[slot] = PTE_PRESENT | PTE_ZERO | exec_bit
+                gfn[slot] = ZERO_GFN
+                extra = entry + costs[COST_ZERO_PAGE]
+            elif (pte & PTE_PRESENT) == 0 or (pte & PTE_ZERO):
                 n = nfree[0]
                 if n == 0:
                     break
                 frame = free_stack[n - 1]
-                if host and ept[frame] == 0:
-                    break
-                n -= 1
-                nfree[0] = n
+                stall = 0
+                if host:
+                    stall = _backed(frame, t, out, hbits, hlinks, hframes, hfree_at, hsmall)
+                    if stall < 0:
+                        break
+                nfree[0] = n - 1
                 kind[frame] = ANON
                 refcount[frame] = 1
                 gfn[slot] = frame
-                state[slot] = full
+                if (pte & PTE_PRESENT) == 0 and (vf & VM_WRITE) == 0:
+                    state[slot] = PTE_PRESENT | exec_bit
+                else:
+                    state[slot] = full
                 out[OUT_ALLOCATED] += 1
                 out[OUT_RSS] += 1
-                t += entry + costs[COST_ANON_PAGE]
+                extra = stall + entry + costs[COST_ANON_PAGE]
             else:
                 frame = gfn[slot]
                 if kind[frame] != ANON or refcount[frame] != 1:
                     break
-                if host and ept[frame] == 0:
+                if host and hbits[B_EPT, frame] == 0:
                     break
                 state[slot] = full
                 out[OUT_COW_REUSES] += 1
-                t += entry + costs[COST_COW_REUSE]
+                extra = entry + costs[COST_COW_REUSE]
             out[OUT_MIN_FLT] += 1
-            if host:  # the re-executed access touches the page (and the zeroing did)
-                g = gfn[slot]
-                if store or (state[slot] & PTE_WRITE and not (state[slot] & PTE_ZERO)):
-                    hdirty[g] = 1
-                if touch == TOUCH_CLOCK:
-                    href[g] = 1
-                elif touch == TOUCH_LRU:
-                    lru_move_to_front(lru_prev, lru_next, lru_ends, g)
             reason = STOP_LIMIT
-            t += think
-            log_index[nlog] = i
-            log_time[nlog] = t
-            nlog += 1
-            i += 1
-            continue
-        t += think
+            if host:  # the re-executed access touches the page
+                _touch(gfn[slot], store, hbits, hlinks, hsmall)
+        t += extra + think
+        log[0, nlog] = i
+        log[1, nlog] = t
+        nlog += 1
         i += 1
     out[OUT_TIME] = t
     out[OUT_NLOG] = nlog
@@ -180,18 +247,17 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
 
 
 @njit(cache=True, nogil=True)
-def done_by(now: int, t0: int, think: int, pos0: int, end: int, log_index: np.ndarray,
-            log_time: np.ndarray, nlog: int) -> int:
+def done_by(now: int, t0: int, think: int, pos0: int, end: int, log: np.ndarray, nlog: int) -> int:
     """Accesses of a segment (from ``pos0`` at ``t0``, stopping at ``end``) completed by ``now``."""
     base_i = pos0
     base_t = t0
-    next_fault = end
+    next_slow = end
     for k in range(nlog):
-        if log_time[k] <= now:
-            base_i = log_index[k] + 1
-            base_t = log_time[k]
+        if log[1, k] <= now:
+            base_i = log[0, k] + 1
+            base_t = log[1, k]
         else:
-            next_fault = log_index[k]
+            next_slow = log[0, k]
             break
     more = (now - base_t) // think if now > base_t else 0
-    return min(base_i + more, next_fault) - pos0
+    return min(base_i + more, next_slow) - pos0

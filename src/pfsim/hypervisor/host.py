@@ -32,10 +32,20 @@ from typing import TYPE_CHECKING, Any
 from pfsim.config.schema import Config
 from pfsim.engine import Priority, RandomStreams, Simulator
 from pfsim.guest.memory import ZERO_GFN
-from pfsim.hypervisor.hostmem import INIO, NEVER, RESIDENT, SWAPCACHE, SWAPPED, HostMemory
+from pfsim.hypervisor.hostmem import (
+    INIO,
+    NEVER,
+    RESIDENT,
+    S_FIRST_TOUCH,
+    SWAPCACHE,
+    SWAPPED,
+    HostMemory,
+)
+from pfsim.hypervisor.apf_modes import MODES, ApfMode
 from pfsim.hypervisor.swap import SwapDevice, swap_params
 from pfsim.hypervisor.vcpu_notifier import KvmPreemptOps, KvmVcpu
 from pfsim.sched import PreemptNotifier, Scheduler, Task, TaskState
+from pfsim.sched.policy import make_policy
 from pfsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -79,12 +89,16 @@ class Host:
         limit = (hyp.memory_limit or config.guest.memory) // PAGE_SIZE
         self.memory = HostMemory(guest_frames, limit, hyp.reclaim, hyp.reclaim_batch,
                                  streams.generator("host/reclaim"))
+        self.memory.small[S_FIRST_TOUCH] = hyp.costs.ept_violation + hyp.costs.host_fault
         self.memory.pin(ZERO_GFN)
         self.swap_params = swap_params(hyp.swap)
         self.swap = SwapDevice(self.swap_params, streams.generator("host/swap"))
+        host_sched = config.guest.sched.model_copy(update={"latency": hyp.timeslice})
         self.sched = Scheduler(sim, hyp.host_cpus, hyp.timeslice, hyp.context_switch,
-                               idle_balance=True, name="host")
+                               idle_balance=True, name="host",
+                               policy=make_policy(host_sched, hyp.timeslice))
         self.sched.executor = self
+        self.sched.on_preempt = self._preempt_host_cpu
         nv = config.guest.vcpus
         self.threads = [Task(100_000 + c, f"vcpu{c}", owner="vm0") for c in range(nv)]
         self.kvm = [KvmVcpu(c) for c in range(nv)]
@@ -106,6 +120,9 @@ class Host:
         self.io_waiters: dict[int, list[Callable[[], None]]] = {}
         self.sync_fallbacks = 0
         self.halts = 0
+        self.irq_pending = [False] * nv
+        self.apf: ApfMode = MODES[hyp.async_pf](self)
+        self.apf.setup()
         for task in [*self.threads, *self.noise]:
             self.sched.add_task(task)
 
@@ -116,6 +133,12 @@ class Host:
         self.time_in[c][self.vmode[c]] += now - self.since[c]
         self.vmode[c] = mode
         self.since[c] = now
+
+    def first_touches(self, c: int, count: int, stall: int) -> None:
+        """The compiled loop backed ``count`` never-touched gfns, stalling vCPU ``c``."""
+        self.memory.ept_violations += count
+        self.memory.host_minor += count
+        self.charged_stall[c] += stall
 
     def charge_stall(self, c: int, cost: int) -> None:
         """Host work done on the vCPU thread for the guest (counted stalled, not busy)."""
@@ -154,7 +177,7 @@ class Host:
         if thread is None:
             return
         if not rq.queue:
-            rq.slice_end = self.sim.now + self.sched.timeslice_ns
+            rq.slice_end = self.sim.now + self.sched.policy.slice(rq)
             self.sim.at(rq.slice_end, self._tick, hcpu, epoch)
             return
         if thread.owner != "host":
@@ -164,6 +187,15 @@ class Host:
             self._set_mode(c, VcpuMode.PREEMPTED)
         self.hepoch[hcpu] += 1
         self.sched.schedule(hcpu, preempted=True)
+
+    def _preempt_host_cpu(self, hcpu: int) -> None:
+        """CFS wake-up preemption on host CPU ``hcpu``: act at once, through an event."""
+        self.sim.at(self.sim.now, self._tick_now, hcpu, self.hepoch[hcpu], priority=Priority.URGENT)
+
+    def _tick_now(self, hcpu: int, epoch: int) -> None:
+        rq = self.sched.cpus[hcpu]
+        if rq.queue:
+            self._tick(hcpu, epoch)
 
     def _block(self, c: int, mode: VcpuMode, state: TaskState) -> None:
         """The vCPU thread sleeps in the host (the guest side has already stopped)."""
@@ -245,17 +277,74 @@ class Host:
         return self._wait_for_page(c, gfn, user)
 
     def _wait_for_page(self, c: int, gfn: int, user: bool) -> tuple[Decision, int]:
-        """The vCPU cannot go on until ``gfn`` is in: stall or halt, by mode."""
+        """The vCPU cannot go on until ``gfn`` is in: async PF, halt or stall, by mode."""
+        if self.apf.major_fault(c, gfn, user):
+            return Decision.BLOCKED, 0
         self.waiting_gfn[c] = gfn
-        self.io_waiters.setdefault(gfn, []).append(lambda: self._page_arrived(c, gfn))
+        self.when_page_in(gfn, lambda: self._page_arrived(c, gfn))
         if self.mode == "halt" and self.kernel.executor.interrupts_enabled(c):
             self.halts += 1
             self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
             self._arm_guest_timer(c)
         else:
-            self.sync_fallbacks += self.mode != "off"
+            self.sync_fallbacks += self.mode == "halt"
             self._block(c, VcpuMode.STALLED, TaskState.UNINTERRUPTIBLE)
         return Decision.BLOCKED, 0
+
+    # ------------------------------------------------------------------ async-PF plumbing
+
+    def when_page_in(self, gfn: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the swap-in of ``gfn`` (already started) completes."""
+        self.io_waiters.setdefault(gfn, []).append(callback)
+
+    def guest_interrupt(self, c: int, cost: int, handler: Callable[[], None]) -> None:
+        """After ``cost`` ns of host work, vCPU ``c`` re-enters the guest and takes an interrupt
+        (or exception) whose guest handler is ``handler``."""
+        self.charge_stall(c, cost)
+        self.sim.at(self.sim.now + cost, self.kernel.executor.interrupt, c, handler,
+                    priority=Priority.URGENT)
+
+    def apf_halt(self, c: int) -> None:
+        """KVM_REQ_APF_HALT: the vCPU halts at its next entry (until a completion or an
+        interrupt makes it runnable)."""
+        self.halts += 1
+        if not self.apf.on_entry(c):
+            self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
+            self._arm_guest_timer(c)
+
+    def on_entry(self, c: int) -> bool:
+        """The vCPU thread enters the guest; False (and it blocks again) if APF-halted."""
+        pending, self.irq_pending[c] = self.irq_pending[c], False
+        if pending and hasattr(self.apf, "hv") and hasattr(self.apf.hv, "runnable"):
+            if self.apf.hv.vcpus[c].halted and self.apf.hv.runnable(c, interrupt_pending=True):
+                self.apf.hv.unblock(c)
+        if self.apf.on_entry(c):
+            return True
+        self.halts += 1
+        self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
+        self._arm_guest_timer(c)
+        return False
+
+    def kick_for_completion(self, c: int) -> None:
+        """A completion is queued for vCPU ``c`` (kvm_vcpu_kick): a running vCPU exits and
+        re-enters at once, a halted one wakes; a blocked or preempted one sees it at entry."""
+        if self.on_cpu[c] >= 0:
+            self.kernel.executor.interrupt(c, lambda: None, entry=True)
+        elif self.threads[c].state == TaskState.INTERRUPTIBLE:
+            self._wake(c)
+
+    def kick_floating(self) -> None:
+        """A floating interrupt is pending: the first vCPU running guest code takes it; if none
+        runs, the first halted one is woken."""
+        for c in range(len(self.threads)):
+            if self.on_cpu[c] >= 0 and not self.kernel.executor.paused[c]:
+                self.kernel.executor.interrupt(c, lambda: None, entry=True)
+                return
+        for c in range(len(self.threads)):
+            if self.threads[c].state == TaskState.INTERRUPTIBLE:
+                self.irq_pending[c] = True
+                self._wake(c)
+                return
 
     def _arm_guest_timer(self, c: int) -> None:
         """While APF-halted, the guest's timer fires at its slice end if it has another task
@@ -269,6 +358,7 @@ class Host:
         if epoch == self.halt_epoch[c] and self.vmode[c] == VcpuMode.STALLED \
                 and self.threads[c].state == TaskState.INTERRUPTIBLE:
             self.waiting_gfn[c] = -1
+            self.irq_pending[c] = True
             self._wake(c)
 
     def _page_arrived(self, c: int, gfn: int) -> None:
@@ -338,7 +428,8 @@ class Host:
     # ------------------------------------------------------------------ results
 
     def apf_counters(self) -> dict[str, int]:
-        return {"sync_fallbacks": self.sync_fallbacks, "apf_halts": self.halts}
+        return {**self.apf.counters(), "sync_fallbacks": self.sync_fallbacks,
+                "apf_halts": self.halts}
 
     def result(self) -> dict[str, Any]:
         m = self.memory

@@ -6,10 +6,11 @@ threads on host CPUs).  The executor calls :meth:`Scheduler.schedule` at a task'
 (it blocked, exited or its slice ended) and the scheduler calls :meth:`Executor.start` when a
 task begins running on a CPU.
 
-Policy: round robin per CPU with a fixed time slice (a task that exhausts its slice goes to
-the tail of its queue); a woken task goes to its previous CPU unless another allowed CPU is
-idle; an idle CPU pulls the most recently queued task from the busiest queue.  A ``schedule``
-that picks the same task again fires nothing and costs nothing.
+Which task runs next and for how long is a policy (:mod:`pfsim.sched.policy`: round robin or
+CFS).  A woken task goes to its previous CPU unless another allowed CPU is idle; an idle CPU
+pulls the most recently queued task from the busiest queue.  A ``schedule`` that picks the
+same task again fires nothing and costs nothing.  Wake-up preemption (CFS) asks the executor
+to stop the running task through ``on_preempt``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol
 from pfsim.engine import Priority, Simulator
 from pfsim.errors import InvariantViolation
 from pfsim.sched.notifier import PreemptNotifier, SwitchContext
+from pfsim.sched.policy import RoundRobin
 from pfsim.sched.task import Task, TaskState
 
 
@@ -36,7 +38,7 @@ class RunQueue:
 
     __slots__ = ("index", "current", "queue", "slice_end", "preempt_count", "irqs_disabled",
                  "locked", "idle_since", "idle_ns", "context_switches", "kick_pending",
-                 "online")
+                 "online", "min_vruntime", "exec_start")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -51,6 +53,8 @@ class RunQueue:
         self.context_switches = 0
         self.kick_pending = False
         self.online = True
+        self.min_vruntime = 0
+        self.exec_start = 0
 
     def load(self) -> int:
         return len(self.queue) + (1 if self.current is not None else 0)
@@ -69,10 +73,12 @@ class Scheduler:
     """
 
     def __init__(self, sim: Simulator, ncpus: int, timeslice_ns: int, switch_ns: int,
-                 idle_balance: bool = True, name: str = "sched") -> None:
+                 idle_balance: bool = True, name: str = "sched",
+                 policy: RoundRobin | None = None) -> None:
         self.sim = sim
         self.cpus = [RunQueue(i) for i in range(ncpus)]
         self.timeslice_ns = timeslice_ns
+        self.policy = policy if policy is not None else RoundRobin(timeslice_ns)
         self.switch_ns = switch_ns
         self.idle_balance = idle_balance
         self.name = name
@@ -80,6 +86,8 @@ class Scheduler:
         self.notifier_key = 0  # preempt_notifier_inc/dec static key
         self.on_idle: Callable[[int], None] | None = None
         """Called when a CPU has nothing to run (a guest vCPU executes HLT)."""
+        self.on_preempt: Callable[[int], None] | None = None
+        """Called when a woken task should preempt the one running on a CPU (CFS)."""
         self.on_kick: Callable[[int], bool] | None = None
         """Called when an idle CPU gets work (a reschedule IPI); True means the CPU is asleep
         in its host and will dispatch when it runs again."""
@@ -127,6 +135,7 @@ class Scheduler:
         task.state = TaskState.RUNNABLE
         cpu = self._select_cpu(task, new=True)
         task.cpu = cpu
+        self.policy.place(self.cpus[cpu], task, wakeup=False, source=None)
         self._enqueue(cpu, task)
 
     def wake_up(self, task: Task) -> bool:
@@ -141,9 +150,15 @@ class Scheduler:
             task.state = TaskState.RUNNING
             return True
         task.state = TaskState.RUNNABLE
+        source = self.cpus[task.cpu] if task.cpu is not None else None
         cpu = self._select_cpu(task, new=False)
         task.cpu = cpu
+        rq = self.cpus[cpu]
+        self.policy.place(rq, task, wakeup=True, source=source)
         self._enqueue(cpu, task)
+        if rq.current is not None and self.on_preempt is not None \
+                and self.policy.should_preempt(rq, task, self.sim.now):
+            self.on_preempt(cpu)
         return True
 
     def dequeue(self, task: Task) -> None:
@@ -214,18 +229,24 @@ class Scheduler:
         rq = self.cpus[cpu]
         prev = rq.current
         if prev is not None:
+            ran = max(0, now - rq.exec_start)
+            prev.runtime_ns += ran
+            self.policy.account(rq, prev, ran)
+            rq.exec_start = now
+            if prev.state != TaskState.RUNNING:
+                prev.vruntime_base = rq.min_vruntime  # it sleeps or dies: remember the lag base
             if prev.state == TaskState.RUNNING:
                 prev.state = TaskState.RUNNABLE
                 if preempted:
                     rq.queue.append(prev)
                 else:
                     rq.queue.appendleft(prev)
-        nxt = rq.queue.popleft() if rq.queue else None
+        nxt = self.policy.pick(rq)
         if nxt is None and self.idle_balance and rq.online:
             nxt = self._pull(rq)
         if nxt is not None and nxt is prev:
             nxt.state = TaskState.RUNNING
-            rq.slice_end = now + self.timeslice_ns
+            rq.slice_end = now + self.policy.slice(rq)
             self._start(rq, nxt, now)
             return
         self._context_switch(rq, prev, nxt, now)
@@ -244,6 +265,8 @@ class Scheduler:
             if self._allowed(task, rq.index):
                 del busiest.queue[i]
                 task.cpu = rq.index
+                task.vruntime_base = busiest.min_vruntime
+                self.policy.place(rq, task, wakeup=False, source=busiest)
                 return task
         return None
 
@@ -283,7 +306,8 @@ class Scheduler:
                 self.on_idle(rq.index)
             return
         start = now + self.switch_ns
-        rq.slice_end = start + self.timeslice_ns
+        rq.exec_start = start
+        rq.slice_end = start + self.policy.slice(rq)
         self._start(rq, nxt, start)
 
     def _start(self, rq: RunQueue, task: Task, start: int) -> None:

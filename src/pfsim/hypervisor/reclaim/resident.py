@@ -19,7 +19,6 @@ Pinned pages and pages being read from swap are never chosen.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +31,8 @@ if TYPE_CHECKING:
 
 # per-access bookkeeping code for the compiled loop
 TOUCH_NONE, TOUCH_CLOCK, TOUCH_LRU = 0, 1, 2
+# what the compiled loop does when it gives a page a frame
+INSERT_NONE, INSERT_LRU, INSERT_FIFO = 0, 1, 2
 _RESIDENT, _SWAPCACHE = 1, 2
 
 
@@ -59,6 +60,27 @@ def lru_move_to_front(prev: np.ndarray, nxt: np.ndarray, ends: np.ndarray, gfn: 
 
 
 @njit(cache=True, nogil=True)
+def lru_push_front(prev: np.ndarray, nxt: np.ndarray, ends: np.ndarray, gfn: int) -> None:
+    """Put ``gfn`` (not on the list) at the head."""
+    head = ends[0]
+    prev[gfn] = -1
+    nxt[gfn] = head
+    if head != -1:
+        prev[head] = gfn
+    ends[0] = gfn
+    if ends[1] == -1:
+        ends[1] = gfn
+
+
+@njit(cache=True, nogil=True)
+def ring_push(ring: np.ndarray, small: np.ndarray, head_at: int, gfn: int) -> None:
+    """Append ``gfn`` to the FIFO ring whose head and size are ``small[head_at:head_at+2]``."""
+    cap = ring.shape[0]
+    ring[(small[head_at] + small[head_at + 1]) % cap] = gfn
+    small[head_at + 1] += 1
+
+
+@njit(cache=True, nogil=True)
 def lru_unlink(prev: np.ndarray, nxt: np.ndarray, ends: np.ndarray, gfn: int) -> None:
     before = prev[gfn]
     after = nxt[gfn]
@@ -78,15 +100,17 @@ class ResidentPolicy:
     """Hooks a policy needs from the host: a page got a frame, leaves the lists, victims."""
 
     touch = TOUCH_NONE
+    insert = INSERT_NONE
 
     def __init__(self, memory: HostMemory, rng: np.random.Generator) -> None:
+        from pfsim.hypervisor.hostmem import L_LRU_NEXT, L_LRU_PREV, S_LRU_HEAD, S_LRU_TAIL
+
         self.memory = memory
         self.rng = rng
-        n = memory.nframes
-        # LRU list arrays exist for every policy so the compiled loop has one signature
-        self.lru_prev = np.full(n, -1, dtype=np.int32)
-        self.lru_next = np.full(n, -1, dtype=np.int32)
-        self.lru_ends = np.array([-1, -1], dtype=np.int64)
+        # views into the host's packed arrays (the compiled loop updates them too)
+        self.lru_prev = memory.gfn_links[L_LRU_PREV]
+        self.lru_next = memory.gfn_links[L_LRU_NEXT]
+        self.lru_ends = memory.small[S_LRU_HEAD:S_LRU_TAIL + 1]
 
     def inserted(self, gfn: int) -> None:
         """``gfn`` just got a host frame."""
@@ -103,39 +127,49 @@ class ResidentPolicy:
 
 
 class FifoResident(ResidentPolicy):
+    """A ring of gfns in the order they got frames (every ring entry holds a frame)."""
+
+    insert = INSERT_FIFO
+
     def __init__(self, memory: HostMemory, rng: np.random.Generator) -> None:
+        from pfsim.hypervisor.hostmem import F_RING, S_RING_HEAD
+
         super().__init__(memory, rng)
-        self.queue: deque[int] = deque()
+        self.ring = memory.frames[F_RING]
+        self.head_at = S_RING_HEAD
 
     def inserted(self, gfn: int) -> None:
-        self.queue.append(gfn)
+        ring_push(self.ring, self.memory.small, self.head_at, gfn)
 
     def unlink(self, gfn: int) -> None:
-        self.queue.remove(gfn)
+        small, cap = self.memory.small, self.ring.shape[0]
+        head, size = int(small[self.head_at]), int(small[self.head_at + 1])
+        order = [int(self.ring[(head + i) % cap]) for i in range(size) if self.ring[(head + i) % cap] != gfn]
+        small[self.head_at + 1] = 0
+        for other in order:
+            ring_push(self.ring, small, self.head_at, other)
 
     def select_victims(self, count: int) -> list[int]:
+        small, cap = self.memory.small, self.ring.shape[0]
         victims: list[int] = []
-        skipped: list[int] = []
-        while self.queue and len(victims) < count:
-            gfn = self.queue.popleft()
-            (victims if self._evictable(gfn) else skipped).append(gfn)
-        self.queue.extendleft(reversed(skipped))
+        while small[self.head_at + 1] > 0 and len(victims) < count:
+            head = int(small[self.head_at])
+            gfn = int(self.ring[head])
+            small[self.head_at] = (head + 1) % cap
+            small[self.head_at + 1] -= 1
+            if self._evictable(gfn):
+                victims.append(gfn)
+            else:  # cannot happen: only pages holding frames are on the ring
+                raise InvariantViolation(f"FIFO ring holds gfn {gfn} which has no frame")
         return victims
 
 
 class LruResident(ResidentPolicy):
     touch = TOUCH_LRU
+    insert = INSERT_LRU
 
     def inserted(self, gfn: int) -> None:
-        self.lru_prev[gfn] = -1
-        self.lru_next[gfn] = -1
-        head = int(self.lru_ends[0])
-        self.lru_next[gfn] = head
-        if head != -1:
-            self.lru_prev[head] = gfn
-        self.lru_ends[0] = gfn
-        if self.lru_ends[1] == -1:
-            self.lru_ends[1] = gfn
+        lru_push_front(self.lru_prev, self.lru_next, self.lru_ends, gfn)
 
     def unlink(self, gfn: int) -> None:
         lru_unlink(self.lru_prev, self.lru_next, self.lru_ends, gfn)
@@ -198,5 +232,5 @@ RESIDENT_POLICIES: dict[str, type[ResidentPolicy]] = {
     "random": RandomResident,
 }
 
-__all__ = ["RESIDENT_POLICIES", "TOUCH_CLOCK", "TOUCH_LRU", "TOUCH_NONE", "InvariantViolation",
-           "ResidentPolicy"]
+__all__ = ["INSERT_FIFO", "INSERT_LRU", "INSERT_NONE", "RESIDENT_POLICIES", "TOUCH_CLOCK",
+           "TOUCH_LRU", "TOUCH_NONE", "ResidentPolicy"]
