@@ -10,6 +10,7 @@ from typing import Any
 
 from pfsim.config import Config, config_digest
 from pfsim.engine import RandomStreams, Simulator
+from pfsim.errors import InvariantViolation
 from pfsim.guest.kernel import GuestKernel
 from pfsim.hypervisor.host import Host
 from pfsim.sched import TaskState
@@ -36,6 +37,11 @@ class Simulation:
         end = self.sim.run(until_ns=until, progress=progress)
         if until is not None and self.sim.peek() is not None:
             end = until
+        if self.sim.peek() is None and self.kernel.outcome == "ok":
+            asleep = [t.name for p in self.kernel.processes for t in p.threads if t.is_sleeping]
+            if asleep:
+                raise InvariantViolation(f"no event left but tasks still asleep (a lost wake-up): "
+                                         f"{', '.join(asleep[:5])}")
         for cpu in range(self.config.guest.vcpus):  # work done up to the end of the run
             self.kernel.executor.truncate(cpu)
         if self.host is not None:
@@ -66,7 +72,10 @@ class Simulation:
                 "started_ns": process.started_ns,
                 "exited_ns": process.exited_ns,
                 "rss_pages": process.mm.rss,
+                "parent": process.parent.name if process.parent is not None else None,
             }
+            if kernel.cluster is not None:  # copies, reference cluster, page placement
+                processes[process.name].update(kernel.cluster.process_result(process))
             for task in process.threads:
                 tasks[task.name] = {
                     "tid": task.tid,
@@ -101,6 +110,8 @@ class Simulation:
             },
             "warnings": list(sched.warnings),
         }
+        if kernel.cluster is not None:
+            vm["clusters"] = kernel.cluster.vm_result()
         return {
             "pfsim_version": VERSION,
             "seed": self.config.sim.seed,

@@ -18,11 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from pfsim.cluster.checks import check_cluster_config, step_targets
 from pfsim.config.schema import Config
 from pfsim.errors import ConfigError
 from pfsim.units import PAGE_SIZE
 
 _INDEX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]$")
+_OPS = "access, compute, syscall, touch, sleep, fork, exit, wait, munmap, exec"
 
 
 def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None = None,
@@ -144,9 +146,9 @@ def _one_line(exc: ValidationError) -> ConfigError:
         return ConfigError(key, "required key is missing")
     if error["type"] == "union_tag_invalid":
         return ConfigError(key + ".op" if key else "op",
-                           "unknown step op; allowed: access, compute, syscall, touch, sleep")
+                           f"unknown step op; allowed: {_OPS}")
     if error["type"] == "union_tag_not_found":
-        return ConfigError(key, "a step needs an 'op' key (access, compute, syscall, touch, sleep)")
+        return ConfigError(key, f"a step needs an 'op' key ({_OPS})")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -258,8 +260,10 @@ def _check_cross_fields(config: Config) -> None:
             if group.cpu is not None and group.cpu >= guest.vcpus:
                 raise ConfigError(f"{tw}.cpu",
                                   f"vCPU {group.cpu} does not exist (guest.vcpus = {guest.vcpus})")
+            targets = step_targets(proc, vsegs)
             for s, step in enumerate(group.steps):
-                _check_step(step, f"{tw}.steps[{s}]", vsegs)
+                _check_step(step, f"{tw}.steps[{s}]", targets)
+    check_cluster_config(config)
 
 
 def _check_step(step: Any, where: str, vsegs: dict[str, Any]) -> None:
@@ -282,3 +286,9 @@ def _check_step(step: Any, where: str, vsegs: dict[str, Any]) -> None:
                                   f"offset+length must lie inside vseg {step.vseg!r} ({size} bytes)")
         elif step.length is None or step.length <= 0:
             raise ConfigError(f"{where}.length", "an addr range needs a positive length")
+    if op == "munmap" and (step.vseg not in vsegs or vsegs[step.vseg].type == "stack"):
+        raise ConfigError(f"{where}.vseg", f"unknown vseg {step.vseg!r}; munmap takes a non-stack "
+                          "vseg of the process")
+    if op == "fork":
+        for s, child in enumerate(step.steps):
+            _check_step(child, f"{where}.steps[{s}]", vsegs)

@@ -91,6 +91,10 @@ class FaultCosts(_Section):
     """Deliver SIGSEGV and start killing the process."""
     tlb_shootdown: Time = 1_500
     """IPI round trip to the other vCPUs running the mm (fork write-protect, munmap)."""
+    fork: Time = 40_000
+    """Fixed CPU time of fork(): new process and thread descriptors, VMA copies."""
+    fork_page: Time = 20
+    """Each page-table entry fork() copies (and write-protects for copy-on-write)."""
 
 
 class DiskConfig(_Section):
@@ -122,6 +126,76 @@ class MMConfig(_Section):
     helper (a touch step with mode = "kernel" and fixup = false) oopses."""
 
 
+class ClusterCosts(_Section):
+    """CPU time of the steps of the ALMOS-MKH fault, COW and fork paths (almos-mkh-semantics.md
+    §10: no published figure exists, so every default is an estimate to calibrate).
+
+    A ``remote_*`` cost is what an operation on another cluster's memory adds to the local
+    one, for a neighbouring cluster; each extra mesh hop adds ``hop``.  Page allocation and
+    zeroing/copying reuse ``guest.costs.anon_page`` and ``guest.costs.cow_copy``
+    (``[guest.vmm.costs]``).
+    """
+
+    pte_op: Time = 20
+    """One local PTE read, atomic compare-and-swap or write (lock, set, unlock)."""
+    vsl_lookup: Time = 60
+    """Search the local vseg list under its read lock."""
+    vseg_copy: Time = 400
+    """Allocate a local vseg descriptor and initialise it from the reference one."""
+    pt2_alloc: Time = 1_500
+    """Allocate and zero a second-level page table (PT2) in the page table's cluster."""
+    remote_op: Time = 80
+    """Extra for one word read, write or CAS in a neighbouring cluster's memory."""
+    remote_page: Time = 1_000
+    """Extra for zeroing or copying a 4 KiB page in (or from) a neighbouring cluster."""
+    remote_access: Time = 40
+    """Extra time of a user load or store to a page held by a neighbouring cluster."""
+    hop: Time = 10
+    """Added to every remote cost for each mesh hop beyond the first."""
+    rpc: Time = 5_000
+    """RPC round trip to a neighbouring cluster (enqueue, IPI, server thread, reply)."""
+
+
+class ClusterConfig(_Section):
+    """The ALMOS-MKH multi-cluster VMM (almos-mkh-semantics.md), table ``[guest.vmm]``, used
+    when ``guest.clusters`` is above 1 or ``model = "almos"``.  Each switch below settles a
+    point the reference marks uncertain ([S?] or §13); the default is the most likely
+    behaviour (docs/clusters.md)."""
+
+    model: Literal["auto", "almos"] = "auto"
+    """auto: the flat kernel when clusters = 1, the ALMOS-MKH VMM otherwise; almos: the
+    ALMOS-MKH VMM even with one cluster."""
+    mesh: list[Annotated[StrictInt, Field(ge=1)]] | None = None
+    """[x_size, y_size] of the 2D mesh (x_size * y_size >= clusters; positions beyond
+    ``clusters`` are empty clusters); default: the squarest power-of-two split of clusters."""
+    distrib_index: Literal["mask", "modulo"] = "mask"
+    """DATA page placement index: vpn & (x_size*y_size - 1) as recalled (§2.5), or vpn % clusters."""
+    remote_ops: Literal["direct", "rpc"] = "direct"
+    """direct (2020): remote vseg lookups, page allocations and PTE updates are direct remote
+    accesses; rpc (2018-2019): they are RPC_VMM_GET_VSEG, RPC_PMEM_GET_PAGES and
+    RPC_VMM_GLOBAL_UPDATE_PTE round trips (§8.3, §8.4)."""
+    vsl_lock: Literal["rwlock", "queuelock"] = "rwlock"
+    """Lock of each copy's vseg list: remote_rwlock (2019, readers share) or remote_queuelock
+    (2020 headers suggest it; every holder is exclusive) (§1.3, §13)."""
+    oom_rule: Literal["2020", "2018"] = "2020"
+    """No page for a page fault: 2020 KERNEL_PANIC (the faulting core halts); 2018 USER_ERROR
+    (the process is killed) (§8.5, M9)."""
+    cow_oom_policy: Literal["kill_process", "panic_core"] = "kill_process"
+    """No page for a copy-on-write copy: the COW branch reports USER_ERROR (kill) or the
+    KERNEL_PANIC it got (halt the core) (§5.4)."""
+    cow_race_is_user_error: StrictBool = True
+    """Two clusters write one COW page together: the loser finds COW already cleared and gets
+    USER_ERROR (code as recalled), or resumes without a copy when false (§5.4, scenario 23)."""
+    lookahead: Time = 20_000
+    """The compiled loop resolves a thread's page faults at most this far past the start of
+    its segment; later ones wait for the next segment, so the faults of concurrent threads
+    are handled nearly in time order (0: strictly in time order, slowest)."""
+    cow_update_unmapped_copies: StrictBool = False
+    """A COW publication also writes the entry into copies where it is not mapped (false:
+    only mapped copies are updated; the others pull it on a later false fault) (§5.3)."""
+    costs: ClusterCosts = ClusterCosts()
+
+
 class GuestConfig(_Section):
     """The virtual machine seen from inside."""
 
@@ -140,6 +214,8 @@ class GuestConfig(_Section):
     costs: FaultCosts = FaultCosts()
     disk: DiskConfig = DiskConfig()
     mm: MMConfig = MMConfig()
+    vmm: ClusterConfig = ClusterConfig()
+    """The ALMOS-MKH multi-cluster VMM: mesh, costs and the switches of uncertain behaviour."""
 
 
 class SwapConfig(_Section):
@@ -225,6 +301,9 @@ class VsegConfig(_Section):
     """The backing file is in the page cache when the run starts."""
     stack_max: Size = 8 << 20
     """Stack rlimit (RLIMIT_STACK): the most a stack vseg may grow to."""
+    cluster: Annotated[StrictInt, Field(ge=0)] | None = None
+    """ALMOS clusters: where the pages of an anon vseg (the mmap caller's cluster) or a remote
+    vseg (the cluster the user names) are placed; default: the process's reference cluster."""
 
 
 class _Step(_Section):
@@ -301,9 +380,55 @@ class SleepStep(_Step):
     duration: Time
 
 
+class ForkStep(_Step):
+    """fork(): a child process gets a copy-on-write copy of the address space; its one
+    thread (with a copy of this thread's stack) runs ``steps``."""
+
+    op: Literal["fork"]
+    steps: list[Step] = Field(min_length=1)
+    name: str | None = None
+    """The child's name in the results (default: parent name, '.', fork index)."""
+    cluster: Annotated[StrictInt, Field(ge=0)] | None = None
+    """ALMOS place_fork(): the child's owner and reference cluster (default: the DQDT choice,
+    the cluster with the fewest live threads)."""
+    cpu: Annotated[StrictInt, Field(ge=0)] | None = None
+    """Pin the child's thread to this vCPU (default: the least loaded one of its cluster)."""
+
+
+class ExitStep(_Step):
+    """exit(): the whole process exits now; its other threads are killed."""
+
+    op: Literal["exit"]
+
+
+class WaitStep(_Step):
+    """wait(): block until ``count`` children have exited and reap them (default: every
+    child not reaped yet)."""
+
+    op: Literal["wait"]
+    count: Annotated[StrictInt, Field(ge=1)] | None = None
+
+
+class MunmapStep(_Step):
+    """munmap() of a whole vseg, in every page-table copy."""
+
+    op: Literal["munmap"]
+    vseg: str
+
+
+class ExecStep(_Step):
+    """exec(): every other thread is killed and every vseg but code, data and this thread's
+    stack is removed; those are emptied (nothing mapped) and the thread goes on."""
+
+    op: Literal["exec"]
+
+
 Step = Annotated[
-    AccessStep | ComputeStep | SyscallStep | TouchStep | SleepStep, Field(discriminator="op")
+    AccessStep | ComputeStep | SyscallStep | TouchStep | SleepStep | ForkStep | ExitStep
+    | WaitStep | MunmapStep | ExecStep,
+    Field(discriminator="op"),
 ]
+ForkStep.model_rebuild()
 
 
 class ThreadConfig(_Section):
@@ -325,6 +450,9 @@ class ProcessConfig(_Section):
     """Simulated time at which the process is created."""
     vsegs: list[VsegConfig] = []
     threads: list[ThreadConfig] = Field(min_length=1)
+    cluster: Annotated[StrictInt, Field(ge=0)] | None = None
+    """ALMOS clusters: the owner (= reference) cluster, where the process is created; default:
+    the cluster of the first thread group's vCPU when pinned, else cluster 0."""
 
 
 class Config(_Section):

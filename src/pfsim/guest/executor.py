@@ -54,10 +54,19 @@ CHUNK = 1 << 16
 FAULT_LOG = 4096
 """Faults the compiled loop may resolve in one segment before returning to Python."""
 FOREVER = 1 << 62
+_PROCESS_OPS = ("fork", "exit", "wait", "munmap", "exec")
+"""Steps run by :class:`pfsim.guest.fork.ProcessOps`."""
 
 
 def _nothing() -> None:
     """An interrupt whose handler only leads to schedule() (a reschedule IPI)."""
+
+
+def _chain(handlers: list[Any]) -> Any:
+    def run_all() -> None:
+        for handler in handlers:
+            handler()
+    return run_all
 
 
 class TaskExec:
@@ -137,7 +146,10 @@ class VcpuExecutor:
         self.paused = [False] * n
         self.owed = [0] * n  # fault-handling time still to spend when a paused vCPU resumes
         self.need_resched = [False] * n
+        self.vcpu_halted = [False] * n
+        """vCPUs stopped for good by an ALMOS-MKH KERNEL_PANIC (the rest of the VM goes on)."""
         self.pending_irqs: list[list[Any]] = [[] for _ in range(n)]
+        self.held = [False] * n  # in the host until an injected event is delivered
         self._host_args = (np.zeros((4, 1), dtype=np.uint8), np.zeros((3, 1), dtype=np.int32),
                            np.zeros((3, 1), dtype=np.int32), np.zeros(1, dtype=np.int64),
                            np.zeros(8, dtype=np.int64))
@@ -158,7 +170,7 @@ class VcpuExecutor:
     def start(self, cpu: int, task: Task, now: int) -> None:
         """The scheduler put ``task`` on ``cpu``; it runs from ``now`` (or when the vCPU's
         thread next gets a host CPU)."""
-        if self.halted:
+        if self.halted or self.vcpu_halted[cpu]:
             return
         if self.paused[cpu]:
             self.owed[cpu] = max(self.owed[cpu], now - self.sim.now)
@@ -207,12 +219,26 @@ class VcpuExecutor:
         if self.need_resched[cpu] and self.kernel.scheduler.current(cpu) is not None:
             self.interrupt(cpu, _nothing)
 
+    def hold(self, cpu: int) -> None:
+        """The vCPU stays in the host until :meth:`deliver_injected` (no guest code runs)."""
+        self.held[cpu] = True
+
+    def deliver_injected(self, cpu: int, handler: Any) -> None:
+        """The vCPU re-enters the guest with an injected exception or interrupt: its handler
+        runs first, then the interrupts that arrived meanwhile."""
+        self.held[cpu] = False
+        pending, self.pending_irqs[cpu] = self.pending_irqs[cpu], []
+        if self.paused[cpu]:
+            self.pending_irqs[cpu] = [handler, *pending]
+            return
+        self.interrupt(cpu, _chain([handler, *pending]), entry=True)
+
     def interrupt(self, cpu: int, handler: Any, entry: bool = False) -> None:
         """Deliver an interrupt to vCPU ``cpu`` now: stop its segment, run the guest
         ``handler``, go on (``entry``: the vCPU exits and re-enters, processing host requests)."""
-        if self.halted:
+        if self.halted or self.vcpu_halted[cpu]:
             return
-        if self.paused[cpu]:
+        if self.paused[cpu] or self.held[cpu]:
             self.pending_irqs[cpu].append(handler)
             return
         self.pause_vcpu(cpu)
@@ -243,6 +269,8 @@ class VcpuExecutor:
     def _run(self, cpu: int, texec: TaskExec, t: int) -> None:
         """Advance ``texec`` on ``cpu`` from time ``t`` until something needs an event."""
         sched = self.kernel.scheduler
+        if self.held[cpu]:  # the host is about to inject an event: it resumes the guest
+            return
         if self.need_resched[cpu]:  # set by an interrupt handler: schedule() on the way out
             self.need_resched[cpu] = False
             if texec.task.is_sleeping:
@@ -294,6 +322,9 @@ class VcpuExecutor:
                 if count == 0 and not fault:
                     if stop >= end:  # chunk or step consumed
                         continue
+                    if t_end > t:  # the cluster loop resolved a fault that ends past the limit
+                        self._arm(cpu, t_end, self._rerun)
+                        return
                     self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
                     return
                 self.segment[cpu] = Segment(texec, t, texec.pos, count, texec.think, "access",
@@ -319,10 +350,17 @@ class VcpuExecutor:
                 self.sim.at(t + step.duration, self._timer_wake, texec.task, priority=Priority.URGENT)
                 self._arm(cpu, t, self._block)
                 return
+            if step.op in _PROCESS_OPS:
+                t = self.kernel.procs.run_step(cpu, texec, step, t)
+                if t < 0:
+                    return
+                continue
             raise AssertionError(f"unhandled step {step!r}")
 
     def _scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int) -> tuple[int, int]:
         """Run the compiled loop; apply its fault counts now (the page table already changed)."""
+        if self.kernel.cluster is not None:  # the thread's cluster's page-table copy
+            return self.kernel.cluster.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
         mm = texec.process.mm
         mem = self.kernel.mem
         out = self.out
@@ -490,6 +528,7 @@ class VcpuExecutor:
         assert task is not None
         task.state = TaskState.DEAD
         process = task.data.process
+        self.kernel.procs.thread_exit(task.data)
         if all(t.state == TaskState.DEAD for t in process.threads):
             self.kernel.exit_process(process)
         self.kernel.scheduler.schedule(cpu)
@@ -506,6 +545,10 @@ class VcpuExecutor:
         if epoch == self.epoch[cpu]:
             self.kernel.kernel_panic(detail)
 
+    def _halt_now(self, cpu: int, epoch: int, detail: dict[str, Any]) -> None:
+        if epoch == self.epoch[cpu]:
+            self.kernel.halt_core(cpu, detail)
+
     # ------------------------------------------------------------------ faults
 
     def _fault(self, cpu: int, texec: TaskExec, t: int) -> int:
@@ -516,6 +559,10 @@ class VcpuExecutor:
         write = bool(texec.writes[texec.pos])
         access = Access(addr=vpn << PAGE_SHIFT, write=write, fetch=texec.fetch, user=texec.user)
         if slot >= 0:  # still refused now? another thread may have mapped it meanwhile
+            if self.kernel.cluster is not None:
+                if self.kernel.cluster.usable(cpu, texec, slot, write, texec.fetch, t):
+                    return t
+                return self._handle(cpu, texec, access, t)
             need = PTE_PRESENT | (PTE_WRITE if write else 0) | (PTE_EXEC if texec.fetch else 0)
             if (int(texec.process.mm.state[slot]) & need) == need:
                 return t
@@ -536,7 +583,10 @@ class VcpuExecutor:
     def _handle(self, cpu: int, texec: TaskExec, access: Access, t: int) -> int:
         faults = self.kernel.faults
         faults.touched.clear()
-        result = faults.exc_page_fault(texec, access)
+        if self.kernel.cluster is not None:
+            result = self.kernel.cluster.exception(cpu, texec, access, t)
+        else:
+            result = faults.exc_page_fault(texec, access)
         after = t + result.cost_ns
         action = result.action
         if action is Action.RETRY:
@@ -569,6 +619,10 @@ class VcpuExecutor:
             assert result.detail is not None
             self._arm(cpu, after, self._panic_now, result.detail)
             return -1
+        if action is Action.HALT:
+            assert result.detail is not None
+            self._arm(cpu, after, self._halt_now, result.detail)
+            return -1
         # KILLED: the task died with its process (OOM) or the VM panicked
         return -1
 
@@ -576,8 +630,10 @@ class VcpuExecutor:
         """One access at an absolute address; faults are handled like any other."""
         access = Access(addr=step.addr, write=step.write, fetch=False, user=step.mode == "user",
                         fixup=step.fixup)
+        cluster = self.kernel.cluster
         for _attempt in range(4):
-            if self._touch_allowed(texec, access):
+            if (cluster.touch_allowed(cpu, texec, access, t) if cluster is not None
+                    else self._touch_allowed(texec, access)):
                 texec.step = None
                 texec.remaining = 0
                 texec.counters.accesses += 1
@@ -641,6 +697,12 @@ class VcpuExecutor:
     def _resched_dead(self, cpu: int, epoch: int) -> None:
         if epoch == self.epoch[cpu]:
             self.kernel.scheduler.schedule(cpu)
+
+    def halt_vcpu(self, cpu: int) -> None:
+        """ALMOS-MKH KERNEL_PANIC: ``cpu`` sleeps forever with its current task on it."""
+        self.truncate(cpu)
+        self.vcpu_halted[cpu] = True
+        self.kernel.scheduler.cpus[cpu].online = False
 
     def halt_all(self) -> None:
         """The VM panicked: every vCPU stops where it is."""

@@ -52,6 +52,7 @@ class Action(Enum):
     EFAULT = auto()  # kernel uaccess: exception-table fixup, the syscall returns -EFAULT
     OOPS = auto()  # kernel bug: the VM panics
     KILLED = auto()  # the faulting task died (OOM victim)
+    HALT = auto()  # ALMOS-MKH KERNEL_PANIC: the faulting vCPU halts for good (cluster VMM)
 
 
 @dataclass

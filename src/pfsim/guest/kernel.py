@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from pfsim.cluster.checks import almos_enabled
 from pfsim.config.schema import Config, ProcessConfig, VsegConfig
 from pfsim.engine import Priority, RandomStreams, Simulator
 from pfsim.errors import ConfigError
 from pfsim.guest.executor import TaskExec, VcpuExecutor
 from pfsim.guest.fault import FaultHandler
+from pfsim.guest.fork import ProcessOps
 from pfsim.guest.memory import PAGECACHE, PhysMem
 from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, AddressSpace, Vma
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
@@ -50,6 +52,12 @@ class GuestKernel:
         guest = config.guest
         self.smap = guest.mm.smap
         self.mem = PhysMem(guest.memory // PAGE_SIZE, max(1, guest.mm.kernel_reserved // PAGE_SIZE))
+        self.cluster: Any = None
+        """The ALMOS-MKH cluster VMM (pfsim.cluster.vmm.ClusterVmm), None for the flat kernel."""
+        if almos_enabled(config):
+            from pfsim.cluster.vmm import new_memory
+
+            self.mem = new_memory(self)
         self.disk = BlockDevice(guest.disk.latency, guest.disk.bandwidth)
         self.scheduler = Scheduler(sim, guest.vcpus, guest.sched.timeslice,
                                    guest.sched.context_switch, guest.sched.idle_balance, "guest",
@@ -58,18 +66,26 @@ class GuestKernel:
         self.scheduler.executor = self.executor
         self.scheduler.on_preempt = self.executor.preempt
         self.faults = FaultHandler(self)
+        if almos_enabled(config):
+            from pfsim.cluster.vmm import ClusterVmm
+
+            self.cluster = ClusterVmm(self)
+        self.procs = ProcessOps(self)
+        """fork, exit, wait, munmap and exec steps (both kernels)."""
         self.files: dict[str, File] = {}
         self.processes: list[Process] = []
         self.outcome = "ok"
         self.panic: dict[str, Any] | None = None
         self.oom_kills = 0
         self._next_pid = 1
+        self.pending_spawns = len(config.processes)
         for proc in config.processes:
             self.sim.at(proc.start, self._spawn, proc, priority=Priority.NORMAL)
 
     # ------------------------------------------------------------------ building
 
     def _spawn(self, proc: ProcessConfig) -> None:
+        self.pending_spawns -= 1
         if self.panic is not None:
             return
         pid = self._next_pid
@@ -93,6 +109,8 @@ class GuestKernel:
                 process.threads.append(task)
                 index += 1
         self.processes.append(process)
+        if self.cluster is not None:  # pins the threads, builds the page-table copies
+            self.cluster.attach_process(process, proc)
         for task in process.threads:
             self.scheduler.add_task(task)
 
@@ -152,7 +170,10 @@ class GuestKernel:
 
     def alloc_frame(self, texec: TaskExec, kind: int) -> int:
         """A free frame, shrinking the page cache and then OOM-killing if needed; -1 when the
-        faulting task itself died (or the VM panicked)."""
+        faulting task itself died (or the VM panicked).  With clusters there is no reclaim and
+        no OOM killer (§8.5): -1 as soon as no frame is free."""
+        if self.cluster is not None:
+            return self.mem.alloc(kind)
         while True:
             gfn = self.mem.alloc(kind)
             if gfn >= 0:
@@ -277,13 +298,26 @@ class GuestKernel:
             return
         process.alive = False
         process.exited_ns = self.sim.now
-        mm = process.mm
-        mapped = np.nonzero(mm.gfn >= 0)[0]
-        for gfn in mm.gfn[mapped].tolist():
-            self.mem.put(gfn)
-        mm.gfn[:] = -1
-        mm.state[:] = np.where(mm.state & 0x10, mm.state, 0)
-        mm.rss = 0
+        if self.cluster is not None:
+            self.cluster.release_process(process)
+        else:
+            mm = process.mm
+            mapped = np.nonzero(mm.gfn >= 0)[0]
+            for gfn in mm.gfn[mapped].tolist():
+                self.mem.put(gfn)
+            mm.gfn[:] = -1
+            mm.state[:] = np.where(mm.state & 0x10, mm.state, 0)
+            mm.rss = 0
+        self.procs.process_exited(process)
+        if self.pending_spawns == 0 and not any(p.alive for p in self.processes):
+            self.sim.stop()  # the workload is over (host threads may still be runnable)
+
+    def halt_core(self, cpu: int, detail: dict[str, Any]) -> None:
+        """ALMOS-MKH KERNEL_PANIC (2020 rule, §4.1): the faulting core sleeps forever; its
+        current thread never runs again, the other cores go on."""
+        if self.cluster is not None:
+            self.cluster.core_halted(cpu, {"time_ns": self.sim.now, **detail})
+        self.executor.halt_vcpu(cpu)
 
     def kernel_panic(self, detail: dict[str, Any]) -> None:
         """Oops with no fixup: the VM stops; its outcome becomes ``kernel_panic``."""

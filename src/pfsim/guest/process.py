@@ -27,6 +27,26 @@ class Counters:
     global_pgfault_nr: int = 0
     pgfault: int = 0
     """PGFAULT events: every fault that reached handle_mm_fault, errors included (§4.5)."""
+    # ALMOS-MKH (almos-mkh-semantics.md §9.2): time spent in vmm_handle_page_fault (ns)
+    false_pgfault_cost: int = 0
+    local_pgfault_cost: int = 0
+    global_pgfault_cost: int = 0
+    remote_accesses: int = 0
+    """User accesses to a page held by another cluster's memory bank."""
+    rpcs: int = 0
+    """RPCs this thread sent (fork, set_cow, and in rpc mode vseg lookups, allocations, updates)."""
+    pte_lock_waits: int = 0
+    """PTE lock acquisitions that found the lock held and spun (pte2_wait_events)."""
+    pte_lock_wait_ns: int = 0
+    pt2_lock_waits: int = 0
+    """PT2 creations found in progress by another thread (pte1_wait_events)."""
+    rwlock_waits: int = 0
+    """Vseg-list (remote rwlock) acquisitions that had to wait."""
+    rwlock_wait_ns: int = 0
+    user_errors: int = 0
+    """Exceptions that ended in EXCP_USER_ERROR (the process is terminated)."""
+    kernel_panics: int = 0
+    """Exceptions that ended in EXCP_KERNEL_PANIC (the faulting core halts)."""
 
     def add(self, other: Counters) -> None:
         for f in fields(self):
@@ -49,6 +69,14 @@ class Process:
     exited_ns: int | None = None
     exit_reason: str | None = None  # None (normal), "segv", "oom"
     signal: dict[str, Any] | None = None
+    parent: Process | None = None
+    children: list[Process] = field(default_factory=list)
+    reaped: int = 0
+    """Children whose exit a wait step consumed."""
+    cluster: int = 0
+    """ALMOS-MKH owner and reference cluster (0 in the flat kernel)."""
+    vmm: Any = None
+    """ALMOS-MKH page-table copies (:class:`pfsim.cluster.gpt.ProcessGpt`), None when flat."""
 
     def counters(self) -> Counters:
         total = Counters()

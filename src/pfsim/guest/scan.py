@@ -50,15 +50,61 @@ from pfsim.hypervisor.hostmem import (
     S_RING_HEAD,
     S_TOUCH,
 )
-from pfsim.hypervisor.reclaim.resident import (
-    INSERT_FIFO,
-    INSERT_LRU,
-    TOUCH_CLOCK,
-    TOUCH_LRU,
-    lru_move_to_front,
-    lru_push_front,
-    ring_push,
-)
+
+# NOTE: every compiled function the loop calls lives in this file: numba's on-disk cache
+# (cache=True) is invalidated by changes to the caller's own source file only, so a callee
+# kept elsewhere could silently stay stale in the cached machine code.
+
+# per-access host bookkeeping (hsmall[S_TOUCH]) and frame-insertion rule (hsmall[S_INSERT])
+TOUCH_NONE, TOUCH_CLOCK, TOUCH_LRU = 0, 1, 2
+INSERT_NONE, INSERT_LRU, INSERT_FIFO = 0, 1, 2
+
+@njit(cache=True, nogil=True)
+def lru_move_to_front(prev: np.ndarray, nxt: np.ndarray, ends: np.ndarray, gfn: int) -> None:
+    """Move ``gfn`` to the head if it is on the list (pinned pages are not); ``ends`` =
+    [head, tail]."""
+    head = ends[0]
+    if head == gfn:
+        return
+    before = prev[gfn]
+    if before == -1:  # not on the list: only the head has no predecessor
+        return
+    after = nxt[gfn]
+    if before != -1:
+        nxt[before] = after
+    if after != -1:
+        prev[after] = before
+    else:
+        ends[1] = before
+    prev[gfn] = -1
+    nxt[gfn] = head
+    if head != -1:
+        prev[head] = gfn
+    ends[0] = gfn
+    if ends[1] == -1:
+        ends[1] = gfn
+
+
+@njit(cache=True, nogil=True)
+def lru_push_front(prev: np.ndarray, nxt: np.ndarray, ends: np.ndarray, gfn: int) -> None:
+    """Put ``gfn`` (not on the list) at the head."""
+    head = ends[0]
+    prev[gfn] = -1
+    nxt[gfn] = head
+    if head != -1:
+        prev[head] = gfn
+    ends[0] = gfn
+    if ends[1] == -1:
+        ends[1] = gfn
+
+
+@njit(cache=True, nogil=True)
+def ring_push(ring: np.ndarray, small: np.ndarray, head_at: int, gfn: int) -> None:
+    """Append ``gfn`` to the FIFO ring whose head and size are ``small[head_at:head_at+2]``."""
+    cap = ring.shape[0]
+    ring[(small[head_at] + small[head_at + 1]) % cap] = gfn
+    small[head_at + 1] += 1
+
 
 # indices of the int64 ``costs`` array
 COST_ENTRY, COST_ZERO_PAGE, COST_ANON_PAGE, COST_COW_REUSE = 0, 1, 2, 3

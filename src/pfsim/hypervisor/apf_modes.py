@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pfsim.guest.apf_kvm import KvmApfGuest, NotPresentOutcome, WakeKind
 from pfsim.guest.apf_s390 import PfaultGuest, PfaultOutcome, lpp_value, pfault_init_refbk
 from pfsim.hypervisor.apf_kvm import KvmApfHost, X86FaultContext, X86FaultOutcome
+from pfsim.hypervisor.apf_kvm_abi import BROADCAST_TOKEN
 from pfsim.hypervisor.apf_s390 import (
     CR0_SERVICE_SIGNAL_SUBMASK,
     PSW_MASK_EXT,
@@ -141,8 +142,8 @@ class KvmMode(ApfMode):
     def _deliver(self, c: int, completions: list[Any]) -> None:
         while completions:
             for completion in completions:
-                if completion.page_ready:
-                    self.page_ready += 1
+                if completion.page_ready and completion.token != BROADCAST_TOKEN:
+                    self.page_ready += 1  # the boot-time wakeup_all broadcast is not counted
             if not any(comp.page_ready for comp in completions):
                 return
             ready = self.guest.page_ready_interrupt(c)

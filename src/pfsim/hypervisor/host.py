@@ -301,7 +301,8 @@ class Host:
         """After ``cost`` ns of host work, vCPU ``c`` re-enters the guest and takes an interrupt
         (or exception) whose guest handler is ``handler``."""
         self.charge_stall(c, cost)
-        self.sim.at(self.sim.now + cost, self.kernel.executor.interrupt, c, handler,
+        self.kernel.executor.hold(c)
+        self.sim.at(self.sim.now + cost, self.kernel.executor.deliver_injected, c, handler,
                     priority=Priority.URGENT)
 
     def apf_halt(self, c: int) -> None:

@@ -21,10 +21,14 @@ by the compiled access loop (:mod:`pfsim.guest.scan`) in the arrays held here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from pfsim.errors import InvariantViolation
-from pfsim.hypervisor.reclaim.resident import RESIDENT_POLICIES, ResidentPolicy
+
+if TYPE_CHECKING:
+    from pfsim.hypervisor.reclaim.resident import ResidentPolicy
 
 NEVER, RESIDENT, SWAPCACHE, SWAPPED, INIO = 0, 1, 2, 3, 4
 
@@ -70,6 +74,8 @@ class HostMemory:
         self.swap_slot = np.full(nframes, -1, dtype=np.int64)
         self.pinned = np.zeros(nframes, dtype=np.bool_)
         self._slot_gfn: list[int] = []
+        from pfsim.hypervisor.reclaim.resident import RESIDENT_POLICIES  # it imports the loop
+
         self.policy: ResidentPolicy = RESIDENT_POLICIES[policy](self, rng)
         self.small[S_INSERT] = self.policy.insert
         self.small[S_TOUCH] = self.policy.touch

@@ -29,55 +29,17 @@ from pfsim.errors import InvariantViolation
 if TYPE_CHECKING:
     from pfsim.hypervisor.hostmem import HostMemory
 
-# per-access bookkeeping code for the compiled loop
-TOUCH_NONE, TOUCH_CLOCK, TOUCH_LRU = 0, 1, 2
-# what the compiled loop does when it gives a page a frame
-INSERT_NONE, INSERT_LRU, INSERT_FIFO = 0, 1, 2
+from pfsim.guest.scan import (
+    INSERT_FIFO,
+    INSERT_LRU,
+    INSERT_NONE,
+    TOUCH_CLOCK,
+    TOUCH_LRU,
+    TOUCH_NONE,
+    lru_push_front,
+    ring_push,
+)
 _RESIDENT, _SWAPCACHE = 1, 2
-
-
-@njit(cache=True, nogil=True)
-def lru_move_to_front(prev: np.ndarray, nxt: np.ndarray, ends: np.ndarray, gfn: int) -> None:
-    """Move ``gfn`` (already on the list) to the head; ``ends`` = [head, tail]."""
-    head = ends[0]
-    if head == gfn:
-        return
-    before = prev[gfn]
-    after = nxt[gfn]
-    if before != -1:
-        nxt[before] = after
-    if after != -1:
-        prev[after] = before
-    else:
-        ends[1] = before
-    prev[gfn] = -1
-    nxt[gfn] = head
-    if head != -1:
-        prev[head] = gfn
-    ends[0] = gfn
-    if ends[1] == -1:
-        ends[1] = gfn
-
-
-@njit(cache=True, nogil=True)
-def lru_push_front(prev: np.ndarray, nxt: np.ndarray, ends: np.ndarray, gfn: int) -> None:
-    """Put ``gfn`` (not on the list) at the head."""
-    head = ends[0]
-    prev[gfn] = -1
-    nxt[gfn] = head
-    if head != -1:
-        prev[head] = gfn
-    ends[0] = gfn
-    if ends[1] == -1:
-        ends[1] = gfn
-
-
-@njit(cache=True, nogil=True)
-def ring_push(ring: np.ndarray, small: np.ndarray, head_at: int, gfn: int) -> None:
-    """Append ``gfn`` to the FIFO ring whose head and size are ``small[head_at:head_at+2]``."""
-    cap = ring.shape[0]
-    ring[(small[head_at] + small[head_at + 1]) % cap] = gfn
-    small[head_at + 1] += 1
 
 
 @njit(cache=True, nogil=True)

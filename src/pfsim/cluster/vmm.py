@@ -1,0 +1,266 @@
+"""The ALMOS-MKH VMM of one VM: what the guest kernel and the vCPU executor call.
+
+The guest kernel builds a :class:`ClusterVmm` instead of using the flat page table when the
+config asks for clusters (``guest.clusters > 1`` or ``guest.vmm.model = "almos"``).  The
+executor then runs each thread's accesses against its cluster's page-table copy
+(:meth:`ClusterVmm.scan`), sends refused accesses to :meth:`ClusterVmm.exception`, and the
+kernel calls :meth:`attach_process`, :meth:`thread_exit` and :meth:`release_process` at the
+process's life events.  Fork, munmap and exec are in :mod:`pfsim.cluster.lifecycle`.
+
+Threads never change cluster (ALMOS-MKH has no thread migration between clusters): a thread
+without a pinned vCPU is pinned when it is created to the least loaded vCPU (fewest live
+threads placed there), like the DQDT would choose.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pfsim.cluster.costs import cost_vector
+from pfsim.cluster.fault import KERNEL_PANIC, NON_FATAL, USER_ERROR, AlmosFaults
+from pfsim.cluster.gpt import COPY_COUNTER_NAMES, EXECUTABLE, MAPPED, WRITABLE, ProcessGpt
+from pfsim.cluster.memory import ClusterMem
+from pfsim.cluster.release import release_copy, release_vseg
+from pfsim.cluster.scan import (
+    T_ALLOCATED,
+    T_FALSE_COST,
+    T_FALSE_NR,
+    T_GLOBAL_COST,
+    T_GLOBAL_NR,
+    T_LOCAL_COST,
+    T_LOCAL_NR,
+    T_MIN_FLT,
+    T_PT2_WAITS,
+    T_PTE_WAIT_NS,
+    T_PTE_WAITS,
+    T_REMOTE,
+    T_RPCS,
+    T_RW_WAIT_NS,
+    T_RW_WAITS,
+    T_SIZE,
+    run_cluster_accesses,
+)
+from pfsim.cluster.topology import TYPE_CODES, Topology
+from pfsim.config.schema import ProcessConfig
+from pfsim.guest.fault import Access, FaultResult
+from pfsim.guest.mm import TASK_SIZE_MAX
+from pfsim.guest.process import Process
+from pfsim.units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from pfsim.guest.executor import TaskExec
+    from pfsim.guest.kernel import GuestKernel
+    from pfsim.sched import Task
+
+_TOUT_FIELDS = ((T_FALSE_NR, "false_pgfault_nr"), (T_LOCAL_NR, "local_pgfault_nr"),
+                (T_GLOBAL_NR, "global_pgfault_nr"), (T_FALSE_COST, "false_pgfault_cost"),
+                (T_LOCAL_COST, "local_pgfault_cost"), (T_GLOBAL_COST, "global_pgfault_cost"),
+                (T_REMOTE, "remote_accesses"), (T_RPCS, "rpcs"), (T_PTE_WAITS, "pte_lock_waits"),
+                (T_PTE_WAIT_NS, "pte_lock_wait_ns"), (T_PT2_WAITS, "pt2_lock_waits"),
+                (T_RW_WAITS, "rwlock_waits"), (T_RW_WAIT_NS, "rwlock_wait_ns"))
+
+
+def new_memory(kernel: GuestKernel) -> ClusterMem:
+    """The banked guest memory of a clustered VM."""
+    guest = kernel.config.guest
+    return ClusterMem(guest.memory // PAGE_SIZE, max(1, guest.mm.kernel_reserved // PAGE_SIZE),
+                      guest.clusters)
+
+
+class ClusterVmm:
+    """The clusters of one VM and the VMM copies of its processes.
+
+    Args:
+        kernel: the guest kernel (its ``mem`` must be a :class:`ClusterMem`).
+    """
+
+    def __init__(self, kernel: GuestKernel) -> None:
+        guest = kernel.config.guest
+        self.kernel = kernel
+        self.config = guest.vmm
+        self.topology = Topology(guest.clusters, guest.vcpus, guest.vmm)
+        self.mem: ClusterMem = kernel.mem  # type: ignore[assignment]
+        self.costs = cost_vector(guest)
+        self.fast = guest.fast_faults
+        self.rng = kernel.streams.generator("vmm/placement")
+        self.ra_pages = max(1, guest.disk.readahead // PAGE_SIZE)
+        self.outcomes = {NON_FATAL: 0, USER_ERROR: 0, KERNEL_PANIC: 0}
+        self.cow_races = 0
+        self.halted: list[dict[str, Any]] = []
+        self.load = [0] * guest.vcpus
+        """Live threads pinned to each vCPU (the DQDT's view)."""
+        self.placed: dict[Task, int] = {}
+        self.fork_failures = 0
+        self.faults = AlmosFaults(self)
+        self.tout = np.zeros(T_SIZE, dtype=np.int64)
+
+    # ------------------------------------------------------------------ processes
+
+    def place_thread(self, task: Task, cluster: int | None = None) -> int:
+        """Pin ``task`` (unless already pinned) to the least loaded vCPU, of ``cluster`` if
+        given; returns its cluster."""
+        if task.allowed_cpu is None:
+            cpus = (self.topology.vcpus_of(cluster) if cluster is not None
+                    else range(len(self.load)))
+            task.allowed_cpu = min(cpus, key=lambda cpu: (self.load[cpu], cpu))
+        self.load[task.allowed_cpu] += 1
+        self.placed[task] = task.allowed_cpu
+        return self.topology.cluster_of(task.allowed_cpu)
+
+    def unplace(self, task: Task) -> None:
+        """``task`` is gone: it no longer loads its vCPU."""
+        cpu = self.placed.pop(task, None)
+        if cpu is not None:
+            self.load[cpu] -= 1
+
+    def attach_process(self, process: Process, proc: ProcessConfig) -> None:
+        """Place a new process's threads, build its copies, register its vsegs (§2.7): code,
+        data and mmap vsegs in the reference VSL, each thread's stack in its cluster's."""
+        threads = process.threads
+        if proc.cluster is not None:
+            ref = proc.cluster
+            if threads:
+                self.place_thread(threads[0], ref)
+        else:
+            ref = self.place_thread(threads[0]) if threads else 0
+        for task in threads[1:]:
+            self.place_thread(task)
+        process.cluster = ref
+        clusters = {v.name: v.cluster for v in proc.vsegs if v.cluster is not None}
+        gpt = ProcessGpt(process.mm, self.topology, ref, clusters)
+        process.vmm = gpt
+        gpt.copy_exists[ref] = True
+        stacks = {task.data.stack.name for task in threads if task.data.stack is not None}
+        for v, vma in enumerate(gpt.vsegs):
+            if vma.name not in stacks:
+                gpt.vsl[ref, v] = 1
+        for task in threads:
+            cluster = self.topology.cluster_of(task.allowed_cpu)
+            gpt.copy_exists[cluster] = True
+            if task.data.stack is not None:
+                gpt.vsl[cluster, gpt.vseg_index(task.data.stack.name)] = 1
+
+    def thread_exit(self, texec: TaskExec) -> None:
+        """A thread is destroyed: its stack vseg leaves its cluster's VSL, pages freed (§6.3)."""
+        task = texec.task
+        self.unplace(task)
+        gpt: ProcessGpt | None = texec.process.vmm
+        if gpt is None or texec.stack is None or not texec.process.alive:
+            return
+        cluster = self.topology.cluster_of(task.allowed_cpu)
+        v = gpt.vseg_index(texec.stack.name)
+        if gpt.vsl[cluster, v]:
+            release_vseg(self, gpt, cluster, v)
+            gpt.vsl[cluster, v] = 0
+
+    def release_process(self, process: Process) -> None:
+        """The process is gone: destroy every copy (§6.3 release rules), then its PT2s."""
+        for task in process.threads:
+            self.unplace(task)
+        gpt: ProcessGpt | None = process.vmm
+        if gpt is None:
+            return
+        for copy in range(gpt.n):
+            if gpt.copy_exists[copy]:
+                release_copy(self, gpt, copy)
+        process.mm.rss = 0
+
+    # ------------------------------------------------------------------ the executor's calls
+
+    def scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int, out: np.ndarray,
+             log: np.ndarray) -> tuple[int, int]:
+        """Run the compiled loop for ``texec`` on ``cpu``; apply its counts."""
+        gpt: ProcessGpt = texec.process.vmm
+        mem = self.mem
+        tout = self.tout
+        tout[:] = 0
+        out[:] = 0
+        fast = self.fast and texec.tried_slot < 0  # a retried mapper fault counts in Python
+        stop = run_cluster_accesses(
+            texec.slots, texec.writes, texec.vpns, texec.pos, end, t, texec.think, limit,
+            texec.fetch, fast, self.topology.cluster_of(cpu), gpt.ref, gpt.state, gpt.gfn,
+            gpt.vis, gpt.lock_acq, gpt.lock_rel, gpt.vsl, gpt.vsl_wr_acq, gpt.vsl_wr_rel,
+            gpt.vsl_rd_rel, gpt.slot_vseg, gpt.vtype, gpt.attr, gpt.vcxy, gpt.mapper_frame,
+            gpt.region, gpt.pt2, gpt.pt2_acq, gpt.pt2_rel, gpt.copy_counters, gpt.placement,
+            mem.kind, mem.refcount, mem.forks, mem.free2d, mem.nfree2d, mem.allocated_by_bank,
+            mem.bank, self.topology.distance, self.topology.mesh_positions, self.topology.modulo,
+            self.costs, self.config.lookahead, out, log, tout)
+        if tout.any():
+            counters = texec.counters
+            faults = int(tout[T_MIN_FLT])
+            counters.min_flt += faults
+            counters.pgfault += faults
+            self.outcomes[NON_FATAL] += faults
+            for index, name in _TOUT_FIELDS:
+                if tout[index]:
+                    setattr(counters, name, getattr(counters, name) + int(tout[index]))
+            mem.allocated_total += int(tout[T_ALLOCATED])
+        return int(out[0]), stop
+
+    def usable(self, cpu: int, texec: TaskExec, slot: int, write: bool, fetch: bool, t: int) -> bool:
+        """Would the MMU of ``cpu`` let this access through at time ``t``?"""
+        if slot < 0:
+            return False
+        pte = texec.process.vmm.visible(self.topology.cluster_of(cpu), slot, t)
+        need = MAPPED | (WRITABLE if write else 0) | (EXECUTABLE if fetch else 0)
+        return (pte & need) == need
+
+    def touch_allowed(self, cpu: int, texec: TaskExec, access: Access, t: int) -> bool:
+        if access.addr >= TASK_SIZE_MAX:
+            return not access.user and self.kernel.faults.kernel_mapped(access.addr)
+        slot = texec.process.mm.slot_of(access.addr)
+        return self.usable(cpu, texec, slot, access.write, access.fetch, t)
+
+    def exception(self, cpu: int, texec: TaskExec, access: Access, t: int) -> FaultResult:
+        return self.faults.exception(cpu, texec, access, t)
+
+    def core_halted(self, cpu: int, detail: dict[str, Any]) -> None:
+        self.halted.append({"vcpu": cpu, "cluster": self.topology.cluster_of(cpu), **detail})
+
+    # ------------------------------------------------------------------ results
+
+    def process_result(self, process: Process) -> dict[str, Any]:
+        """The cluster part of a process's result entry."""
+        gpt: ProcessGpt | None = process.vmm
+        if gpt is None:
+            return {}
+        placement = {vma.name: [int(x) for x in gpt.placement[v]]
+                     for v, vma in enumerate(gpt.vsegs) if gpt.placement[v].any()}
+        mapped = gpt.gfn[(gpt.state & MAPPED) != 0]
+        resident = np.unique(mapped[self.mem.kind[mapped] == 1]) if mapped.size else mapped
+        return {"reference_cluster": gpt.ref, "copies": gpt.as_dict(), "pages_placed": placement,
+                "rss_pages": int(resident.size)}
+
+    def vm_result(self) -> dict[str, Any]:
+        """Per-cluster memory and the VM-wide outcome counts."""
+        mem = self.mem
+        topo = self.topology
+        clusters = []
+        for c in range(topo.n):
+            lo, hi = c * mem.bank, (c + 1) * mem.bank
+            kinds = mem.kind[lo:hi]
+            clusters.append({
+                "cluster": c, "position": list(topo.position(c)), "vcpus": list(topo.vcpus_of(c)),
+                "frames": int(mem.bank), "free_frames": int(mem.nfree2d[c]),
+                "frames_allocated_total": int(mem.allocated_by_bank[c]),
+                "user_pages": int(np.count_nonzero(kinds == 1)),
+                "page_cache_pages": int(np.count_nonzero(kinds == 2)),
+                "pt2_pages": int(np.count_nonzero(kinds == 5)),
+            })
+        cfg = self.config
+        return {
+            "model": "almos", "mesh": [topo.x_size, topo.y_size], "clusters": clusters,
+            "outcomes": dict(self.outcomes), "cow_races": self.cow_races,
+            "fork_failures": self.fork_failures,
+            "halted_vcpus": list(self.halted),
+            "switches": {"distrib_index": cfg.distrib_index, "remote_ops": cfg.remote_ops,
+                         "vsl_lock": cfg.vsl_lock, "oom_rule": cfg.oom_rule,
+                         "cow_oom_policy": cfg.cow_oom_policy,
+                         "cow_race_is_user_error": cfg.cow_race_is_user_error,
+                         "cow_update_unmapped_copies": cfg.cow_update_unmapped_copies},
+        }
+
+
+__all__ = ["COPY_COUNTER_NAMES", "ClusterVmm", "TYPE_CODES", "new_memory"]

@@ -1,0 +1,162 @@
+"""The host inside whole simulations: EPT faults, reclaim and swap counts, async-PF modes."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import run_dict, scenario
+
+MODES = ["off", "halt", "kvm", "s390"]
+
+
+def host_config(mode: str = "off", limit: str = "256KiB", **extra):
+    cfg = {"enabled": True, "host_cpus": 2, "memory_limit": limit, "reclaim": "lru",
+           "reclaim_batch": 1, "async_pf": mode, "apf_debug": True,
+           "swap": {"device": "nvme", "page_cluster": 0}}
+    cfg.update(extra)
+    return cfg
+
+
+def seq(vseg: str, pages: int, write: bool, **kw):
+    return {"op": "access", "vseg": vseg, "pattern": "sequential", "stride": "4KiB",
+            "accesses": pages, "write_ratio": 1.0 if write else 0.0, **kw}
+
+
+def with_host(data, hypervisor):
+    data["hypervisor"] = hypervisor
+    return data
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_lru_swap_round_trip_counts(fast):
+    """Host grants 64 frames (one holds the guest's zero page: 63 usable), LRU, batch 1, no
+    readahead.  The guest writes pages 0..99 once, then reads them again in order.
+
+    Pass 1: 100 host first touches (minor); from page 63 on each evicts the oldest page:
+    37 evictions, all dirty (never swapped) → 37 swap-outs.
+    Pass 2, sequential over more pages than frames under LRU: every read misses.  Pages
+    0..36 are on swap → 37 swap-ins evicting 37..73 (dirty: 37 writes); pages 37..99 were just
+    evicted → 63 swap-ins evicting 74..99 (26 writes) then 0..36 (clean copies on swap: no
+    write).  Totals: swap_ins 100, evictions 37 + 100 = 137, swap_outs 37 + 63 = 100,
+    EPT violations 200 (100 minor + 100 major).  The guest sees only its 100 first-touch
+    minor faults.
+    """
+    vseg = {"name": "a", "type": "anon", "size": "1MiB"}
+    steps = [seq("a", 100, True), seq("a", 100, False)]
+    data = scenario(guest={"fast_faults": fast},
+                    processes=[{"name": "p", "vsegs": [vseg], "threads": [{"stack": False, "steps": steps}]}])
+    result = run_dict(with_host(data, host_config()))
+    host = result["host"]
+    assert (host["host_minor_faults"], host["host_major_faults"]) == (100, 100)
+    assert (host["swap_ins"], host["evictions"], host["swap_outs"]) == (100, 137, 100)
+    assert host["ept_violations"] == 200
+    p = result.processes["p"]
+    assert (p["min_flt"], p["maj_flt"], p["accesses"]) == (100, 0, 200)
+    assert sum(v["stalled_ns"] for v in result.vcpus) > 100 * 16_000  # 100 NVMe reads waited
+
+
+def test_fifo_and_clock_keep_their_own_victim_order():
+    """Same workload, FIFO: identical to LRU here (sequential access never re-touches a
+    resident page before eviction), so the same 100 swap-ins; CLOCK likewise."""
+    vseg = {"name": "a", "type": "anon", "size": "1MiB"}
+    steps = [seq("a", 100, True), seq("a", 100, False)]
+    for policy in ("fifo", "clock", "random"):
+        data = scenario(processes=[{"name": "p", "vsegs": [vseg],
+                                    "threads": [{"stack": False, "steps": steps}]}])
+        host = run_dict(with_host(data, host_config(reclaim=policy)))["host"]
+        if policy == "random":
+            assert host["swap_ins"] <= 100 and host["evictions"] == 37 + host["swap_ins"]
+        else:
+            assert (host["swap_ins"], host["evictions"], host["swap_outs"]) == (100, 137, 100)
+
+
+def _mixed(mode: str):
+    writers = {"name": "w", "vsegs": [{"name": "a", "type": "anon", "size": "2MiB"}],
+               "threads": [{"count": 2, "stack": False, "steps": [
+                   seq("a", 256, True, split=True),
+                   {"op": "access", "vseg": "a", "pattern": "uniform", "accesses": 3000,
+                    "write_ratio": 0.5, "think": "1us"}]}]}
+    counters = {"name": "c", "threads": [{"count": 2, "stack": False,
+                                          "steps": [{"op": "compute", "units": 20_000}]}]}
+    data = scenario(processes=[writers, counters], guest={"vcpus": 2}, seed=5)
+    return run_dict(with_host(data, host_config(mode, limit="1MiB", reclaim_batch=8)))
+
+
+def test_async_pf_changes_when_not_what_the_guest_computes():
+    """Every task does the same accesses and work units in every mode; only time differs.
+    (Which writer first touches a page of the shared array, and whether a read maps the zero
+    page before a write, depends on timing: fault counts may differ, the work may not.)"""
+    results = {mode: _mixed(mode) for mode in MODES}
+    base = results["off"]
+    for mode, result in results.items():
+        assert result.outcome == "ok", mode
+        for name, task in base.tasks.items():
+            other = result.tasks[name]
+            assert (other["accesses"], other["compute_units"], other["state"]) == \
+                (task["accesses"], task["compute_units"], "dead"), (mode, name)
+        assert 512 <= result.processes["w"]["min_flt"] <= 2 * 512
+    assert results["kvm"].vm["async_pf"]["not_present"] > 0
+    assert results["s390"].vm["async_pf"]["not_present"] > 0
+    assert results["off"].vm["async_pf"]["not_present"] == 0
+    # the guest runs another task during the I/O: the run ends sooner
+    assert results["kvm"]["sim_time_ns"] < results["off"]["sim_time_ns"]
+
+
+def _kernel_reads_swapped_buffer(mode: str):
+    """A 16-page buffer is written, pushed to swap by first touches of a 300-page array, then
+    read by the kernel in write(2) (copy_from_user: kernel-mode accesses)."""
+    vsegs = [{"name": "buf", "type": "anon", "size": "64KiB"},
+             {"name": "big", "type": "anon", "size": "2MiB"}]
+    steps = [seq("buf", 16, True), seq("big", 300, True),
+             {"op": "syscall", "kind": "write", "vseg": "buf", "length": "64KiB"}]
+    data = scenario(processes=[{"name": "p", "vsegs": vsegs, "threads": [{"stack": False, "steps": steps}]}])
+    return run_dict(with_host(data, host_config(mode)))
+
+
+def test_s390_pfault_is_refused_in_kernel_mode():
+    """pfault is offered only in problem state (PSW select/compare): the 16 kernel-mode faults
+    on swapped pages all fall back to synchronous (pfault_sync), no INIT is sent."""
+    result = _kernel_reads_swapped_buffer("s390")
+    apf = result.vm["async_pf"]
+    assert result["host"]["host_major_faults"] == 16
+    assert (apf["not_present"], apf["sync_fallbacks"]) == (0, 16)
+
+
+def test_kvm_kernel_mode_fault_halts_without_page_ready():
+    """x86 at CPL 0 with interrupts on: a work item is created but no #PF is injected
+    (send_user_only); the vCPU APF-halts and no page-ready is delivered (INV-H4)."""
+    result = _kernel_reads_swapped_buffer("kvm")
+    apf = result.vm["async_pf"]
+    assert result["host"]["host_major_faults"] == 16
+    assert (apf["not_present"], apf["page_ready"], apf["sync_fallbacks"]) == (0, 0, 0)
+    assert apf["apf_halts"] == 16
+
+
+def test_zram_reads_inline_so_no_async_pf_happens():
+    """A synchronous swap device completes the read inside the faulting thread: KVM never
+    sees NEEDS_IO, so no async PF even in kvm mode."""
+    vseg = {"name": "a", "type": "anon", "size": "1MiB"}
+    steps = [seq("a", 100, True), seq("a", 100, False)]
+    data = scenario(processes=[{"name": "p", "vsegs": [vseg], "threads": [{"stack": False, "steps": steps}]}])
+    result = run_dict(with_host(data, host_config("kvm", swap={"device": "zram"})))
+    assert result["host"]["swap_ins"] == 100
+    assert result.vm["async_pf"]["not_present"] == 0
+
+
+def test_oversubscribed_host_cpus_cost_steal_time():
+    """Two vCPUs and one always-runnable host task on one host CPU: the vCPU threads are
+    preempted (KVM marks them preempted on sched_out) and accumulate steal time; all guest
+    work still completes."""
+    procs = [{"name": "c", "threads": [{"count": 2, "stack": False,
+                                        "steps": [{"op": "compute", "units": 5_000}]}]}]
+    data = scenario(processes=procs, guest={"vcpus": 2})
+    result = run_dict(with_host(data, host_config(host_cpus=1, host_tasks=1)))
+    assert result.processes["c"]["compute_units"] == 10_000
+    assert all(v["steal_ns"] > 0 for v in result.vcpus)
+    total = result["sim_time_ns"]
+    for v in result.vcpus:
+        assert v["busy_ns"] + v["idle_ns"] + v["stalled_ns"] + v["steal_ns"] == total
+
+
+def test_hypervisor_runs_are_deterministic():
+    a, b = _mixed("kvm"), _mixed("kvm")
+    assert a.to_json() == b.to_json()
