@@ -109,7 +109,7 @@ class AlmosFaults:
         local = self.vmm.topology.cluster_of(cpu)
         counters = texec.counters
         counters.pgfault += 1
-        clock = HandlerClock(t + int(self.c[K_ENTRY]), counters)
+        clock = HandlerClock(t + int(self.c[K_ENTRY]), counters, t)
         if access.addr >= TASK_SIZE_MAX:  # PRIVILEGE_VIOLATION: no handler
             return self._finish(texec, access, clock, _Outcome(USER_ERROR, reason="privilege violation"),
                                 cpu, t)
@@ -226,6 +226,7 @@ class AlmosFaults:
         gpt.state[copy, slot] = attr
         gpt.gfn[copy, slot] = frame
         gpt.vis[copy, slot] = clock.t
+        gpt.raised[copy, slot] = clock.raised
 
     # ------------------------------------------------------------------ vmm_handle_page_fault
 

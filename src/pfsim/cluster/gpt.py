@@ -15,8 +15,8 @@ arrays that the compiled loop reads directly:
 Run-ahead: a thread's compiled loop resolves its faults ahead of the simulator's clock, so an
 entry a thread of the same cluster will map at a later time may already be set when another
 thread reaches it at an earlier time.  That thread would have faulted first and taken the
-same page; the MMU lets it through (no second fault) when the entry was set by a thread of
-this cluster whose lock hold starts after the access (:meth:`ProcessGpt.visible`).
+same page; the MMU lets it through (no second fault) when the entry was set by a fault of
+this cluster raised after the access (``raised``, :meth:`ProcessGpt.visible`).
 
 Per vseg (index ``v`` in slot order): ``vsl[c, v]`` says the vseg is registered in copy
 ``c``; per 2 MiB region ``r``: ``pt2[c, r]`` is the frame of copy ``c``'s PT2 (-1 none) and
@@ -83,6 +83,8 @@ class ProcessGpt:
         self.vis = np.zeros((n, nslots), dtype=np.int64)
         self.lock_acq = np.zeros((n, nslots), dtype=np.int64)
         self.lock_rel = np.zeros((n, nslots), dtype=np.int64)
+        self.raised = np.zeros((n, nslots), dtype=np.int64)
+        """When the fault that set the entry was raised (run-ahead rule of ``visible``)."""
         self.vsl = np.zeros((n, nv), dtype=np.uint8)
         self.copy_exists = np.zeros(n, dtype=np.bool_)
         self.vsl_wr_acq = np.zeros(n, dtype=np.int64)
@@ -151,7 +153,7 @@ class ProcessGpt:
             return st & ATTR_MASK
         if st & OLDRO:
             return (st & (MAPPED | EXECUTABLE)) | COW
-        if st & MAPPED and not st & REMOTE_SET and t < self.lock_acq[copy, slot]:
+        if st & MAPPED and not st & REMOTE_SET and t < self.raised[copy, slot]:
             return st & ATTR_MASK  # run-ahead: set by a fault of this cluster that starts later
         return 0
 

@@ -1,11 +1,11 @@
 """PTE locks, PT2 creation and the vseg-list rwlock, in simulated time (Python reference).
 
 A handler runs whole at its fault time and carries its own clock (:class:`HandlerClock`).
-Each lock remembers its last hold window ``[acq, rel)``.  Asking for a lock at time ``t``
-inside that window spins until ``rel``: the waiter is delayed, never skipped, and the wait is
-CPU time on its core (M4: a spinning thread keeps its core busy), counted in the thread's
-``*_waits`` and ``*_wait_ns``.  The compiled loop (:mod:`pfsim.cluster.scan`) inlines the
-same rules.
+Handlers take locks in the order they run (fault time, then event order), like tickets: each
+lock remembers its last hold ``[acq, rel)``, and a handler asking for it at time ``t < rel``
+spins until ``rel``.  The waiter is delayed, never skipped, and the wait is CPU time on its
+core (M4: a spinning thread keeps its core busy), counted in the thread's ``*_waits`` and
+``*_wait_ns``.  The compiled loop (:mod:`pfsim.cluster.scan`) inlines the same rules.
 
 The vseg-list lock follows remote_rwlock (§7.3): readers share it and wait only for a holding
 writer; a writer waits for the writer and the readers.  With ``vsl_lock = "queuelock"``
@@ -28,11 +28,13 @@ class HandlerClock:
         counters: the faulting thread's counters (wait counts and times go there).
     """
 
-    __slots__ = ("t", "counters")
+    __slots__ = ("t", "counters", "raised")
 
-    def __init__(self, t: int, counters: Counters) -> None:
+    def __init__(self, t: int, counters: Counters, raised: int = 0) -> None:
         self.t = t
         self.counters = counters
+        self.raised = raised
+        """When the exception was raised (before its entry cost)."""
 
     def spin_pte(self, until: int) -> None:
         if until > self.t:
@@ -54,8 +56,8 @@ class HandlerClock:
 
 
 def held(acq: np.ndarray, rel: np.ndarray, index: tuple[int, int] | int, t: int) -> int:
-    """The release time of a hold covering ``t``, or 0."""
-    return int(rel[index]) if acq[index] <= t < rel[index] else 0
+    """When the lock's last holder releases it, if that is after ``t``; else 0."""
+    return int(rel[index]) if rel[index] > t else 0
 
 
 def record_hold(acq: np.ndarray, rel: np.ndarray, index: tuple[int, int] | int, start: int,

@@ -91,8 +91,8 @@ def _alloc(bank: int, kind_value: int, kind: np.ndarray, refcount: np.ndarray, f
 
 @njit(cache=True, nogil=True)
 def _spin(t: int, acq: int, rel: int, tout: np.ndarray, count_index: int) -> int:
-    """Spin until ``rel`` when ``t`` falls in the hold ``[acq, rel)``."""
-    if acq <= t < rel:
+    """Spin until ``rel`` when the last hold ends after ``t`` (locks go in handler order)."""
+    if rel > t:
         tout[count_index] += 1
         tout[T_PTE_WAIT_NS if count_index != T_RW_WAITS else T_RW_WAIT_NS] += rel - t
         return rel
@@ -103,7 +103,8 @@ def _spin(t: int, acq: int, rel: int, tout: np.ndarray, count_index: int) -> int
 def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray, start: int,
                          stop: int, t0: int, think: int, t_limit: int, fetch: bool, fast: bool,
                          local: int, ref: int, state: np.ndarray, gfn: np.ndarray,
-                         vis: np.ndarray, lock_acq: np.ndarray, lock_rel: np.ndarray,
+                         vis: np.ndarray, raised: np.ndarray, lock_acq: np.ndarray,
+                         lock_rel: np.ndarray,
                          vsl: np.ndarray, vsl_wr_acq: np.ndarray, vsl_wr_rel: np.ndarray,
                          vsl_rd_rel: np.ndarray, slot_vseg: np.ndarray, vtype: np.ndarray,
                          attr: np.ndarray, vcxy: np.ndarray, mapper_frame: np.ndarray,
@@ -158,7 +159,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
             pte = st & ATTR_MASK
         elif st & OLDRO:
             pte = (st & (MAPPED | EXECUTABLE)) | COW
-        elif st & MAPPED and (st & REMOTE_SET) == 0 and t < lock_acq[local, s]:
+        elif st & MAPPED and (st & REMOTE_SET) == 0 and t < raised[local, s]:
             pte = st & ATTR_MASK  # run-ahead (ProcessGpt.visible)
         else:
             pte = 0
@@ -225,7 +226,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
             begin = tau
             if queuelock:
                 busy = tau
-                if vsl_wr_acq[local] <= tau < vsl_wr_rel[local]:
+                if vsl_wr_rel[local] > tau:
                     busy = vsl_wr_rel[local]
                 if vsl_rd_rel[local] > busy:
                     busy = vsl_rd_rel[local]
@@ -283,6 +284,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                 state[local, s] = attr[v]
                 gfn[local, s] = frame
                 vis[local, s] = tau
+                raised[local, s] = t
                 if tau > lock_rel[local, s]:
                     lock_acq[local, s] = a1
                     lock_rel[local, s] = tau
@@ -318,6 +320,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                     state[local, s] = state[ref, s] & ATTR_MASK
                     gfn[local, s] = gfn[ref, s]
                     vis[local, s] = tau
+                    raised[local, s] = t
                     if tau > lock_rel[local, s]:
                         lock_acq[local, s] = a3
                         lock_rel[local, s] = tau
@@ -344,6 +347,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                     state[ref, s] = attr[v] | REMOTE_SET
                     gfn[ref, s] = frame
                     vis[ref, s] = tau
+                    raised[ref, s] = t
                     if tau > lock_rel[ref, s]:
                         lock_acq[ref, s] = a2
                         lock_rel[ref, s] = tau
@@ -351,6 +355,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                     state[local, s] = attr[v]
                     gfn[local, s] = frame
                     vis[local, s] = tau
+                    raised[local, s] = t
                     if tau > lock_rel[local, s]:
                         lock_acq[local, s] = a3
                         lock_rel[local, s] = tau

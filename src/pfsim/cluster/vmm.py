@@ -181,7 +181,7 @@ class ClusterVmm:
         stop = run_cluster_accesses(
             texec.slots, texec.writes, texec.vpns, texec.pos, end, t, texec.think, limit,
             texec.fetch, fast, self.topology.cluster_of(cpu), gpt.ref, gpt.state, gpt.gfn,
-            gpt.vis, gpt.lock_acq, gpt.lock_rel, gpt.vsl, gpt.vsl_wr_acq, gpt.vsl_wr_rel,
+            gpt.vis, gpt.raised, gpt.lock_acq, gpt.lock_rel, gpt.vsl, gpt.vsl_wr_acq, gpt.vsl_wr_rel,
             gpt.vsl_rd_rel, gpt.slot_vseg, gpt.vtype, gpt.attr, gpt.vcxy, gpt.mapper_frame,
             gpt.region, gpt.pt2, gpt.pt2_acq, gpt.pt2_rel, gpt.copy_counters, gpt.placement,
             mem.kind, mem.refcount, mem.forks, mem.free2d, mem.nfree2d, mem.allocated_by_bank,

@@ -340,6 +340,9 @@ class VcpuExecutor:
                 self._arm(cpu, t + count * step.unit, self._segment_end)
                 return
             if isinstance(step, TouchStep):
+                if self.kernel.cluster is not None and t > self.sim.now:  # faults in time order
+                    self._arm(cpu, t, self._rerun)
+                    return
                 t = self._touch(cpu, texec, step, t)
                 if t < 0:
                     return
