@@ -79,6 +79,7 @@ class KvmMode(ApfMode):
         nv = len(host.threads)
         debug = host.config.hypervisor.apf_debug
         self.hv = KvmApfHost(nv, debug=debug)
+        self.hv.queues.record_frees = debug  # the per-item history grows with the run
         self.guest = KvmApfGuest(nv, wake_up=host.kernel.scheduler.wake_up, debug=debug)
         self.page_ready = 0
 
@@ -187,6 +188,7 @@ class S390Mode(ApfMode):
         nv = len(host.threads)
         debug = host.config.hypervisor.apf_debug
         self.hv = PfaultHost(nv, debug=debug)
+        self.hv.queues.record_frees = debug
         self.guest = PfaultGuest(_S390Ops(host), self._find_task, debug=debug)
 
     def _find_task(self, pid: int) -> Task | None:

@@ -140,7 +140,10 @@ class AsyncPfQueues:
         self.sync = sync
         self.alloc = alloc
         self.frees: dict[int, int] = {}
-        """serial -> number of times freed (must end at exactly 1)."""
+        """serial -> number of times freed (must end at exactly 1); kept while
+        ``record_frees`` (tests, debug runs), since it grows with every item."""
+        self.record_frees = True
+        self.freed_total = 0
         self.live: dict[int, AsyncPfWork] = {}
         self.allocated = 0
         self._serial = 0
@@ -296,7 +299,9 @@ class AsyncPfQueues:
         if work.state not in (WorkState.RETURNED, WorkState.CANCELLED):
             raise InvariantViolation(f"{work!r} freed before its work function returned")
         work.freed = True
-        self.frees[work.serial] = self.frees.get(work.serial, 0) + 1
+        self.freed_total += 1
+        if self.record_frees:
+            self.frees[work.serial] = self.frees.get(work.serial, 0) + 1
         del self.live[work.serial]
 
     def _alive(self, work: AsyncPfWork) -> None:

@@ -439,6 +439,7 @@ class Host:
                 "host_major_faults": m.host_major, "readahead_pages": m.readahead_pages,
                 "resident_frames": m.resident, "memory_limit_frames": m.limit,
                 "swap_reads": self.swap.reads, "swap_writes": self.swap.writes,
+                "swap_slots_used": m.swap_slots_used,
                 "apf_halts": self.halts, "swap_device": self.config.hypervisor.swap.device,
                 "reclaim": self.config.hypervisor.reclaim, "async_pf": self.mode,
                 "inio_pages": int((m.where == INIO).sum()),

@@ -21,6 +21,7 @@ by the compiled access loop (:mod:`pfsim.guest.scan`) in the arrays held here.
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,8 +73,14 @@ class HostMemory:
         self.small[S_LRU_HEAD] = self.small[S_LRU_TAIL] = -1
         self.frame_free_at = np.zeros(limit, dtype=np.int64)
         self.swap_slot = np.full(nframes, -1, dtype=np.int64)
+        self.readahead_flag = np.zeros(nframes, dtype=np.bool_)  # PG_readahead on a swap-cache page
+        self._free_slots: list[int] = []  # heap: the lowest free slot is reused first
+        self.ra_hits = 0
+        self._prev_offset = -1
+        self._prev_window = 0
         self.pinned = np.zeros(nframes, dtype=np.bool_)
-        self._slot_gfn: list[int] = []
+        self._slot_gfn = np.full(nframes, -1, dtype=np.int64)  # a gfn holds at most one slot
+        self._next_slot = 0
         from pfsim.hypervisor.reclaim.resident import RESIDENT_POLICIES  # it imports the loop
 
         self.policy: ResidentPolicy = RESIDENT_POLICIES[policy](self, rng)
@@ -150,11 +157,25 @@ class HostMemory:
         return bool(self.dirty[gfn]) or self.swap_slot[gfn] < 0
 
     def wrote_back(self, gfn: int) -> None:
-        """The page now has a fresh copy in a new swap slot."""
-        self.swap_slot[gfn] = len(self._slot_gfn)
-        self._slot_gfn.append(gfn)
+        """The page now has a fresh copy in a swap slot (its stale slot, if any, is freed; the
+        lowest free slot is reused, so swap space stays as small as the swapped set)."""
+        old = int(self.swap_slot[gfn])
+        if old >= 0:
+            self._slot_gfn[old] = -1
+            heapq.heappush(self._free_slots, old)
+        if self._free_slots:
+            slot = heapq.heappop(self._free_slots)
+        else:
+            slot = self._next_slot
+            self._next_slot += 1
+        self._slot_gfn[slot] = gfn
+        self.swap_slot[gfn] = slot
         self.dirty[gfn] = 0
         self.swap_outs += 1
+
+    @property
+    def swap_slots_used(self) -> int:
+        return self._next_slot - len(self._free_slots)
 
     def _install(self, gfn: int, frame: int, where: int) -> None:
         self.frame_gfn[frame] = gfn
@@ -171,9 +192,12 @@ class HostMemory:
         self.dirty[gfn] = 1
 
     def map_cached(self, gfn: int) -> None:
-        """A swap-cache page becomes mapped (minor fault)."""
+        """A swap-cache page becomes mapped (minor fault); a readahead hit if it was read ahead."""
         if self.where[gfn] != SWAPCACHE:
             raise InvariantViolation(f"gfn {gfn} is not in the swap cache")
+        if self.readahead_flag[gfn]:
+            self.readahead_flag[gfn] = False
+            self.ra_hits += 1
         self.where[gfn] = RESIDENT
         self.ept[gfn] = 1
 
@@ -189,22 +213,46 @@ class HostMemory:
             raise InvariantViolation(f"gfn {gfn} finished a swap-in it was not doing")
         self.where[gfn] = RESIDENT if mapped else SWAPCACHE
         self.ept[gfn] = 1 if mapped else 0
+        self.readahead_flag[gfn] = not mapped
         self.dirty[gfn] = 0
         self.policy.inserted(gfn)
         self.swap_ins += 1
 
+    def swapin_window(self, slot: int, max_pages: int) -> int:
+        """Swap readahead window in slots (mm/swap_state.c ``__swapin_nr_pages``): grows with
+        the readahead hits since the last swap-in (rounded up to a power of two, at least 4),
+        falls to 1 without hits unless the access is next to the previous one, shrinks by at
+        most half per swap-in, never above ``max_pages``."""
+        hits, self.ra_hits = self.ra_hits, 0
+        pages = hits + 2
+        if pages == 2:
+            if slot not in (self._prev_offset + 1, self._prev_offset - 1):
+                pages = 1
+        else:
+            roundup = 4
+            while roundup < pages:
+                roundup <<= 1
+            pages = roundup
+        pages = min(pages, max_pages)
+        pages = max(pages, self._prev_window // 2)
+        self._prev_window = pages
+        self._prev_offset = slot
+        return pages
+
     def readahead_candidates(self, gfn: int, page_cluster: int) -> list[int]:
-        """Other gfns in the aligned block of 2**page_cluster swap slots around ``gfn``'s slot
-        that are still only on swap (swapin_readahead, cluster mode)."""
+        """Other gfns in the aligned block of swap slots around ``gfn``'s slot (the adaptive
+        window, at most 2**page_cluster) that are still only on swap (cluster readahead)."""
         if page_cluster <= 0:
             return []
         slot = int(self.swap_slot[gfn])
-        size = 1 << page_cluster
-        first = slot & ~(size - 1)
+        window = self.swapin_window(slot, 1 << page_cluster)
+        if window <= 1:
+            return []
+        first = slot & ~(window - 1)
         out = []
-        for s in range(first, min(first + size, len(self._slot_gfn))):
-            other = self._slot_gfn[s]
-            if other != gfn and self.swap_slot[other] == s and self.where[other] == SWAPPED:
+        for s in range(first, min(first + window, self._next_slot)):
+            other = int(self._slot_gfn[s])
+            if other >= 0 and other != gfn and self.swap_slot[other] == s and self.where[other] == SWAPPED:
                 out.append(other)
         return out
 

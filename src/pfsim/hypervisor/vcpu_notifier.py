@@ -9,6 +9,7 @@ state on the (possibly new) CPU.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from pfsim.errors import InvariantViolation
@@ -28,8 +29,8 @@ class KvmVcpu:
     arch_loads: int = 0
     arch_puts: int = 0
     cpu_migrations: int = 0
-    log: list[tuple[str, int, bool, bool, bool]] = field(default_factory=list)
-    """(callback, cpu, preempted after, irqs_disabled, rq_locked) per callback."""
+    log: deque[tuple[str, int, bool, bool, bool]] = field(default_factory=lambda: deque(maxlen=64))
+    """(callback, cpu, preempted after, irqs_disabled, rq_locked) of the last 64 callbacks."""
 
 
 class KvmPreemptOps:
