@@ -83,6 +83,8 @@ def check_cluster_config(config: Config) -> None:
             raise ConfigError("hypervisor.enabled", "the ALMOS-MKH cluster model (guest.clusters > 1 "
                               "or guest.vmm.model = 'almos') does not run under the host "
                               "model yet; set it to false")
+    if not almos:
+        return  # the flat kernel ignores every placement key
     for p, proc in enumerate(config.processes):
         where = f"processes[{p}]"
         if proc.cluster is not None and proc.cluster >= n:

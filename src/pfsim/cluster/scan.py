@@ -64,8 +64,8 @@ from pfsim.guest.scan import OUT_NLOG, OUT_REASON, OUT_TIME, STOP_FAULT, STOP_LI
 # per-thread counter deltas (the ``tout`` array)
 (T_MIN_FLT, T_FALSE_NR, T_LOCAL_NR, T_GLOBAL_NR, T_FALSE_COST, T_LOCAL_COST, T_GLOBAL_COST,
  T_REMOTE, T_RPCS, T_PTE_WAITS, T_PTE_WAIT_NS, T_PT2_WAITS, T_RW_WAITS, T_RW_WAIT_NS,
- T_ALLOCATED) = range(15)
-T_SIZE = 15
+ T_ALLOCATED, T_SPANS) = range(16)
+T_SIZE = 16
 
 
 @njit(cache=True, nogil=True)
@@ -114,7 +114,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                          free2d: np.ndarray, nfree2d: np.ndarray, by_bank: np.ndarray,
                          bank_size: int, dist: np.ndarray, mesh_positions: int, modulo: bool,
                          costs: np.ndarray, lookahead: int, out: np.ndarray, log: np.ndarray,
-                         tout: np.ndarray) -> int:
+                         spans: np.ndarray, tout: np.ndarray) -> int:
     """Run accesses ``[start, stop)`` of a thread in cluster ``local`` from time ``t0``.
 
     Args:
@@ -130,6 +130,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
         costs: the cost vector of :mod:`pfsim.cluster.costs`; ``lookahead``: faults later
             than ``t0 + lookahead`` end the segment (resolved by the next one).
         out: OUT_TIME, OUT_NLOG, OUT_REASON of the guest scan; ``log``: [2, n] slow accesses;
+        ``spans``: [2, n] (raise, end) times of the faults resolved here (``tout[T_SPANS]``);
         tout: the thread's counter deltas (T_*).
 
     Returns:
@@ -362,6 +363,9 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                     counter, cost_counter = GLOBAL_NR, GLOBAL_COST
                     tcount, tcost = T_GLOBAL_NR, T_GLOBAL_COST
             cost = tau - begin
+            spans[0, tout[T_SPANS]] = t
+            spans[1, tout[T_SPANS]] = tau
+            tout[T_SPANS] += 1
             copy_counters[local, counter] += 1
             copy_counters[local, cost_counter] += cost
             tout[tcount] += 1

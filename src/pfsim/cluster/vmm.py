@@ -40,6 +40,7 @@ from pfsim.cluster.scan import (
     T_RW_WAIT_NS,
     T_RW_WAITS,
     T_SIZE,
+    T_SPANS,
     run_cluster_accesses,
 )
 from pfsim.cluster.topology import TYPE_CODES, Topology
@@ -95,6 +96,9 @@ class ClusterVmm:
         self.fork_failures = 0
         self.faults = AlmosFaults(self)
         self.tout = np.zeros(T_SIZE, dtype=np.int64)
+        self.spans = [np.zeros((2, 4096), dtype=np.int64) for _ in range(guest.vcpus)]
+        """Per vCPU: the (raise, end) times of the faults its current segment resolved."""
+        self.nspans = [0] * guest.vcpus
 
     # ------------------------------------------------------------------ processes
 
@@ -186,7 +190,8 @@ class ClusterVmm:
             gpt.region, gpt.pt2, gpt.pt2_acq, gpt.pt2_rel, gpt.copy_counters, gpt.placement,
             mem.kind, mem.refcount, mem.forks, mem.free2d, mem.nfree2d, mem.allocated_by_bank,
             mem.bank, self.topology.distance, self.topology.mesh_positions, self.topology.modulo,
-            self.costs, self.config.lookahead, out, log, tout)
+            self.costs, self.config.lookahead, out, log, self.spans[cpu], tout)
+        self.nspans[cpu] = int(tout[T_SPANS])
         if tout.any():
             counters = texec.counters
             faults = int(tout[T_MIN_FLT])
@@ -198,6 +203,15 @@ class ClusterVmm:
                     setattr(counters, name, getattr(counters, name) + int(tout[index]))
             mem.allocated_total += int(tout[T_ALLOCATED])
         return int(out[0]), stop
+
+    def fault_in_progress(self, cpu: int, now: int) -> int:
+        """End time of a fault the compiled loop resolved on ``cpu`` that is under way at
+        ``now`` (0 if none): an interrupt should wait for it, as the handler would finish."""
+        spans = self.spans[cpu]
+        for k in range(self.nspans[cpu]):
+            if spans[0, k] <= now < spans[1, k]:
+                return int(spans[1, k])
+        return 0
 
     def usable(self, cpu: int, texec: TaskExec, slot: int, write: bool, fetch: bool, t: int) -> bool:
         """Would the MMU of ``cpu`` let this access through at time ``t``?"""

@@ -216,8 +216,14 @@ class VcpuExecutor:
         self.sim.at(self.sim.now, self._resched_ipi, cpu, priority=Priority.URGENT)
 
     def _resched_ipi(self, cpu: int) -> None:
-        if self.need_resched[cpu] and self.kernel.scheduler.current(cpu) is not None:
-            self.interrupt(cpu, _nothing)
+        if not self.need_resched[cpu] or self.kernel.scheduler.current(cpu) is None:
+            return
+        if self.paused[cpu] or self.held[cpu] or self.halted or self.vcpu_halted[cpu]:
+            return  # acted on when the vCPU runs guest code again
+        self.pause_vcpu(cpu)  # stop the running stretch here
+        self.paused[cpu] = False
+        self.need_resched[cpu] = False
+        self.kernel.scheduler.schedule(cpu, preempted=True)
 
     def hold(self, cpu: int) -> None:
         """The vCPU stays in the host until :meth:`deliver_injected` (no guest code runs)."""
@@ -273,10 +279,12 @@ class VcpuExecutor:
             return
         if self.need_resched[cpu]:  # set by an interrupt handler: schedule() on the way out
             self.need_resched[cpu] = False
-            if texec.task.is_sleeping:
-                self._arm(cpu, t, self._block)
+            sleeping = texec.task.is_sleeping
+            if t == self.sim.now and self.owed[cpu] == 0:
+                self.epoch[cpu] += 1
+                self.kernel.scheduler.schedule(cpu, preempted=not sleeping)
             else:
-                self._arm(cpu, t, self._slice_expired)
+                self._arm(cpu, t, self._block if sleeping else self._slice_expired)
             return
         if texec.apf_wait:  # kvm_async_pf_task_wait_schedule's loop
             if not self.host.apf.task_resumes(texec.task):
@@ -323,8 +331,8 @@ class VcpuExecutor:
                     if stop >= end:  # chunk or step consumed
                         continue
                     if t_end > t:  # the cluster loop resolved a fault that ends past the limit
-                        self._arm(cpu, t_end, self._rerun)
-                        return
+                        t = t_end
+                        continue
                     self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
                     return
                 self.segment[cpu] = Segment(texec, t, texec.pos, count, texec.think, "access",

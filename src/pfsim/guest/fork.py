@@ -20,6 +20,7 @@ import numpy as np
 from pfsim.guest.memory import ZERO_GFN
 from pfsim.guest.mm import PTE_NOVMA, PTE_PRESENT, PTE_WRITE, AddressSpace, Vma
 from pfsim.guest.process import Process
+from pfsim.engine import Priority
 from pfsim.sched import Task, TaskState
 
 if TYPE_CHECKING:
@@ -86,13 +87,26 @@ class ProcessOps:
         texec.step = None
 
     def _resync_others(self, cpu: int, process: Process) -> None:
-        """Other threads of ``process`` running now re-read their page tables (a write
-        protection or an unmapping must not be outrun by a segment computed before it)."""
-        executor = self.kernel.executor
-        for task in process.threads:
-            other = task.cpu
-            if task.on_cpu and other is not None and other != cpu and task.state != TaskState.DEAD:
-                executor.interrupt(other, _nothing)
+        """Other threads of ``process`` in the middle of an access segment re-read their page
+        tables (a write protection or an unmapping must not be outrun by a segment computed
+        before it): a TLB-shootdown-like interrupt, delivered once this event is over."""
+        for other in range(len(self.kernel.executor.segment)):
+            if other != cpu and self._running_accesses(other, process):
+                self.sim.at(self.sim.now, self._shootdown, other, process, priority=Priority.URGENT)
+
+    def _running_accesses(self, cpu: int, process: Process) -> bool:
+        seg = self.kernel.executor.segment[cpu]
+        return seg is not None and seg.kind == "access" and seg.texec.process is process
+
+    def _shootdown(self, cpu: int, process: Process) -> None:
+        if not self._running_accesses(cpu, process):
+            return
+        cluster = self.kernel.cluster
+        busy = cluster.fault_in_progress(cpu, self.sim.now) if cluster is not None else 0
+        if busy:  # the IPI is taken when the fault handler returns
+            self.sim.at(busy, self._shootdown, cpu, process, priority=Priority.URGENT)
+            return
+        self.kernel.executor.interrupt(cpu, _nothing)
 
     # ------------------------------------------------------------------ fork
 
@@ -132,9 +146,9 @@ class ProcessOps:
         else:
             cost = self._flat_fork(texec, child)
         kernel.processes.append(child)
+        self._done(texec)
         self._resync_others(cpu, parent)
         self.sim.at(t + cost, kernel.scheduler.add_task, task)
-        self._done(texec)
         return t + cost
 
     def _flat_fork(self, texec: TaskExec, child: Process) -> int:
@@ -173,16 +187,22 @@ class ProcessOps:
         return t + self.kernel.config.guest.syscall
 
     def wait(self, cpu: int, texec: TaskExec, step: Any, t: int) -> int:
-        """wait(): reap ``count`` exited children, blocking until they have exited."""
+        """wait(): reap ``count`` exited children (default: all not reaped yet when the call
+        starts), blocking until they have exited.  Children reaped meanwhile by a sibling
+        thread lower the count (with none left to wait for, wait() returns: ECHILD)."""
         process = texec.process
         task = texec.task
+        unreaped = len(process.children) - process.reaped
         want = self.wait_for.get(task)
         if want is None:
-            want = step.count if step.count is not None else len(process.children) - process.reaped
+            want = step.count if step.count is not None else unreaped
+        want = min(want, unreaped)
         exited = sum(1 for child in process.children if not child.alive)
-        if exited - process.reaped >= want or len(process.children) - process.reaped < want:
+        if exited - process.reaped >= want:
             self.wait_for.pop(task, None)
-            process.reaped += min(want, exited - process.reaped)
+            process.reaped += want
+            if want:
+                self._wake_waiters(process)  # siblings re-count what is left
             self._done(texec)
             return t + self.kernel.config.guest.syscall
         self.wait_for[task] = want
@@ -192,14 +212,13 @@ class ProcessOps:
         return -1
 
     def process_exited(self, process: Process) -> None:
-        """A process is gone: wake its parent's threads whose wait is now satisfied."""
-        parent = process.parent
-        if parent is None:
-            return
-        exited = sum(1 for child in parent.children if not child.alive)
-        for task in parent.threads:
-            want = self.wait_for.get(task)
-            if want is not None and exited - parent.reaped >= want and task.is_sleeping:
+        """A process is gone: its parent's waiting threads re-check their wait."""
+        if process.parent is not None:
+            self._wake_waiters(process.parent)
+
+    def _wake_waiters(self, process: Process) -> None:
+        for task in process.threads:
+            if task in self.wait_for and task.is_sleeping:
                 self.kernel.scheduler.wake_up(task)
 
     def thread_exit(self, texec: TaskExec) -> None:
@@ -222,8 +241,8 @@ class ProcessOps:
             vma = next(v for v in texec.process.mm.vmas if v.name == name)
             self._unmap(texec.process.mm, vma, keep=False)
             cost += kernel.shootdown_cost(texec)
-        self._resync_others(cpu, texec.process)
         self._done(texec)
+        self._resync_others(cpu, texec.process)
         return t + cost
 
     def _unmap(self, mm: AddressSpace, vma: Vma, keep: bool) -> None:
