@@ -106,9 +106,9 @@ def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
 def print_comparison(console: Console, key: str, rows: list[tuple[str, RunResult, float, Path]]) -> None:
     """One row per variant: work, ratio to the first, vCPU time split, faults, async PF."""
     table = Table(title=f"comparison over {key}", title_justify="left")
-    for column in (key, "work", "ratio", "busy", "stalled", "idle", "min_flt", "maj_flt",
+    for column in (key.rsplit(".", 1)[-1], "work", "ratio", "busy", "stalled", "idle", "min_flt", "maj_flt",
                    "host faults", "swap-ins", "not_present", "page_ready", "sync_fallbacks", "outcome"):
-        table.add_column(column, justify="left" if column in (key, "outcome") else "right")
+        table.add_column(column, justify="right" if columns_right(column, key) else "left")
     base = None
     for value, result, _wall, _path in rows:
         totals = _totals(result)
@@ -126,6 +126,11 @@ def print_comparison(console: Console, key: str, rows: list[tuple[str, RunResult
                       f"{apf['not_present']:,}", f"{apf['page_ready']:,}",
                       f"{apf['sync_fallbacks']:,}", result.outcome)
     console.print(table)
+
+
+def columns_right(column: str, key: str) -> bool:
+    """Numbers are right-aligned; the variant and outcome columns are not."""
+    return column not in (key.rsplit(".", 1)[-1], "outcome")
 
 
 def _totals(result: RunResult) -> dict[str, int]:
