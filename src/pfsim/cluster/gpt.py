@@ -78,30 +78,32 @@ class ProcessGpt:
         self.n = n
         self.vsegs: list[Vma] = sorted(mm.vmas, key=lambda vma: vma.slot_base)
         nv = len(self.vsegs)
+        # NOTE: perf: arrays of one dtype are rows of one packed array (fewer arguments for
+        # the compiled loop to unbox); the named attributes are views of its rows.
         self.state = np.zeros((n, nslots), dtype=np.uint8)
         self.gfn = np.full((n, nslots), -1, dtype=np.int32)
-        self.vis = np.zeros((n, nslots), dtype=np.int64)
-        self.lock_acq = np.zeros((n, nslots), dtype=np.int64)
-        self.lock_rel = np.zeros((n, nslots), dtype=np.int64)
-        self.raised = np.zeros((n, nslots), dtype=np.int64)
-        """When the fault that set the entry was raised (run-ahead rule of ``visible``)."""
+        self.times = np.zeros((4, n, nslots), dtype=np.int64)
+        self.vis, self.raised, self.lock_acq, self.lock_rel = self.times
+        """``raised``: when the fault that set the entry was raised (run-ahead rule)."""
         self.vsl = np.zeros((n, nv), dtype=np.uint8)
         self.copy_exists = np.zeros(n, dtype=np.bool_)
-        self.vsl_wr_acq = np.zeros(n, dtype=np.int64)
-        self.vsl_wr_rel = np.zeros(n, dtype=np.int64)
-        self.vsl_rd_rel = np.zeros(n, dtype=np.int64)
+        self.vsl_times = np.zeros((3, n), dtype=np.int64)
+        self.vsl_wr_acq, self.vsl_wr_rel, self.vsl_rd_rel = self.vsl_times
         self.copy_counters = np.zeros((n, len(COPY_COUNTER_NAMES)), dtype=np.int64)
         self.placement = np.zeros((nv, n), dtype=np.int64)
         """Pages allocated for each vseg in each cluster's bank (faults and COW copies)."""
-        self.slot_vseg = np.zeros(nslots, dtype=np.int32)
+        self.slot_info = np.zeros((3, nslots), dtype=np.int32)
+        self.slot_vseg, self.region, self.mapper_frame = self.slot_info
+        """``region``: the slot's PT2 (2 MiB region) index; ``mapper_frame``: for code and
+        data pages, the cached .elf mapper page to copy from (-1: not known cached)."""
+        self.mapper_frame[:] = -1
         self.vtype = np.zeros(nslots, dtype=np.uint8)
         self.vpn = np.zeros(nslots, dtype=np.int64)
-        self.attr = np.zeros(nv, dtype=np.uint8)
-        """Attributes a fault gives each vseg's pages (§3.1: from the vseg flags)."""
-        self.vcxy = np.full(nv, -1, dtype=np.int32)
-        """Placement cluster of anon and remote vsegs (-1: placed by type)."""
-        self.mapper_frame = np.full(nslots, -1, dtype=np.int32)
-        """Code and data pages: the cached .elf mapper page to copy from (-1: not known cached)."""
+        self.vseg_info = np.zeros((2, nv), dtype=np.int32)
+        self.attr, self.vcxy = self.vseg_info
+        """``attr``: attributes a fault gives each vseg's pages (§3.1: from the vseg flags);
+        ``vcxy``: placement cluster of anon and remote vsegs (-1: placed by type)."""
+        self.vcxy[:] = -1
         placement_cluster = placement_cluster or {}
         for v, vma in enumerate(self.vsegs):
             lo, hi = vma.slot_base, vma.slot_base + vma.nslots
@@ -113,12 +115,16 @@ class ProcessGpt:
                             | (EXECUTABLE if vma.executable else 0))
             if code not in (CODE, DATA, STACK, FILE):
                 self.vcxy[v] = placement_cluster.get(vma.name, ref)
-        regions, self.region = np.unique(self.vpn >> PT2_SHIFT, return_inverse=True)
-        self.region = self.region.astype(np.int32)
+        regions, inverse = np.unique(self.vpn >> PT2_SHIFT, return_inverse=True)
+        self.region[:] = inverse
         self.pt2 = np.full((n, len(regions)), -1, dtype=np.int32)
-        self.pt2_acq = np.zeros((n, len(regions)), dtype=np.int64)
-        self.pt2_rel = np.zeros((n, len(regions)), dtype=np.int64)
+        self.pt2_times = np.zeros((2, n, len(regions)), dtype=np.int64)
+        self.pt2_acq, self.pt2_rel = self.pt2_times
         self.refresh_mappers()
+        self.kernel_args = (self.state, self.gfn, self.times, self.vsl, self.vsl_times,
+                            self.slot_info, self.vtype, self.vseg_info, self.pt2, self.pt2_times,
+                            self.copy_counters, self.placement)
+        """The arrays the compiled loop takes, in its argument order."""
 
     # ------------------------------------------------------------------ layout
 

@@ -38,21 +38,24 @@ def release_page(mem: ClusterMem, frame: int) -> bool:
 
 
 def release_entries(vmm: ClusterVmm, gpt: ProcessGpt, copy: int, slots: np.ndarray) -> int:
-    """Reset the mapped ``slots`` of ``copy`` and release their pages; returns pages freed."""
+    """Reset the mapped ``slots`` of ``copy`` and release their pages; returns pages freed.
+
+    Vectorised form of :func:`release_page` per entry (a copy maps a user page at most once,
+    so the per-frame updates do not collide)."""
     mem = vmm.mem
-    freed = 0
-    is_ref = copy == gpt.ref
-    for slot in slots.tolist():
-        if not gpt.state[copy, slot] & MAPPED:
-            continue
-        frame = int(gpt.gfn[copy, slot])
-        if mem.kind[frame] == PAGECACHE:
-            mem.put(frame)
-        elif int(gpt.vtype[slot]) in PRIVATE_TYPES or is_ref:
-            freed += release_page(mem, frame)
-        gpt.state[copy, slot] = 0
-        gpt.gfn[copy, slot] = -1
-    return freed
+    slots = np.asarray(slots, dtype=np.int64)
+    mapped = slots[(gpt.state[copy, slots] & MAPPED) != 0]
+    frames = gpt.gfn[copy, mapped].astype(np.int64)
+    cache = mem.kind[frames] == PAGECACHE
+    np.subtract.at(mem.refcount, frames[cache], 1)  # the page cache keeps its own reference
+    owner = ~cache & (np.isin(gpt.vtype[mapped], PRIVATE_TYPES) | (copy == gpt.ref))
+    mine = frames[owner]
+    pending = mem.forks[mine] > 0
+    mem.forks[mine[pending]] -= 1
+    mem.free_many(mine[~pending])
+    gpt.state[copy, mapped] = 0
+    gpt.gfn[copy, mapped] = -1
+    return int(np.count_nonzero(~pending))
 
 
 def release_vseg(vmm: ClusterVmm, gpt: ProcessGpt, copy: int, v: int) -> int:

@@ -66,6 +66,10 @@ from pfsim.guest.scan import OUT_NLOG, OUT_REASON, OUT_TIME, STOP_FAULT, STOP_LI
  T_REMOTE, T_RPCS, T_PTE_WAITS, T_PTE_WAIT_NS, T_PT2_WAITS, T_RW_WAITS, T_RW_WAIT_NS,
  T_ALLOCATED, T_SPANS) = range(16)
 T_SIZE = 16
+# the scalar arguments (the ``params`` array)
+(P_START, P_STOP, P_T0, P_THINK, P_LIMIT, P_FETCH, P_FAST, P_LOCAL, P_REF, P_BANK, P_MESH,
+ P_MODULO, P_LOOKAHEAD) = range(13)
+P_SIZE = 13
 
 
 @njit(cache=True, nogil=True)
@@ -100,35 +104,34 @@ def _spin(t: int, acq: int, rel: int, tout: np.ndarray, count_index: int) -> int
 
 
 @njit(cache=True, nogil=True)
-def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray, start: int,
-                         stop: int, t0: int, think: int, t_limit: int, fetch: bool, fast: bool,
-                         local: int, ref: int, state: np.ndarray, gfn: np.ndarray,
-                         vis: np.ndarray, raised: np.ndarray, lock_acq: np.ndarray,
-                         lock_rel: np.ndarray,
-                         vsl: np.ndarray, vsl_wr_acq: np.ndarray, vsl_wr_rel: np.ndarray,
-                         vsl_rd_rel: np.ndarray, slot_vseg: np.ndarray, vtype: np.ndarray,
-                         attr: np.ndarray, vcxy: np.ndarray, mapper_frame: np.ndarray,
-                         region: np.ndarray, pt2: np.ndarray, pt2_acq: np.ndarray,
-                         pt2_rel: np.ndarray, copy_counters: np.ndarray, placement: np.ndarray,
-                         kind: np.ndarray, refcount: np.ndarray, forks: np.ndarray,
-                         free2d: np.ndarray, nfree2d: np.ndarray, by_bank: np.ndarray,
-                         bank_size: int, dist: np.ndarray, mesh_positions: int, modulo: bool,
-                         costs: np.ndarray, lookahead: int, out: np.ndarray, log: np.ndarray,
-                         spans: np.ndarray, tout: np.ndarray) -> int:
+def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray,
+                         params: np.ndarray, state: np.ndarray, gfn: np.ndarray,
+                         times: np.ndarray, vsl: np.ndarray, vsl_times: np.ndarray,
+                         slot_info: np.ndarray, vtype: np.ndarray, vseg_info: np.ndarray,
+                         pt2: np.ndarray, pt2_times: np.ndarray, copy_counters: np.ndarray,
+                         placement: np.ndarray, kind: np.ndarray, rf: np.ndarray,
+                         free2d: np.ndarray, bank_counts: np.ndarray, dist: np.ndarray,
+                         costs: np.ndarray, out: np.ndarray, log: np.ndarray, spans: np.ndarray,
+                         tout: np.ndarray) -> int:
     """Run accesses ``[start, stop)`` of a thread in cluster ``local`` from time ``t0``.
 
     Args:
         slots, writes, vpns: the stream (slot per access, -1 outside every vseg; store
             flags; page numbers).
-        think: CPU time of one local access (ns); ``t_limit``: no access starts that would
-            end after it (by ``think``).
-        fetch: instruction fetches; ``fast``: resolve the common page faults here.
-        local, ref: the thread's cluster and the process's reference cluster.
-        state ... placement: the process's ProcessGpt arrays (all copies).
-        kind ... by_bank: the ClusterMem arrays; ``bank_size``: frames per bank.
-        dist: hops between clusters; ``mesh_positions``/``modulo``: DATA placement index.
-        costs: the cost vector of :mod:`pfsim.cluster.costs`; ``lookahead``: faults later
-            than ``t0 + lookahead`` end the segment (resolved by the next one).
+        params: the scalars, indexed by P_*: ``start``/``stop`` (access indices), ``t0``,
+            ``think`` (CPU time of one local access, ns), ``t_limit`` (no access starts that
+            would end after it by ``think``), ``fetch`` (instruction fetches), ``fast``
+            (resolve the common page faults here), ``local``/``ref`` (the thread's cluster
+            and the process's reference), ``bank`` (frames per bank), ``mesh``/``modulo``
+            (DATA placement index), ``lookahead`` (faults later than t0 + lookahead end the
+            segment: the next one resolves them).
+        state ... placement: the process's ProcessGpt arrays (``kernel_args``; ``times``
+            rows: vis, raised, lock_acq, lock_rel; ``vsl_times``: VSL writer acquire and
+            release, readers' release; ``slot_info``: vseg, PT2 region, mapper frame;
+            ``vseg_info``: attr, vcxy; ``pt2_times``: PT2 creation acquire and release).
+        kind, rf, free2d, bank_counts: the ClusterMem arrays (``rf``: refcount, forks;
+            ``bank_counts``: free frames, frames ever allocated).
+        dist: hops between clusters; costs: the cost vector of :mod:`pfsim.cluster.costs`.
         out: OUT_TIME, OUT_NLOG, OUT_REASON of the guest scan; ``log``: [2, n] slow accesses;
         ``spans``: [2, n] (raise, end) times of the faults resolved here (``tout[T_SPANS]``);
         tout: the thread's counter deltas (T_*).
@@ -137,6 +140,18 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
         the index of the first access not done (a fault for Python if ``out[OUT_REASON]``
         is STOP_FAULT).
     """
+    start, stop, t0, think, t_limit = (params[P_START], params[P_STOP], params[P_T0],
+                                       params[P_THINK], params[P_LIMIT])
+    fetch, fast = params[P_FETCH] != 0, params[P_FAST] != 0
+    local, ref, bank_size = params[P_LOCAL], params[P_REF], params[P_BANK]
+    mesh_positions, modulo, lookahead = params[P_MESH], params[P_MODULO] != 0, params[P_LOOKAHEAD]
+    vis, raised, lock_acq, lock_rel = times[0], times[1], times[2], times[3]
+    vsl_wr_acq, vsl_wr_rel, vsl_rd_rel = vsl_times[0], vsl_times[1], vsl_times[2]
+    slot_vseg, region, mapper_frame = slot_info[0], slot_info[1], slot_info[2]
+    attr, vcxy = vseg_info[0], vseg_info[1]
+    pt2_acq, pt2_rel = pt2_times[0], pt2_times[1]
+    refcount, forks = rf[0], rf[1]
+    nfree2d, by_bank = bank_counts[0], bank_counts[1]
     n_clusters = dist.shape[0]
     t = t0
     nlog = 0

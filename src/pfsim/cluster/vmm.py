@@ -24,6 +24,20 @@ from pfsim.cluster.gpt import COPY_COUNTER_NAMES, EXECUTABLE, MAPPED, WRITABLE, 
 from pfsim.cluster.memory import ClusterMem
 from pfsim.cluster.release import release_copy, release_vseg
 from pfsim.cluster.scan import (
+    P_BANK,
+    P_FAST,
+    P_FETCH,
+    P_LIMIT,
+    P_LOCAL,
+    P_LOOKAHEAD,
+    P_MESH,
+    P_MODULO,
+    P_REF,
+    P_SIZE,
+    P_START,
+    P_STOP,
+    P_T0,
+    P_THINK,
     T_ALLOCATED,
     T_FALSE_COST,
     T_FALSE_NR,
@@ -55,12 +69,13 @@ if TYPE_CHECKING:
     from pfsim.guest.kernel import GuestKernel
     from pfsim.sched import Task
 
-_TOUT_FIELDS = ((T_FALSE_NR, "false_pgfault_nr"), (T_LOCAL_NR, "local_pgfault_nr"),
+_TOUT_FIELDS = ((T_MIN_FLT, "min_flt"), (T_FALSE_NR, "false_pgfault_nr"), (T_LOCAL_NR, "local_pgfault_nr"),
                 (T_GLOBAL_NR, "global_pgfault_nr"), (T_FALSE_COST, "false_pgfault_cost"),
                 (T_LOCAL_COST, "local_pgfault_cost"), (T_GLOBAL_COST, "global_pgfault_cost"),
                 (T_REMOTE, "remote_accesses"), (T_RPCS, "rpcs"), (T_PTE_WAITS, "pte_lock_waits"),
                 (T_PTE_WAIT_NS, "pte_lock_wait_ns"), (T_PT2_WAITS, "pt2_lock_waits"),
                 (T_RW_WAITS, "rwlock_waits"), (T_RW_WAIT_NS, "rwlock_wait_ns"))
+_TOUT_NAMES = dict(_TOUT_FIELDS)
 
 
 def new_memory(kernel: GuestKernel) -> ClusterMem:
@@ -96,6 +111,13 @@ class ClusterVmm:
         self.fork_failures = 0
         self.faults = AlmosFaults(self)
         self.tout = np.zeros(T_SIZE, dtype=np.int64)
+        self.params = np.zeros(P_SIZE, dtype=np.int64)
+        self.params[P_BANK] = self.mem.bank
+        self.params[P_MESH] = self.topology.mesh_positions
+        self.params[P_MODULO] = int(self.topology.modulo)
+        self.params[P_LOOKAHEAD] = self.config.lookahead
+        self.mem_args = (self.mem.kind, self.mem.rf, self.mem.free2d, self.mem.bank_counts,
+                         self.topology.distance, self.costs)
         self.spans = [np.zeros((2, 4096), dtype=np.int64) for _ in range(guest.vcpus)]
         """Per vCPU: the (raise, end) times of the faults its current segment resolved."""
         self.nspans = [0] * guest.vcpus
@@ -177,31 +199,33 @@ class ClusterVmm:
              log: np.ndarray) -> tuple[int, int]:
         """Run the compiled loop for ``texec`` on ``cpu``; apply its counts."""
         gpt: ProcessGpt = texec.process.vmm
-        mem = self.mem
         tout = self.tout
         tout[:] = 0
-        out[:] = 0
-        fast = self.fast and texec.tried_slot < 0  # a retried mapper fault counts in Python
-        stop = run_cluster_accesses(
-            texec.slots, texec.writes, texec.vpns, texec.pos, end, t, texec.think, limit,
-            texec.fetch, fast, self.topology.cluster_of(cpu), gpt.ref, gpt.state, gpt.gfn,
-            gpt.vis, gpt.raised, gpt.lock_acq, gpt.lock_rel, gpt.vsl, gpt.vsl_wr_acq, gpt.vsl_wr_rel,
-            gpt.vsl_rd_rel, gpt.slot_vseg, gpt.vtype, gpt.attr, gpt.vcxy, gpt.mapper_frame,
-            gpt.region, gpt.pt2, gpt.pt2_acq, gpt.pt2_rel, gpt.copy_counters, gpt.placement,
-            mem.kind, mem.refcount, mem.forks, mem.free2d, mem.nfree2d, mem.allocated_by_bank,
-            mem.bank, self.topology.distance, self.topology.mesh_positions, self.topology.modulo,
-            self.costs, self.config.lookahead, out, log, self.spans[cpu], tout)
+        params = self.params
+        params[P_START] = texec.pos
+        params[P_STOP] = end
+        params[P_T0] = t
+        params[P_THINK] = texec.think
+        params[P_LIMIT] = limit
+        params[P_FETCH] = texec.fetch
+        params[P_FAST] = self.fast and texec.tried_slot < 0  # a retried mapper fault: Python
+        params[P_LOCAL] = cpu // self.topology.per_cluster
+        params[P_REF] = gpt.ref
+        stop = run_cluster_accesses(texec.slots, texec.writes, texec.vpns, params,
+                                    *gpt.kernel_args, *self.mem_args, out, log, self.spans[cpu],
+                                    tout)
         self.nspans[cpu] = int(tout[T_SPANS])
-        if tout.any():
+        nonzero = np.flatnonzero(tout).tolist()
+        if nonzero:
             counters = texec.counters
+            for index in nonzero:
+                name = _TOUT_NAMES.get(index)
+                if name is not None:
+                    setattr(counters, name, getattr(counters, name) + int(tout[index]))
             faults = int(tout[T_MIN_FLT])
-            counters.min_flt += faults
             counters.pgfault += faults
             self.outcomes[NON_FATAL] += faults
-            for index, name in _TOUT_FIELDS:
-                if tout[index]:
-                    setattr(counters, name, getattr(counters, name) + int(tout[index]))
-            mem.allocated_total += int(tout[T_ALLOCATED])
+            self.mem.allocated_total += int(tout[T_ALLOCATED])
         return int(out[0]), stop
 
     def fault_in_progress(self, cpu: int, now: int) -> int:
