@@ -7,7 +7,18 @@ are the time from the handler's entry (after the 300 ns exception entry) to its 
 from __future__ import annotations
 
 import numpy as np
-from test_cluster_support import BASE, PAGE, almos, nap, process, run_checked, run_until, thread, touch, vseg
+from test_cluster_support import (
+    BASE,
+    PAGE,
+    almos,
+    nap,
+    process,
+    run_checked,
+    run_until,
+    thread,
+    touch,
+    vseg,
+)
 
 from pfsim.api import run
 from pfsim.cluster.gpt import EXECUTABLE, MAPPED, WRITABLE

@@ -9,7 +9,18 @@ fault with no fork pending: COW cleared, WRITABLE set, no copy (counted in cow_r
 from __future__ import annotations
 
 import pytest
-from test_cluster_support import BASE, PAGE, almos, nap, process, run_checked, run_until, thread, touch, vseg
+from test_cluster_support import (
+    BASE,
+    PAGE,
+    almos,
+    nap,
+    process,
+    run_checked,
+    run_until,
+    thread,
+    touch,
+    vseg,
+)
 
 from pfsim.api import run
 from pfsim.cluster.gpt import COW, MAPPED, WRITABLE

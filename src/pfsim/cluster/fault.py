@@ -53,7 +53,15 @@ from pfsim.cluster.gpt import (
     WRITABLE,
     ProcessGpt,
 )
-from pfsim.cluster.locks import HandlerClock, held, pte_lock, pte_release, record_hold, vsl_read, vsl_write
+from pfsim.cluster.locks import (
+    HandlerClock,
+    held,
+    pte_lock,
+    pte_release,
+    record_hold,
+    vsl_read,
+    vsl_write,
+)
 from pfsim.cluster.memory import PAGETABLE
 from pfsim.cluster.topology import CODE, DATA, FILE, PRIVATE_TYPES, remote_cost
 from pfsim.guest.fault import Access, Action, FaultResult

@@ -21,6 +21,7 @@ import numpy as np
 from pfsim.cluster.costs import cost_vector
 from pfsim.cluster.fault import KERNEL_PANIC, NON_FATAL, USER_ERROR, AlmosFaults
 from pfsim.cluster.gpt import COPY_COUNTER_NAMES, EXECUTABLE, MAPPED, WRITABLE, ProcessGpt
+from pfsim.cluster.invariants import check_all
 from pfsim.cluster.memory import ClusterMem
 from pfsim.cluster.release import release_copy, release_vseg
 from pfsim.cluster.scan import (
@@ -110,6 +111,8 @@ class ClusterVmm:
         self.placed: dict[Task, int] = {}
         self.fork_failures = 0
         self.faults = AlmosFaults(self)
+        self.check = kernel.config.sim.check_invariants
+        """Check the §11 invariants after every exception handled in Python (sim.check_invariants)."""
         self.tout = np.zeros(T_SIZE, dtype=np.int64)
         self.params = np.zeros(P_SIZE, dtype=np.int64)
         self.params[P_BANK] = self.mem.bank
@@ -252,7 +255,10 @@ class ClusterVmm:
         return self.usable(cpu, texec, slot, access.write, access.fetch, t)
 
     def exception(self, cpu: int, texec: TaskExec, access: Access, t: int) -> FaultResult:
-        return self.faults.exception(cpu, texec, access, t)
+        result = self.faults.exception(cpu, texec, access, t)
+        if self.check:
+            check_all(self.kernel)
+        return result
 
     def core_halted(self, cpu: int, detail: dict[str, Any]) -> None:
         self.halted.append({"vcpu": cpu, "cluster": self.topology.cluster_of(cpu), **detail})

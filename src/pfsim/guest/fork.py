@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pfsim.engine import Priority
 from pfsim.guest.memory import ZERO_GFN
 from pfsim.guest.mm import PTE_NOVMA, PTE_PRESENT, PTE_WRITE, AddressSpace, Vma
 from pfsim.guest.process import Process
-from pfsim.engine import Priority
 from pfsim.sched import Task, TaskState
 
 if TYPE_CHECKING:
@@ -74,14 +74,20 @@ class ProcessOps:
             return -1
         op = step.op
         if op == "fork":
-            return self.fork(cpu, texec, step, t)
-        if op == "exit":
-            return self.exit(texec, t)
-        if op == "wait":
-            return self.wait(cpu, texec, step, t)
-        if op == "munmap":
-            return self.munmap(cpu, texec, step.vseg, t)
-        return self.exec(cpu, texec, t)
+            after = self.fork(cpu, texec, step, t)
+        elif op == "exit":
+            after = self.exit(texec, t)
+        elif op == "wait":
+            after = self.wait(cpu, texec, step, t)
+        elif op == "munmap":
+            after = self.munmap(cpu, texec, step.vseg, t)
+        else:
+            after = self.exec(cpu, texec, t)
+        if self.kernel.config.sim.check_invariants:
+            from pfsim.cluster.invariants import check_all
+
+            check_all(self.kernel)
+        return after
 
     def _done(self, texec: TaskExec) -> None:
         texec.step = None
