@@ -80,9 +80,10 @@ def check_cluster_config(config: Config) -> None:
         if (reserved + n - 1) // n >= frames // n:
             raise ConfigError("guest.mm.kernel_reserved", "leaves no user page in a cluster bank")
         if config.hypervisor.enabled:
-            raise ConfigError("hypervisor.enabled", "the ALMOS-MKH cluster model (guest.clusters > 1 "
-                              "or guest.vmm.model = 'almos') does not run under the host "
-                              "model yet; set it to false")
+            raise ConfigError("hypervisor.enabled",
+                              "the ALMOS-MKH cluster model (guest.clusters > 1 or "
+                              "guest.vmm.model = 'almos') does not run under the host model "
+                              "yet; set it to false")
     if not almos:
         return  # the flat kernel ignores every placement key
     for p, proc in enumerate(config.processes):
@@ -94,7 +95,8 @@ def check_cluster_config(config: Config) -> None:
             if vseg.cluster is not None:
                 if vseg.cluster >= n:
                     raise ConfigError(f"{where}.vsegs[{v}].cluster",
-                                      f"cluster {vseg.cluster} does not exist (guest.clusters = {n})")
+                                      f"cluster {vseg.cluster} does not exist "
+                                      f"(guest.clusters = {n})")
                 if vseg.type not in ("anon", "remote"):
                     raise ConfigError(f"{where}.vsegs[{v}].cluster",
                                       "only anon and remote vsegs are placed in a chosen cluster")

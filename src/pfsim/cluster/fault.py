@@ -76,7 +76,8 @@ if TYPE_CHECKING:
 
 NON_FATAL, USER_ERROR, KERNEL_PANIC = "NON_FATAL", "USER_ERROR", "KERNEL_PANIC"
 _FALSE, _LOCAL, _GLOBAL = "false", "local", "global"
-_NR = {_FALSE: (FALSE_NR, FALSE_COST), _LOCAL: (LOCAL_NR, LOCAL_COST), _GLOBAL: (GLOBAL_NR, GLOBAL_COST)}
+_NR = {_FALSE: (FALSE_NR, FALSE_COST), _LOCAL: (LOCAL_NR, LOCAL_COST),
+       _GLOBAL: (GLOBAL_NR, GLOBAL_COST)}
 
 
 class _Outcome:
@@ -119,8 +120,8 @@ class AlmosFaults:
         counters.pgfault += 1
         clock = HandlerClock(t + int(self.c[K_ENTRY]), counters, t)
         if access.addr >= TASK_SIZE_MAX:  # PRIVILEGE_VIOLATION: no handler
-            return self._finish(texec, access, clock, _Outcome(USER_ERROR, reason="privilege violation"),
-                                cpu, t)
+            outcome = _Outcome(USER_ERROR, reason="privilege violation")
+            return self._finish(texec, access, clock, outcome, cpu, t)
         gpt: ProcessGpt = texec.process.vmm
         slot = texec.process.mm.slot_of(access.addr)
         pte = gpt.visible(local, slot, t) if slot >= 0 else 0
@@ -184,8 +185,8 @@ class AlmosFaults:
             clock.counters.rpcs += 1
             vsl_read(gpt, ref, clock, int(self.c[K_VSL_LOOKUP]), queuelock)
         else:
-            vsl_read(gpt, ref, clock, int(self.c[K_VSL_LOOKUP]) + self._remote(K_REMOTE_OP, distance),
-                     queuelock)
+            hold = int(self.c[K_VSL_LOOKUP]) + self._remote(K_REMOTE_OP, distance)
+            vsl_read(gpt, ref, clock, hold, queuelock)
         if v < 0 or not gpt.vsl[ref, v]:
             return False
         vsl_write(gpt, local, clock, int(self.c[K_VSEG_COPY]))
@@ -283,7 +284,8 @@ class AlmosFaults:
         self._set(gpt, local, slot, attr, frame, a_local, clock, local)
         return self._count(texec, gpt, local, _GLOBAL, clock.t - start)
 
-    def _count(self, texec: TaskExec, gpt: ProcessGpt, local: int, kind: str, cost: int) -> _Outcome:
+    def _count(self, texec: TaskExec, gpt: ProcessGpt, local: int, kind: str,
+               cost: int) -> _Outcome:
         nr, cost_index = _NR[kind]
         counters = texec.counters
         setattr(counters, f"{kind}_pgfault_nr", getattr(counters, f"{kind}_pgfault_nr") + 1)
@@ -352,8 +354,9 @@ class AlmosFaults:
             clock.t += self._remote(K_RPC, distance)
             clock.counters.rpcs += 1
         if source >= 0:
+            source_distance = int(self.dist[local, self.mem.bank_of(source)])
             clock.t += (int(self.c[K_COPY_FILL]) + self._remote(K_REMOTE_PAGE, distance)
-                        + self._remote(K_REMOTE_PAGE, int(self.dist[local, self.mem.bank_of(source)])))
+                        + self._remote(K_REMOTE_PAGE, source_distance))
         else:
             clock.t += int(self.c[K_ZERO_FILL]) + self._remote(K_REMOTE_PAGE, distance)
         gpt.placement[v, where] += 1
@@ -385,14 +388,16 @@ class AlmosFaults:
             return _Outcome(USER_ERROR, reason="write to a read-only page")
         page = int(gpt.gfn[copy, slot])
         page_bank = self.mem.bank_of(page)
-        clock.t += int(self.c[K_PTE_OP]) + self._remote(K_REMOTE_OP, int(self.dist[local, page_bank]))
+        clock.t += int(self.c[K_PTE_OP]) + self._remote(K_REMOTE_OP,
+                                                        int(self.dist[local, page_bank]))
         counters = texec.counters
         if self.mem.forks[page] > 0:  # step 5: forks pending, allocate and copy
             where = self.target(gpt, v, typ, vpn, local)
             frame = self.mem.alloc_in(where, ANON)
             if frame < 0:
                 self._unlock(gpt, copy, slot, start, clock, local)
-                return self._no_memory(_Outcome(KERNEL_PANIC, reason="no page for a COW copy"), True)
+                outcome = _Outcome(KERNEL_PANIC, reason="no page for a COW copy")
+                return self._no_memory(outcome, True)
             self.mem.forks[page] -= 1
             distance = int(self.dist[local, where])
             if self.c[SW_RPC] and distance:
@@ -440,7 +445,8 @@ class AlmosFaults:
             old_frame = int(gpt.gfn[c, slot])
             if mapped and old_frame >= 0 and self.mem.kind[old_frame] == PAGECACHE:
                 self.mem.put(old_frame)
-            gpt.state[c, slot] = attr | (OLDRO if mapped else 0) | (REMOTE_SET if c != writer else 0)
+            flags = (OLDRO if mapped else 0) | (REMOTE_SET if c != writer else 0)
+            gpt.state[c, slot] = attr | flags
             gpt.gfn[c, slot] = frame
         for c in copies:
             if gpt.gfn[c, slot] == frame and gpt.state[c, slot] & MAPPED:

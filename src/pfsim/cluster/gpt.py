@@ -142,7 +142,9 @@ class ProcessGpt:
         """Record which code/data pages have their .elf mapper page cached (monotone: mapper
         pages are never evicted in this model)."""
         for index, vma in enumerate(self.vsegs):
-            if (v is not None and index != v) or vma.file is None or vma.type not in ("code", "data"):
+            if v is not None and index != v:
+                continue
+            if vma.file is None or vma.type not in ("code", "data"):
                 continue
             pages = vma.pgoff + np.arange(vma.nslots)
             inside = pages < vma.file.npages

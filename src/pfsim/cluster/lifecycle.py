@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 
 def _rc(vmm: ClusterVmm, base: int, a: int, b: int) -> int:
-    return remote_cost(int(vmm.costs[base]), int(vmm.costs[K_HOP]), int(vmm.topology.distance[a, b]))
+    distance = int(vmm.topology.distance[a, b])
+    return remote_cost(int(vmm.costs[base]), int(vmm.costs[K_HOP]), distance)
 
 
 def dqdt_cluster(vmm: ClusterVmm) -> int:
@@ -135,7 +136,8 @@ def almos_fork(vmm: ClusterVmm, cpu: int, texec: TaskExec, child: Process, place
         cost += _rc(vmm, K_RPC, target, ref)
         counters.rpcs += 1
     for v, vma in enumerate(pg.vsegs):
-        if TYPE_CODES[vma.type] not in (DATA, ANON, REMOTE) or not vma.writable or not pg.vsl[ref, v]:
+        public = TYPE_CODES[vma.type] in (DATA, ANON, REMOTE)
+        if not public or not vma.writable or not pg.vsl[ref, v]:
             continue
         sl = pg.slots(v)
         slots = np.arange(sl.start, sl.stop)

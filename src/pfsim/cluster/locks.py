@@ -84,7 +84,8 @@ def pte_release(gpt: ProcessGpt, copy: int, slot: int, start: int, clock: Handle
     record_hold(gpt.lock_acq, gpt.lock_rel, (copy, slot), start, clock.t)
 
 
-def vsl_read(gpt: ProcessGpt, copy: int, clock: HandlerClock, hold_ns: int, queuelock: bool) -> None:
+def vsl_read(gpt: ProcessGpt, copy: int, clock: HandlerClock, hold_ns: int,
+             queuelock: bool) -> None:
     """Take ``copy``'s vseg-list lock to read for ``hold_ns``."""
     if queuelock:
         vsl_write(gpt, copy, clock, hold_ns)

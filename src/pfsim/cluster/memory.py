@@ -40,7 +40,7 @@ class ClusterMem(PhysMem):
         self.free2d = np.full((clusters, self.bank), -1, dtype=np.int32)
         self.bank_counts = np.zeros((2, clusters), dtype=np.int64)
         self.nfree2d, self.allocated_by_bank = self.bank_counts
-        """Free frames, and frames ever allocated (user pages, page tables, page cache), per bank."""
+        """Per bank: free frames, and frames ever allocated (user pages, PT2s, page cache)."""
         for c in range(clusters):
             first = c * self.bank
             self.kind[first:first + per_bank] = KERNEL
@@ -123,7 +123,8 @@ class ClusterMem(PhysMem):
             stack = self.free2d[c, :n]
             lo, hi = c * self.bank, (c + 1) * self.bank
             if n != int(np.count_nonzero(free[lo:hi])):
-                raise InvariantViolation(f"bank {c}: free-stack size differs from frames marked free")
+                raise InvariantViolation(f"bank {c}: free-stack size differs from frames "
+                                         "marked free")
             if n and (stack.min() < lo or stack.max() >= hi or not np.all(free[stack])):
                 raise InvariantViolation(f"bank {c}: free stack holds a frame it does not own")
         if np.any(self.refcount[free] != 0) or np.any(self.refcount[~free] <= 0):

@@ -193,7 +193,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
             typ = vtype[s]
             if typ == FILE:
                 break
-            private = typ == CODE or typ == STACK
+            private = typ == CODE or typ == STACK  # noqa: SIM109 - two int tests in numba
             # decide the path now (handlers see final values): step 3, 4, 5d or 5e
             local_mapped = (state[local, s] & MAPPED) != 0
             ref_mapped = (state[ref, s] & MAPPED) != 0
@@ -213,7 +213,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
             target = local
             source = -1
             if allocates:
-                if typ == CODE or typ == DATA:
+                if typ == CODE or typ == DATA:  # noqa: SIM109 - two int tests in numba
                     source = mapper_frame[s]
                     if source < 0:
                         break
@@ -234,9 +234,9 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                 take_ref = 1 + (1 if allocates and target == ref else 0)
                 if take_ref > nfree2d[ref]:
                     break
-            if allocates and target != local and (not need_ref_pt2 or target != ref):
-                if nfree2d[target] < 1:
-                    break
+            elsewhere = target != local and (not need_ref_pt2 or target != ref)
+            if allocates and elsewhere and nfree2d[target] < 1:
+                break
             # ---- the path, as AlmosFaults.page_fault
             tau = t + costs[K_ENTRY]
             begin = tau

@@ -70,7 +70,8 @@ if TYPE_CHECKING:
     from pfsim.guest.kernel import GuestKernel
     from pfsim.sched import Task
 
-_TOUT_FIELDS = ((T_MIN_FLT, "min_flt"), (T_FALSE_NR, "false_pgfault_nr"), (T_LOCAL_NR, "local_pgfault_nr"),
+_TOUT_FIELDS = ((T_MIN_FLT, "min_flt"), (T_FALSE_NR, "false_pgfault_nr"),
+                (T_LOCAL_NR, "local_pgfault_nr"),
                 (T_GLOBAL_NR, "global_pgfault_nr"), (T_FALSE_COST, "false_pgfault_cost"),
                 (T_LOCAL_COST, "local_pgfault_cost"), (T_GLOBAL_COST, "global_pgfault_cost"),
                 (T_REMOTE, "remote_accesses"), (T_RPCS, "rpcs"), (T_PTE_WAITS, "pte_lock_waits"),
@@ -112,7 +113,8 @@ class ClusterVmm:
         self.fork_failures = 0
         self.faults = AlmosFaults(self)
         self.check = kernel.config.sim.check_invariants
-        """Check the §11 invariants after every exception handled in Python (sim.check_invariants)."""
+        """Check the §11 invariants after each exception handled in Python
+        (``sim.check_invariants``)."""
         self.tout = np.zeros(T_SIZE, dtype=np.int64)
         self.params = np.zeros(P_SIZE, dtype=np.int64)
         self.params[P_BANK] = self.mem.bank
@@ -121,7 +123,7 @@ class ClusterVmm:
         self.params[P_LOOKAHEAD] = self.config.lookahead
         self.mem_args = (self.mem.kind, self.mem.rf, self.mem.free2d, self.mem.bank_counts,
                          self.topology.distance, self.costs)
-        self.spans = [np.zeros((2, 4096), dtype=np.int64) for _ in range(guest.vcpus)]
+        self.spans = [np.zeros_like(log) for log in kernel.executor.log]
         """Per vCPU: the (raise, end) times of the faults its current segment resolved."""
         self.nspans = [0] * guest.vcpus
 
@@ -240,7 +242,8 @@ class ClusterVmm:
                 return int(spans[1, k])
         return 0
 
-    def usable(self, cpu: int, texec: TaskExec, slot: int, write: bool, fetch: bool, t: int) -> bool:
+    def usable(self, cpu: int, texec: TaskExec, slot: int, write: bool, fetch: bool,
+               t: int) -> bool:
         """Would the MMU of ``cpu`` let this access through at time ``t``?"""
         if slot < 0:
             return False
