@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pfsim.config.schema import Config
 from pfsim.engine import Priority, RandomStreams, Simulator
 from pfsim.guest.memory import ZERO_GFN
+from pfsim.hypervisor.apf_modes import MODES, ApfMode
 from pfsim.hypervisor.hostmem import (
     INIO,
     NEVER,
@@ -41,7 +42,6 @@ from pfsim.hypervisor.hostmem import (
     SWAPPED,
     HostMemory,
 )
-from pfsim.hypervisor.apf_modes import MODES, ApfMode
 from pfsim.hypervisor.swap import SwapDevice, swap_params
 from pfsim.hypervisor.vcpu_notifier import KvmPreemptOps, KvmVcpu
 from pfsim.sched import PreemptNotifier, Scheduler, Task, TaskState

@@ -81,9 +81,9 @@ class HostMemory:
         self.pinned = np.zeros(nframes, dtype=np.bool_)
         self._slot_gfn = np.full(nframes, -1, dtype=np.int64)  # a gfn holds at most one slot
         self._next_slot = 0
-        from pfsim.hypervisor.reclaim.resident import RESIDENT_POLICIES  # it imports the loop
+        from pfsim.hypervisor.reclaim import RESIDENT  # lazily: it imports the compiled loop
 
-        self.policy: ResidentPolicy = RESIDENT_POLICIES[policy](self, rng)
+        self.policy: ResidentPolicy = RESIDENT[policy](self, rng)
         self.small[S_INSERT] = self.policy.insert
         self.small[S_TOUCH] = self.policy.touch
         # counters

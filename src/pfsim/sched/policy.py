@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pfsim.config.schema import SchedConfig
     from pfsim.sched.scheduler import RunQueue
     from pfsim.sched.task import Task
 
@@ -98,10 +99,8 @@ class Fair(RoundRobin):
         return current_v - woken.vruntime > self.wakeup_granularity
 
 
-def make_policy(sched: object, timeslice_ns: int) -> RoundRobin:
-    """The policy a ``SchedConfig`` names (the host passes its own slice as ``timeslice_ns``;
-    for cfs it is the latency period)."""
-    if getattr(sched, "policy", "rr") == "rr":
+def make_policy(sched: SchedConfig, timeslice_ns: int) -> RoundRobin:
+    """The policy a ``SchedConfig`` names (``timeslice_ns``: the round-robin slice)."""
+    if sched.policy == "rr":
         return RoundRobin(timeslice_ns)
-    return Fair(getattr(sched, "latency"), getattr(sched, "min_granularity"),
-                getattr(sched, "wakeup_granularity"))
+    return Fair(sched.latency, sched.min_granularity, sched.wakeup_granularity)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pfsim.errors import ConfigError
 from pfsim.hypervisor.reclaim.base import DenseTrace, ReclaimPolicy
-from pfsim.hypervisor.reclaim.clock import ClockPolicy
-from pfsim.hypervisor.reclaim.fifo import FifoPolicy
-from pfsim.hypervisor.reclaim.lru import LruPolicy
+from pfsim.hypervisor.reclaim.clock import ClockPolicy, ClockResident
+from pfsim.hypervisor.reclaim.fifo import FifoPolicy, FifoResident
+from pfsim.hypervisor.reclaim.lru import LruPolicy, LruResident
 from pfsim.hypervisor.reclaim.opt import OptPolicy
-from pfsim.hypervisor.reclaim.random import RandomPolicy
+from pfsim.hypervisor.reclaim.random import RandomPolicy, RandomResident
+from pfsim.hypervisor.reclaim.resident import ResidentPolicy
 
 REGISTRY: dict[str, type[ReclaimPolicy]] = {
     "clock": ClockPolicy,
@@ -21,7 +22,15 @@ REGISTRY: dict[str, type[ReclaimPolicy]] = {
     "random": RandomPolicy,
 }
 
-__all__ = ["REGISTRY", "DenseTrace", "ReclaimPolicy", "get_policy"]
+RESIDENT: dict[str, type[ResidentPolicy]] = {
+    "clock": ClockResident,
+    "fifo": FifoResident,
+    "lru": LruResident,
+    "random": RandomResident,
+}
+"""The same policies inside a running simulation (OPT needs the future: replay only)."""
+
+__all__ = ["REGISTRY", "RESIDENT", "DenseTrace", "ReclaimPolicy", "ResidentPolicy", "get_policy"]
 
 
 def get_policy(name: str, *, seed: int = 0) -> ReclaimPolicy:

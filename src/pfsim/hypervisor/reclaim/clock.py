@@ -18,10 +18,16 @@ on a hit. Pseudocode (``slots`` is a ring of ``frames`` page numbers, ``hand`` i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numba import njit
 
 from pfsim.hypervisor.reclaim.base import DenseTrace, ReclaimPolicy
+from pfsim.hypervisor.reclaim.resident import TOUCH_CLOCK, ResidentPolicy
+
+if TYPE_CHECKING:
+    from pfsim.hypervisor.hostmem import HostMemory
 
 _ABSENT, _LOADED, _REFERENCED = 0, 1, 2  # page state: not resident, bit 0, bit 1
 
@@ -68,3 +74,30 @@ def _clock_kernel(ids, n_pages, frames, hits):
                 hand = 0
         state[page] = _LOADED
     return faults
+
+
+# ---------------------------------------------------------------- in a running simulation
+
+
+class ClockResident(ResidentPolicy):
+    touch = TOUCH_CLOCK
+
+    def __init__(self, memory: HostMemory, rng: np.random.Generator) -> None:
+        super().__init__(memory, rng)
+        self.hand = 0
+
+    def select_victims(self, count: int) -> list[int]:
+        m = self.memory
+        victims: list[int] = []
+        budget = 2 * m.limit + count  # two sweeps clear every bit
+        while len(victims) < count and budget > 0:
+            budget -= 1
+            gfn = int(m.frame_gfn[self.hand])
+            self.hand = (self.hand + 1) % m.limit
+            if not self._evictable(gfn):
+                continue
+            if m.referenced[gfn]:
+                m.referenced[gfn] = 0
+            else:
+                victims.append(gfn)
+        return victims

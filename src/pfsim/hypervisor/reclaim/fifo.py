@@ -15,10 +15,17 @@ Pseudocode (``slots`` is a ring of ``frames`` page numbers, ``hand`` its oldest 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numba import njit
 
+from pfsim.errors import InvariantViolation
 from pfsim.hypervisor.reclaim.base import DenseTrace, ReclaimPolicy
+from pfsim.hypervisor.reclaim.resident import INSERT_FIFO, ResidentPolicy, ring_push
+
+if TYPE_CHECKING:
+    from pfsim.hypervisor.hostmem import HostMemory
 
 
 class FifoPolicy(ReclaimPolicy):
@@ -57,3 +64,45 @@ def _fifo_kernel(ids, n_pages, frames, hits):
                 hand = 0
         resident[page] = True
     return faults
+
+
+# ---------------------------------------------------------------- in a running simulation
+
+
+class FifoResident(ResidentPolicy):
+    """A ring of gfns in the order they got frames (every ring entry holds a frame)."""
+
+    insert = INSERT_FIFO
+
+    def __init__(self, memory: HostMemory, rng: np.random.Generator) -> None:
+        from pfsim.hypervisor.hostmem import F_RING, S_RING_HEAD
+
+        super().__init__(memory, rng)
+        self.ring = memory.frames[F_RING]
+        self.head_at = S_RING_HEAD
+
+    def inserted(self, gfn: int) -> None:
+        ring_push(self.ring, self.memory.small, self.head_at, gfn)
+
+    def unlink(self, gfn: int) -> None:
+        small, cap = self.memory.small, self.ring.shape[0]
+        head, size = int(small[self.head_at]), int(small[self.head_at + 1])
+        order = [int(self.ring[(head + i) % cap]) for i in range(size)
+                 if self.ring[(head + i) % cap] != gfn]
+        small[self.head_at + 1] = 0
+        for other in order:
+            ring_push(self.ring, small, self.head_at, other)
+
+    def select_victims(self, count: int) -> list[int]:
+        small, cap = self.memory.small, self.ring.shape[0]
+        victims: list[int] = []
+        while small[self.head_at + 1] > 0 and len(victims) < count:
+            head = int(small[self.head_at])
+            gfn = int(self.ring[head])
+            small[self.head_at] = (head + 1) % cap
+            small[self.head_at + 1] -= 1
+            if self._evictable(gfn):
+                victims.append(gfn)
+            else:  # cannot happen: only pages holding frames are on the ring
+                raise InvariantViolation(f"FIFO ring holds gfn {gfn} which has no frame")
+        return victims

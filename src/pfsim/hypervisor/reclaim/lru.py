@@ -20,6 +20,13 @@ import numpy as np
 from numba import njit
 
 from pfsim.hypervisor.reclaim.base import DenseTrace, ReclaimPolicy
+from pfsim.hypervisor.reclaim.resident import (
+    INSERT_LRU,
+    TOUCH_LRU,
+    ResidentPolicy,
+    lru_push_front,
+    lru_unlink,
+)
 
 
 class LruPolicy(ReclaimPolicy):
@@ -77,3 +84,28 @@ def _lru_kernel(ids, n_pages, frames, hits):
             newer[head] = page
         head = page
     return faults
+
+
+# ---------------------------------------------------------------- in a running simulation
+
+
+class LruResident(ResidentPolicy):
+    touch = TOUCH_LRU
+    insert = INSERT_LRU
+
+    def inserted(self, gfn: int) -> None:
+        lru_push_front(self.lru_prev, self.lru_next, self.lru_ends, gfn)
+
+    def unlink(self, gfn: int) -> None:
+        lru_unlink(self.lru_prev, self.lru_next, self.lru_ends, gfn)
+
+    def select_victims(self, count: int) -> list[int]:
+        victims: list[int] = []
+        gfn = int(self.lru_ends[1])
+        while gfn != -1 and len(victims) < count:
+            before = int(self.lru_prev[gfn])
+            if self._evictable(gfn):
+                lru_unlink(self.lru_prev, self.lru_next, self.lru_ends, gfn)
+                victims.append(gfn)
+            gfn = before
+        return victims

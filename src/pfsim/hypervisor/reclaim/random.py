@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from pfsim.hypervisor.reclaim.base import DenseTrace, ReclaimPolicy
+from pfsim.hypervisor.reclaim.resident import ResidentPolicy
 
 SPLITMIX64_GAMMA = 0x9E3779B97F4A7C15
 SPLITMIX64_MIX1 = 0xBF58476D1CE4E5B9
@@ -73,3 +74,21 @@ def _random_kernel(ids, n_pages, frames, seed, hits):
             slots[slot] = page
         resident[page] = True
     return faults
+
+
+# ---------------------------------------------------------------- in a running simulation
+
+
+class RandomResident(ResidentPolicy):
+    def select_victims(self, count: int) -> list[int]:
+        m = self.memory
+        victims: list[int] = []
+        chosen: set[int] = set()
+        for _attempt in range(64 * count + m.limit):
+            if len(victims) == count:
+                break
+            gfn = int(m.frame_gfn[int(self.rng.integers(m.limit))])
+            if gfn not in chosen and self._evictable(gfn):
+                chosen.add(gfn)
+                victims.append(gfn)
+        return victims
