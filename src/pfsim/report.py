@@ -173,8 +173,34 @@ def print_summary(console: Console, result: RunResult) -> None:
         cpus.add_row(str(v["vcpu"]), f"{100 * v['busy_ns'] / total:.1f}%",
                      format_time(v["idle_ns"]), format_time(v["stalled_ns"]), f"{v['context_switches']:,}")
     console.print(cpus)
+    if result.vm.get("clusters"):
+        print_clusters(console, result)
     if result.vm["panic"]:
         console.print(f"kernel panic: {result.vm['panic']}")
+
+
+def print_clusters(console: Console, result: RunResult) -> None:
+    """ALMOS-MKH counters per process, and the clusters' memory (docs/clusters.md)."""
+    info = result.vm["clusters"]
+    table = Table(title=f"clusters (mesh {info['mesh'][0]}x{info['mesh'][1]}, outcomes "
+                        f"{', '.join(f'{k} {v:,}' for k, v in info['outcomes'].items())})",
+                  title_justify="left")
+    columns = ("false_pgfault_nr", "local_pgfault_nr", "global_pgfault_nr", "remote_accesses",
+               "rpcs", "pte_lock_waits", "rwlock_waits")
+    table.add_column("process")
+    for column in ("false", "local", "global", "remote accesses", "rpcs", "pte lock waits",
+                   "rwlock waits"):
+        table.add_column(column, justify="right")
+    for name, p in result.processes.items():
+        table.add_row(name, *(f"{p.get(c, 0):,}" for c in columns))
+    console.print(table)
+    placed = Table(title="cluster memory", title_justify="left")
+    for column in ("cluster", "vcpus", "frames allocated", "free frames"):
+        placed.add_column(column, justify="right")
+    for c in info["clusters"]:
+        placed.add_row(str(c["cluster"]), ",".join(map(str, c["vcpus"])),
+                       f"{c['frames_allocated_total']:,}", f"{c['free_frames']:,}")
+    console.print(placed)
 
 
 def final_line(result: RunResult, wall_s: float, path: Path) -> str:
