@@ -19,8 +19,8 @@ from pfsim.config.schema import AccessStep, ComputeStep, SleepStep, SyscallStep,
 from pfsim.engine import Priority
 from pfsim.errors import InvariantViolation
 from pfsim.guest.fault import Access, Action
-from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, TASK_SIZE_MAX, Vma
-from pfsim.guest.process import Counters, Process
+from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, TASK_SIZE_MAX
+from pfsim.guest.process import Process
 from pfsim.guest.scan import (
     COST_ANON_PAGE,
     COST_COW_REUSE,
@@ -42,18 +42,15 @@ from pfsim.guest.scan import (
     done_by,
     run_accesses,
 )
+from pfsim.guest.steps import CHUNK, FOREVER, TaskExec  # noqa: F401  (re-exported)
 from pfsim.sched import Task, TaskState
-from pfsim.units import PAGE_SHIFT, PAGE_SIZE
-from pfsim.workload.patterns import PatternStream
+from pfsim.units import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from pfsim.guest.kernel import GuestKernel
 
-CHUNK = 1 << 16
-"""Accesses generated at a time per access step (bounds memory on long runs)."""
 FAULT_LOG = 4096
 """Faults the compiled loop may resolve in one segment before returning to Python."""
-FOREVER = 1 << 62
 _PROCESS_OPS = ("fork", "exit", "wait", "munmap", "exec")
 """Steps run by :class:`pfsim.guest.fork.ProcessOps`."""
 
@@ -67,43 +64,6 @@ def _chain(handlers: list[Any]) -> Any:
         for handler in handlers:
             handler()
     return run_all
-
-
-class TaskExec:
-    """What one guest task is doing: its program, its position in it, its counters."""
-
-    def __init__(self, kernel: GuestKernel, task: Task, process: Process, steps: list[Any],
-                 stack: Vma | None, index: int, member: tuple[int, int] = (0, 1)) -> None:
-        self.kernel = kernel
-        self.task = task
-        self.process = process
-        self.steps = steps
-        self.stack = stack
-        self.index = index
-        self.member, self.group_size = member
-        self.counters = Counters()
-        self.step_index = -1
-        self.step: Any = None
-        self.tried_slot = -1
-        self.killed = False
-        self.apf_wait = False  # slept for an x86 async PF: run the wait loop when resumed
-        # current step
-        self.deadline = FOREVER
-        self.remaining = FOREVER  # accesses, units or calls left
-        self.stream: PatternStream | None = None
-        self.slots = np.zeros(0, dtype=np.int32)
-        self.writes = np.zeros(0, dtype=np.bool_)
-        self.vpns = np.zeros(0, dtype=np.int64)
-        self.pos = 0
-        self.think = 1
-        self.user = True
-        self.fetch = False
-        self.base_vpn = 0
-        self.call_pending = False  # syscall: entry cost not yet paid for the current call
-
-    @property
-    def tid(self) -> int:
-        return self.task.tid
 
 
 @dataclass
@@ -292,7 +252,7 @@ class VcpuExecutor:
                 return
             texec.apf_wait = False
         while True:
-            if texec.step is None and not self._next_step(texec, t):
+            if texec.step is None and not texec.next_step(t):
                 self._arm(cpu, t, self._exit)
                 return
             slice_end = sched.slice_end(cpu)
@@ -306,7 +266,7 @@ class VcpuExecutor:
             limit = min(slice_end, texec.deadline)
             if isinstance(step, (AccessStep, SyscallStep)):
                 if texec.pos >= len(texec.slots):
-                    if not self._refill(texec):
+                    if not texec.refill():
                         texec.step = None
                         continue
                 if texec.call_pending:
@@ -392,95 +352,6 @@ class VcpuExecutor:
         if out[OUT_EPT]:
             self.host.first_touches(cpu, int(out[OUT_EPT]), int(out[OUT_STALL]))
         return int(out[OUT_TIME]), stop
-
-    def _next_step(self, texec: TaskExec, t: int) -> bool:
-        texec.step_index += 1
-        if texec.step_index >= len(texec.steps):
-            return False
-        step = texec.steps[texec.step_index]
-        texec.step = step
-        texec.deadline = FOREVER
-        texec.remaining = FOREVER
-        texec.pos = 0
-        texec.slots = np.zeros(0, dtype=np.int32)
-        texec.writes = np.zeros(0, dtype=np.bool_)
-        texec.stream = None
-        texec.call_pending = False
-        if isinstance(step, AccessStep):
-            if step.duration is not None:
-                texec.deadline = t + step.duration
-            if step.accesses is not None:
-                texec.remaining = step.accesses
-            start, length = self._range(texec, step)
-            texec.base_vpn = start >> PAGE_SHIFT
-            npages = ((start + length - 1) >> PAGE_SHIFT) - texec.base_vpn + 1
-            rng = self.kernel.streams.generator(f"access/{texec.process.name}/{texec.index}/{texec.step_index}")
-            texec.stream = PatternStream(step.pattern, npages, rng, step.write_ratio,
-                                         length_bytes=length, stride=step.stride, alpha=step.alpha,
-                                         hot_fraction=step.hot_fraction,
-                                         hot_probability=step.hot_probability, phase=step.phase,
-                                         offset_bytes=start & (PAGE_SIZE - 1))
-            texec.think = step.think
-            texec.user = True
-            texec.fetch = step.fetch
-        elif isinstance(step, ComputeStep):
-            if step.duration is not None:
-                texec.deadline = t + step.duration
-            if step.units is not None:
-                texec.remaining = step.units
-        elif isinstance(step, SyscallStep):
-            texec.remaining = step.repeat
-            texec.think = self.kernel.config.guest.copy_page
-            texec.user = False
-            texec.fetch = False
-        elif isinstance(step, (TouchStep, SleepStep)):
-            texec.remaining = 1
-        return True
-
-    def _range(self, texec: TaskExec, step: AccessStep | SyscallStep) -> tuple[int, int]:
-        if step.vseg is not None:
-            vma = texec.stack if step.vseg == "@stack" else next(
-                v for v in texec.process.mm.vmas if v.name == step.vseg)
-            assert vma is not None
-            start = vma.start + step.offset
-            length = step.length if step.length is not None else vma.end - start
-        else:
-            assert step.addr is not None and step.length is not None
-            start, length = step.addr, step.length
-        if step.split and texec.group_size > 1:
-            share = (length // texec.group_size) & ~(PAGE_SIZE - 1)
-            if share == 0:
-                share = PAGE_SIZE
-            start += min(texec.member * share, max(0, length - share))
-            length = share
-        return start, length
-
-    def _refill(self, texec: TaskExec) -> bool:
-        """Generate the next chunk of the current step's stream; False when the step is done."""
-        step = texec.step
-        mm = texec.process.mm
-        if isinstance(step, AccessStep):
-            assert texec.stream is not None
-            n = CHUNK if texec.remaining >= FOREVER else min(CHUNK, texec.remaining)
-            pages, stores = texec.stream.next_chunk(n)
-            texec.vpns = pages + texec.base_vpn
-            texec.slots = mm.slots_of(texec.vpns)
-            texec.writes = stores
-            texec.pos = 0
-            return True
-        if isinstance(step, SyscallStep):
-            if texec.remaining <= 0:
-                return False
-            start, length = self._range(texec, step)
-            vpns = np.arange(start >> PAGE_SHIFT, ((start + length - 1) >> PAGE_SHIFT) + 1)
-            texec.vpns = vpns
-            texec.slots = mm.slots_of(vpns)
-            texec.writes = np.full(len(vpns), step.kind == "read", dtype=np.bool_)
-            texec.base_vpn = int(vpns[0])
-            texec.pos = 0
-            texec.call_pending = True
-            return True
-        return False
 
     # ------------------------------------------------------------------ events
 
