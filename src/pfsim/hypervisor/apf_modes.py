@@ -57,8 +57,9 @@ class ApfMode:
         asynchronously (else the host stalls or halts the vCPU)."""
         return False
 
-    def on_entry(self, c: int) -> bool:
-        """The vCPU (re-)enters the guest; False if it must halt instead."""
+    def on_entry(self, c: int, interrupt_pending: bool = False) -> bool:
+        """The vCPU (re-)enters the guest (``interrupt_pending``: an interrupt woke it); False
+        if it must halt instead."""
         return True
 
     def task_resumes(self, task: Task) -> bool:
@@ -129,9 +130,9 @@ class KvmMode(ApfMode):
         if done.apf_ready_requested or done.kick:
             self.host.kick_for_completion(work.vcpu_id)
 
-    def on_entry(self, c: int) -> bool:
+    def on_entry(self, c: int, interrupt_pending: bool = False) -> bool:
         if self.hv.vcpus[c].halted:
-            if not self.hv.runnable(c):
+            if not self.hv.runnable(c, interrupt_pending):
                 return False
             self.hv.unblock(c)
         entered = self.hv.enter_guest(c)
@@ -157,9 +158,9 @@ class KvmMode(ApfMode):
         return self.guest.wait_resume(task)
 
     def counters(self) -> dict[str, int]:
-        early = self.guest.dummies_freed if hasattr(self.guest, "dummies_freed") else 0
+        # a page-ready that beat its not-present leaves a dummy node the #PF then frees
         return {"not_present": self.guest.not_present_count, "page_ready": self.page_ready,
-                "early_completions": early}
+                "early_completions": self.guest.dummies_freed}
 
 
 class _S390Ops:
@@ -234,7 +235,7 @@ class S390Mode(ApfMode):
             if outcome in (PfaultOutcome.BLOCK, PfaultOutcome.REBLOCK):
                 continue
 
-    def on_entry(self, c: int) -> bool:
+    def on_entry(self, c: int, interrupt_pending: bool = False) -> bool:
         self._pre_run(c)
         return True
 

@@ -316,10 +316,7 @@ class Host:
     def on_entry(self, c: int) -> bool:
         """The vCPU thread enters the guest; False (and it blocks again) if APF-halted."""
         pending, self.irq_pending[c] = self.irq_pending[c], False
-        if pending and hasattr(self.apf, "hv") and hasattr(self.apf.hv, "runnable"):
-            if self.apf.hv.vcpus[c].halted and self.apf.hv.runnable(c, interrupt_pending=True):
-                self.apf.hv.unblock(c)
-        if self.apf.on_entry(c):
+        if self.apf.on_entry(c, interrupt_pending=pending):
             return True
         self.halts += 1
         self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
