@@ -94,6 +94,33 @@ def _alloc(bank: int, kind_value: int, kind: np.ndarray, refcount: np.ndarray, f
 
 
 @njit(cache=True, nogil=True)
+def _new_page(target: int, source: int, local: int, v: int, rpc: bool, bank_size: int,
+              dist: np.ndarray, costs: np.ndarray, kind: np.ndarray, refcount: np.ndarray,
+              forks: np.ndarray, free2d: np.ndarray, nfree2d: np.ndarray, by_bank: np.ndarray,
+              placement: np.ndarray, tout: np.ndarray) -> tuple[int, int]:
+    """Allocate vseg ``v``'s new page in bank ``target`` for a fault in cluster ``local`` and
+    fill it (copied from frame ``source``, or zeroed when ``source < 0``).
+
+    Returns:
+        (frame, cost in ns): the RPC if remote operations go through RPCs, plus the fill with
+        its remote-page costs.
+    """
+    frame = _alloc(target, ANON, kind, refcount, forks, free2d, nfree2d, by_bank, tout)
+    distance = dist[local, target]
+    cost = 0
+    if rpc and distance != 0:
+        cost += _rc(costs, K_RPC, distance)
+        tout[T_RPCS] += 1
+    if source >= 0:
+        cost += (costs[K_COPY_FILL] + _rc(costs, K_REMOTE_PAGE, distance)
+                 + _rc(costs, K_REMOTE_PAGE, dist[local, source // bank_size]))
+    else:
+        cost += costs[K_ZERO_FILL] + _rc(costs, K_REMOTE_PAGE, distance)
+    placement[v, target] += 1
+    return frame, cost
+
+
+@njit(cache=True, nogil=True)
 def _spin(t: int, acq: int, rel: int, tout: np.ndarray, count_index: int) -> int:
     """Spin until ``rel`` when the last hold ends after ``t`` (locks go in handler order)."""
     if rel > t:
@@ -285,17 +312,10 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                 counter, cost_counter = FALSE_NR, FALSE_COST
                 tcount, tcost = T_FALSE_NR, T_FALSE_COST
             elif private or local == ref:  # step 4
-                frame = _alloc(target, ANON, kind, refcount, forks, free2d, nfree2d, by_bank, tout)
-                distance = dist[local, target]
-                if rpc and distance != 0:
-                    tau += _rc(costs, K_RPC, distance)
-                    tout[T_RPCS] += 1
-                if source >= 0:
-                    tau += (costs[K_COPY_FILL] + _rc(costs, K_REMOTE_PAGE, distance)
-                            + _rc(costs, K_REMOTE_PAGE, dist[local, source // bank_size]))
-                else:
-                    tau += costs[K_ZERO_FILL] + _rc(costs, K_REMOTE_PAGE, distance)
-                placement[v, target] += 1
+                frame, fill = _new_page(target, source, local, v, rpc, bank_size, dist, costs,
+                                        kind, refcount, forks, free2d, nfree2d, by_bank,
+                                        placement, tout)
+                tau += fill
                 tau += pte_op
                 state[local, s] = attr[v]
                 gfn[local, s] = frame
@@ -347,18 +367,10 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                     counter, cost_counter = FALSE_NR, FALSE_COST
                     tcount, tcost = T_FALSE_NR, T_FALSE_COST
                 else:  # 5e
-                    frame = _alloc(target, ANON, kind, refcount, forks, free2d, nfree2d, by_bank,
-                                   tout)
-                    distance = dist[local, target]
-                    if rpc and distance != 0:
-                        tau += _rc(costs, K_RPC, distance)
-                        tout[T_RPCS] += 1
-                    if source >= 0:
-                        tau += (costs[K_COPY_FILL] + _rc(costs, K_REMOTE_PAGE, distance)
-                                + _rc(costs, K_REMOTE_PAGE, dist[local, source // bank_size]))
-                    else:
-                        tau += costs[K_ZERO_FILL] + _rc(costs, K_REMOTE_PAGE, distance)
-                    placement[v, target] += 1
+                    frame, fill = _new_page(target, source, local, v, rpc, bank_size, dist,
+                                            costs, kind, refcount, forks, free2d, nfree2d,
+                                            by_bank, placement, tout)
+                    tau += fill
                     tau += remote
                     state[ref, s] = attr[v] | REMOTE_SET
                     gfn[ref, s] = frame
