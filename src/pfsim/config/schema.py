@@ -253,8 +253,6 @@ class HostCosts(_Section):
     """Set up an async PF and inject 'page not present' into the guest."""
     page_ready: Time = 1_000
     """Deliver 'page ready' (kvm: interrupt + ACK; s390: completion interrupt) and wake."""
-    swap_out: Time = 1_000
-    """Host CPU time to unmap and queue one dirty page for writeback."""
 
 
 class HypervisorConfig(_Section):
