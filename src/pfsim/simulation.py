@@ -33,6 +33,45 @@ class Simulation:
 
     def run(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Run to completion (or ``sim.duration``) and return the result dict."""
+        self.engine_note: str | None = None
+        if self.config.sim.engine == "compiled" and self.host is not None:
+            from pfsim.compiled.run import Fallback, unsupported
+
+            reason = unsupported(self.config)
+            if reason is None:
+                try:
+                    return self._run_compiled(progress)
+                except Fallback as why:
+                    reason = str(why)
+                    fresh = Simulation(self.config)  # the same run from the start
+                    self.__dict__.update(fresh.__dict__)
+            self.engine_note = f"reference path ({reason})"
+        return self._run_reference(progress)
+
+    def _run_compiled(self, progress: Callable[[int], None] | None) -> dict[str, Any]:
+        from pfsim.compiled import machine
+        from pfsim.compiled.run import CompiledRun, asleep_tasks, write_back
+
+        run = CompiledRun(self)
+        run.run(progress)
+        until = self.config.sim.duration
+        end, pending = write_back(run)
+        if until is not None and pending:
+            end = until
+        if not pending and self.kernel.outcome == "ok":
+            asleep = asleep_tasks(run)
+            if asleep:
+                raise InvariantViolation(f"no event left but tasks still asleep (a lost wake-up): "
+                                         f"{', '.join(asleep[:5])}")
+        machine.truncate_all(run.m)
+        write_back(run)
+        assert self.host is not None
+        self.host.memory.check()
+        self.kernel.mem.check()
+        self.engine_note = "compiled core"
+        return self._result(end)
+
+    def _run_reference(self, progress: Callable[[int], None] | None) -> dict[str, Any]:
         until = self.config.sim.duration
         end = self.sim.run(until_ns=until, progress=progress)
         if until is not None and self.sim.peek() is not None:
@@ -113,6 +152,7 @@ class Simulation:
         if kernel.cluster is not None:
             vm["clusters"] = kernel.cluster.vm_result()
         return {
+            "engine": self.config.sim.engine,
             "pfsim_version": VERSION,
             "seed": self.config.sim.seed,
             "config_digest": config_digest(self.config),

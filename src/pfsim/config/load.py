@@ -128,6 +128,7 @@ def config_digest(config: Config) -> str:
     """SHA-256 of the canonical JSON of the resolved config (seed excluded)."""
     dumped = config.model_dump(mode="json")
     dumped["sim"].pop("seed", None)
+    dumped["sim"].pop("engine", None)  # the engine never changes a result
     text = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -154,7 +154,8 @@ class VcpuExecutor:
         if self.halted:
             return
         self.epoch[cpu] += 1
-        if not self.host.on_entry(cpu):
+        if not self.host.entry_allowed(cpu):
+            self.host.halt_at_entry(cpu)
             return
         pending, self.pending_irqs[cpu] = self.pending_irqs[cpu], []
         for handler in pending:
@@ -209,8 +210,9 @@ class VcpuExecutor:
             return
         self.pause_vcpu(cpu)
         self.paused[cpu] = False
-        if entry and self.host is not None and not self.host.on_entry(cpu):
+        if entry and self.host is not None and not self.host.entry_allowed(cpu):
             self.pending_irqs[cpu].append(handler)
+            self.host.halt_at_entry(cpu)
             return
         handler()
         sched = self.kernel.scheduler

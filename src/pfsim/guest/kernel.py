@@ -88,6 +88,13 @@ class GuestKernel:
         self.pending_spawns -= 1
         if self.panic is not None:
             return
+        process = self.build_process(proc)
+        for task in process.threads:
+            self.scheduler.add_task(task)
+
+    def build_process(self, proc: ProcessConfig) -> Process:
+        """Create the process of ``proc`` (address space, threads) and add it to
+        ``processes``; its threads are not yet runnable."""
         pid = self._next_pid
         self._next_pid += 1
         mm = AddressSpace()
@@ -111,8 +118,7 @@ class GuestKernel:
         self.processes.append(process)
         if self.cluster is not None:  # pins the threads, builds the page-table copies
             self.cluster.attach_process(process, proc)
-        for task in process.threads:
-            self.scheduler.add_task(task)
+        return process
 
     def _add_vseg(self, process: Process, vseg: VsegConfig, where: str, layout: dict[str, int]) -> Vma:
         size = _page_up(vseg.size)

@@ -82,15 +82,7 @@ class TaskExec:
                 texec.deadline = t + step.duration
             if step.accesses is not None:
                 texec.remaining = step.accesses
-            start, length = self.step_range(step)
-            texec.base_vpn = start >> PAGE_SHIFT
-            npages = ((start + length - 1) >> PAGE_SHIFT) - texec.base_vpn + 1
-            rng = self.kernel.streams.generator(f"access/{texec.process.name}/{texec.index}/{texec.step_index}")
-            texec.stream = PatternStream(step.pattern, npages, rng, step.write_ratio,
-                                         length_bytes=length, stride=step.stride, alpha=step.alpha,
-                                         hot_fraction=step.hot_fraction,
-                                         hot_probability=step.hot_probability, phase=step.phase,
-                                         offset_bytes=start & (PAGE_SIZE - 1))
+            texec.stream, texec.base_vpn = self.access_stream(step, texec.step_index)
             texec.think = step.think
             texec.user = True
             texec.fetch = step.fetch
@@ -107,6 +99,20 @@ class TaskExec:
         elif isinstance(step, (TouchStep, SleepStep)):
             texec.remaining = 1
         return True
+
+    def access_stream(self, step: AccessStep, step_index: int) -> tuple[PatternStream, int]:
+        """The access stream of step ``step_index`` (its own named random stream) and the
+        page number its offsets are relative to."""
+        start, length = self.step_range(step)
+        base_vpn = start >> PAGE_SHIFT
+        npages = ((start + length - 1) >> PAGE_SHIFT) - base_vpn + 1
+        rng = self.kernel.streams.generator(f"access/{self.process.name}/{self.index}/{step_index}")
+        stream = PatternStream(step.pattern, npages, rng, step.write_ratio, length_bytes=length,
+                               stride=step.stride, alpha=step.alpha,
+                               hot_fraction=step.hot_fraction,
+                               hot_probability=step.hot_probability, phase=step.phase,
+                               offset_bytes=start & (PAGE_SIZE - 1))
+        return stream, base_vpn
 
     def step_range(self, step: AccessStep | SyscallStep) -> tuple[int, int]:
         """(start address, length in bytes) of the range ``step`` works on for this task."""

@@ -52,6 +52,10 @@ if TYPE_CHECKING:
     from pfsim.guest.kernel import GuestKernel
 
 
+def _nothing() -> None:
+    """The guest handler of a kick: the exit and re-entry are all it does."""
+
+
 class VcpuMode(IntEnum):
     """Where a vCPU's time goes."""
 
@@ -284,8 +288,8 @@ class Host:
         self.when_page_in(gfn, lambda: self._page_arrived(c, gfn))
         if self.mode == "halt" and self.kernel.executor.interrupts_enabled(c):
             self.halts += 1
-            self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
             self._arm_guest_timer(c)
+            self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
         else:
             self.sync_fallbacks += self.mode == "halt"
             self._block(c, VcpuMode.STALLED, TaskState.UNINTERRUPTIBLE)
@@ -310,33 +314,53 @@ class Host:
         interrupt makes it runnable)."""
         self.halts += 1
         if not self.apf.on_entry(c):
-            self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
             self._arm_guest_timer(c)
+            self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
 
-    def on_entry(self, c: int) -> bool:
-        """The vCPU thread enters the guest; False (and it blocks again) if APF-halted."""
+    def entry_allowed(self, c: int) -> bool:
+        """The vCPU thread is about to enter the guest: process the async-PF requests (deliver
+        completions); False when it must APF-halt instead (the caller then finishes its own
+        work and calls :meth:`halt_at_entry` last)."""
         pending, self.irq_pending[c] = self.irq_pending[c], False
-        if self.apf.on_entry(c, interrupt_pending=pending):
-            return True
+        return self.apf.on_entry(c, interrupt_pending=pending)
+
+    def halt_at_entry(self, c: int) -> None:
+        """The entry found KVM_REQ_APF_HALT: the vCPU thread blocks until a completion or an
+        interrupt (its guest timer when another task is runnable there) makes it runnable.
+
+        NOTE: every call that can switch host threads (here ``_block``) is the last thing its
+        callers do, up to the event handler: the compiled core relies on it to run the next
+        thread's start after the handler instead of recursing.
+        """
         self.halts += 1
-        self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
         self._arm_guest_timer(c)
-        return False
+        self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
 
     def kick_for_completion(self, c: int) -> None:
-        """A completion is queued for vCPU ``c`` (kvm_vcpu_kick): a running vCPU exits and
-        re-enters at once, a halted one wakes; a blocked or preempted one sees it at entry."""
+        """A completion is queued for vCPU ``c`` (kvm_vcpu_kick): a running vCPU gets an IPI
+        and exits and re-enters once the completion handler is done (an URGENT event now); a
+        halted one wakes; a blocked or preempted one sees it at entry."""
         if self.on_cpu[c] >= 0:
-            self.kernel.executor.interrupt(c, lambda: None, entry=True)
+            self.sim.at(self.sim.now, self._kick_ipi, c, priority=Priority.URGENT)
+        elif self.threads[c].state == TaskState.INTERRUPTIBLE:
+            self._wake(c)
+
+    def _kick_ipi(self, c: int) -> None:
+        if self.on_cpu[c] >= 0:
+            self.kernel.executor.interrupt(c, _nothing, entry=True)
         elif self.threads[c].state == TaskState.INTERRUPTIBLE:
             self._wake(c)
 
     def kick_floating(self) -> None:
-        """A floating interrupt is pending: the first vCPU running guest code takes it; if none
-        runs, the first halted one is woken."""
+        """A floating interrupt is pending: once the completion handler is done (an URGENT
+        event now), the first vCPU running guest code takes it; if none runs, the first halted
+        one is woken."""
+        self.sim.at(self.sim.now, self._floating_ipi, priority=Priority.URGENT)
+
+    def _floating_ipi(self) -> None:
         for c in range(len(self.threads)):
             if self.on_cpu[c] >= 0 and not self.kernel.executor.paused[c]:
-                self.kernel.executor.interrupt(c, lambda: None, entry=True)
+                self.kernel.executor.interrupt(c, _nothing, entry=True)
                 return
         for c in range(len(self.threads)):
             if self.threads[c].state == TaskState.INTERRUPTIBLE:
