@@ -125,7 +125,7 @@ SYNC_REASONS = ("cannot_do_async:interrupts_not_allowed", "queue_full")
  ERR_DOUBLE_FREE, ERR_FREE_BEFORE_RETURN, ERR_GFN_HASH_FULL, ERR_PAGE_READY_OVER_UNACKED,
  ERR_ENTER_WHILE_HALTED, ERR_ALREADY_WAITING, ERR_TOKEN_HAS_SLEEPER, ERR_NOT_WAITING,
  ERR_RESUME_NOT_RUNNING, ERR_BAD_WORK, ERR_WORK_POOL_FULL, ERR_NODE_POOL_FULL, ERR_COMP_FULL,
- ERR_WOKEN_FULL) = range(19)
+ ERR_WOKEN_FULL, ERR_BAD_TASK) = range(20)
 ERROR_NAMES = (
     "", "use after free of a work item", "work_started: not pending",
     "work_returned: not running", "retire of an item still on done", "double free",
@@ -136,6 +136,7 @@ ERROR_NAMES = (
     "wait_resume: task is not waiting", "wait_resume: task is not running",
     "work index out of range", "capacity: work pool full", "capacity: dummy node pool full",
     "capacity: completion buffer full", "capacity: woken buffer full",
+    "task id out of range (>= ntasks)",
 )
 
 
@@ -210,7 +211,8 @@ def _q_new(st, c, gfn, token, wakeup_all):
     w = wfree[top - 1]
     sc[SC_SERIAL] += 1
     sc[SC_ALLOCATED] += 1
-    work[:, w] = 0
+    for field in range(WK_FIELDS):
+        work[field, w] = 0
     work[WK_SERIAL, w] = sc[SC_SERIAL]
     work[WK_VCPU, w] = c
     work[WK_GFN, w] = gfn
@@ -238,6 +240,7 @@ def _q_setup(st, c, gfn, token):
 
 @njit(cache=True, nogil=True)
 def _q_append_done(st, c, w):
+    """Link ``w`` at the tail of vCPU ``c``'s ``done``."""
     hv = st[ST_HV]
     st[ST_DONE][c, hv[HV_DLEN, c]] = w
     hv[HV_DLEN, c] += 1
@@ -288,6 +291,14 @@ def _q_work_returned(st, w):
 
 
 @njit(cache=True, nogil=True)
+def _remove_at(lists, c, i, n):
+    """Drop entry ``i`` of the ``n``-long list ``lists[c]``, keeping the order."""
+    for k in range(i, n - 1):
+        lists[c, k] = lists[c, k + 1]
+    lists[c, n - 1] = -1
+
+
+@njit(cache=True, nogil=True)
 def _q_pop_done(st, c):
     """``AsyncPfQueues.pop_done``: the first item on ``done``, or -1."""
     hv, done = st[ST_HV], st[ST_DONE]
@@ -295,8 +306,7 @@ def _q_pop_done(st, c):
     if n == 0:
         return -1
     w = done[c, 0]
-    done[c, :n - 1] = done[c, 1:n]
-    done[c, n - 1] = -1
+    _remove_at(done, c, 0, n)
     hv[HV_DLEN, c] = n - 1
     st[ST_WORK][WK_ON_DONE, w] = 0
     return w
@@ -304,13 +314,13 @@ def _q_pop_done(st, c):
 
 @njit(cache=True, nogil=True)
 def _q_unlink_queue(st, c, w):
+    """``list_del`` of ``w`` from vCPU ``c``'s ``queue``."""
     hv, queue = st[ST_HV], st[ST_QUEUE]
     n = hv[HV_QLEN, c]
     i = 0
     while queue[c, i] != w:
         i += 1
-    queue[c, i:n - 1] = queue[c, i + 1:n]
-    queue[c, n - 1] = -1
+    _remove_at(queue, c, i, n)
     hv[HV_QLEN, c] = n - 1
     st[ST_WORK][WK_ON_QUEUE, w] = 0
 
@@ -404,7 +414,7 @@ def _gfn_delete(gfns, c, gfn):
                 return True
             k = _gfn_home(gfns[c, j])
             # move slots[j] back to i unless its home k lies cyclically in ]i, j]
-            between = (i < k <= j)
+            between = (i < k <= j) if i <= j else (i < k or k <= j)
             if not between:
                 break
         gfns[c, i] = gfns[c, j]
@@ -719,6 +729,9 @@ def _not_present(st, c, task, token, user, irqs_enabled, task_state):
         return PANIC_IRQS_DISABLED
     if not user:
         return PANIC_KERNEL_MODE
+    if task < 0 or task >= waiting.shape[0]:
+        _fail(sc, ERR_BAD_TASK, task)
+        return ERROR
     if waiting[task]:
         _fail(sc, ERR_ALREADY_WAITING, task)
         return ERROR
@@ -764,6 +777,9 @@ def kvm_wait_resume(st, task, task_state):
     """``KvmApfGuest.wait_resume``: True when the wait is over; False when the node is still
     linked (the task is UNINTERRUPTIBLE again: schedule) or on error (SC_ERR set)."""
     sc, waiting = st[ST_SC], st[ST_WAITING]
+    if task < 0 or task >= waiting.shape[0]:
+        _fail(sc, ERR_BAD_TASK, task)
+        return False
     if not waiting[task]:
         _fail(sc, ERR_NOT_WAITING, task)
         return False
@@ -910,6 +926,11 @@ def kvm_counters(st: tuple[np.ndarray, ...]) -> dict[str, Any]:
 # ---------------------------------------------------------------- invariants
 
 
+def _py_hash_32(val: int, bits: int) -> int:
+    """``hash_32`` for the plain-Python checks (no compilation needed)."""
+    return ((val * GOLDEN_RATIO_32) & U32) >> (32 - bits)
+
+
 def _check_queues(st: tuple[np.ndarray, ...]) -> str:
     """AsyncPfQueues.check_invariants: INV-H1 (queued accounting), INV-H3 (ownership)."""
     sc, hv, work = st[ST_SC], st[ST_HV], st[ST_WORK]
@@ -955,7 +976,7 @@ def _check_host(st: tuple[np.ndarray, ...]) -> str:
         for i, gfn in enumerate(slots):
             if gfn == GFN_EMPTY:
                 continue
-            key = int(_gfn_home(gfn))
+            key = _py_hash_32(gfn & U32, APF_HASH_BITS)
             while key != i:
                 if slots[key] == GFN_EMPTY:
                     return f"{where}: gfn {gfn:#x} in slot {i} unreachable"
@@ -988,7 +1009,7 @@ def _check_guest(st: tuple[np.ndarray, ...], task_state: np.ndarray | None,
             if not node[ND_LINKED, n] or node[ND_PREV, n] != prev:
                 return f"node {n} in bucket {index} marked unlinked or mislinked"
             prev = n
-            if _bucket_of(token) != index:
+            if _py_hash_32(token & U32, KVM_TASK_SLEEP_HASHBITS) != index:
                 return f"node {n} in bucket {index}, belongs elsewhere"
             if token in seen:
                 return f"INV-X1: token {token:#x} twice"

@@ -191,7 +191,8 @@ def _q_setup(st, c, gfn, token):
     w = wfree[top - 1]
     sc[SC_SERIAL] += 1  # _new
     sc[SC_ALLOCATED] += 1
-    work[:, w] = 0
+    for field in range(WK_FIELDS):
+        work[field, w] = 0
     work[WK_SERIAL, w] = sc[SC_SERIAL]
     work[WK_VCPU, w] = c
     work[WK_GFN, w] = gfn
@@ -235,6 +236,14 @@ def _q_work_returned(st, w):
 
 
 @njit(cache=True, nogil=True)
+def _remove_at(lists, c, i, n):
+    """Drop entry ``i`` of the ``n``-long list ``lists[c]``, keeping the order."""
+    for k in range(i, n - 1):
+        lists[c, k] = lists[c, k + 1]
+    lists[c, n - 1] = -1
+
+
+@njit(cache=True, nogil=True)
 def _q_pop_done(st, c):
     """``AsyncPfQueues.pop_done``: the first item on ``done``, or -1."""
     hv, done = st[ST_HV], st[ST_DONE]
@@ -242,8 +251,7 @@ def _q_pop_done(st, c):
     if n == 0:
         return -1
     w = done[c, 0]
-    done[c, :n - 1] = done[c, 1:n]
-    done[c, n - 1] = -1
+    _remove_at(done, c, 0, n)
     hv[HV_DLEN, c] = n - 1
     st[ST_WORK][WK_ON_DONE, w] = 0
     return w
@@ -262,8 +270,7 @@ def _q_retire(st, w):
         i = 0
         while queue[c, i] != w:
             i += 1
-        queue[c, i:n - 1] = queue[c, i + 1:n]
-        queue[c, n - 1] = -1
+        _remove_at(queue, c, i, n)
         hv[HV_QLEN, c] = n - 1
         work[WK_ON_QUEUE, w] = 0
     hv[HV_QUEUED, c] -= 1
@@ -427,9 +434,13 @@ def s390_pre_run(st, c, psw):
 
 
 @njit(cache=True, nogil=True)
-def _find_task(pid, task_freed, task_tid):
-    """``find_task_by_pid_ns``: the lowest task id with that tid and not freed, or -1."""
-    for t in range(task_tid.shape[0]):
+def _find_task(st, pid, task_freed, task_tid):
+    """``find_task_by_pid_ns``: the lowest task id with that tid and not freed, or -1.
+
+    Only the ``ntasks`` guest tasks the state was made for are searched (a caller's table may
+    go on with host threads, which S390Mode._find_task never returns).
+    """
+    for t in range(min(task_tid.shape[0], st[ST_TASK].shape[1])):
         if task_tid[t] == pid and not task_freed[t]:
             return t
     return -1
@@ -462,6 +473,7 @@ def _task_put(sc, t, task_state, task_usage, task_freed):
 
 @njit(cache=True, nogil=True)
 def _list_add_head(st, t):
+    """``list_add(&tsk->thread.list, &pfault_list)``: ``t`` becomes the head."""
     sc, task = st[ST_SC], st[ST_TASK]
     head = sc[SC_LIST_HEAD]
     task[TK_PREV, t] = -1
@@ -475,6 +487,7 @@ def _list_add_head(st, t):
 
 @njit(cache=True, nogil=True)
 def _list_del(st, t):
+    """``list_del(&tsk->thread.list)``."""
     sc, task = st[ST_SC], st[ST_TASK]
     prev, nxt = task[TK_PREV, t], task[TK_NEXT, t]
     if prev >= 0:
@@ -557,7 +570,7 @@ def s390_pfault_interrupt(st, c, subcode, param64, current_task, task_state, tas
     if (subcode & 0xFF00) != SUBCODE_MASK:
         return NOT_PFAULT, -1, 0
     sc[SC_IRQEXT_PFL] += 1
-    t = _find_task(param64 & LPP_PID_MASK, task_freed, task_tid)
+    t = _find_task(st, param64 & LPP_PID_MASK, task_freed, task_tid)
     if t < 0:
         sc[SC_DROPPED_UNKNOWN_PID] += 1
         return DROPPED_UNKNOWN_PID, -1, 0

@@ -546,7 +546,7 @@ def _swap_in_done(m, b):
                 if ready or kick:
                     _kick_for_completion(m, arg2)
             else:  # S390Mode._work_done
-                if Z.s390_work_done(m.s390, arg):
+                if Z.s390_work_done(m.s390, arg) == 1:  # not 0, not ERROR
                     at(m, now(m), S.URGENT, S.EV_FLOATING_IPI, 0, 0, 0)
             w = nxt
     m.bfree[m.hm[S.HM_BFREE]] = b
@@ -1032,6 +1032,8 @@ def run_events(m, max_events):
         dispatch(m, kind, a0, a1, a2)
         _run_pending_starts(m)
         count += 1
+        if m.kvm[K.ST_SC][K.SC_ERR] or m.s390[Z.ST_SC][Z.SC_ERR]:  # a protocol invariant broke
+            fail(m, S.ERR_INVARIANT, -10)
     m.g[S.G_EVENTS] += count
     return count
 

@@ -20,9 +20,6 @@ from pfsim.compiled import state as S
 from pfsim.config.schema import AccessStep, ComputeStep, Config, SleepStep
 from pfsim.engine.arrayheap import EV_TIME, H_NOW, H_SEQ, H_SIZE, grow_heap, heap_push, new_heap
 from pfsim.guest.steps import CHUNK, FOREVER
-from pfsim.hypervisor.hostmem import (
-    S_NFREE,
-)
 from pfsim.sched import TaskState
 
 if TYPE_CHECKING:
@@ -384,7 +381,8 @@ class CompiledRun:
         if err:
             from pfsim.errors import InvariantViolation
 
-            raise InvariantViolation(f"compiled core error {err} ({m.g[S.G_ERR_ARG]})")
+            detail = apf_kvm.kvm_error(m.kvm) or apf_s390.s390_error(m.s390)
+            raise InvariantViolation(f"compiled core error {err} ({m.g[S.G_ERR_ARG]}) {detail}")
 
 
 def _opt(value: int | None) -> int:
