@@ -3,7 +3,7 @@
 Run with ``python benchmarks/bench_replay.py`` (not collected by pytest). The trace has 10 M
 requests over 1 M pages, Zipf(alpha = 1.0), seeded; memory holds 10 % of the distinct pages.
 libCacheSim runs ``process_trace`` over an oracleGeneral binary file of the same trace, its
-fastest path (PERFORMANCE.md). Each side is timed as the best of ``--repeats`` runs, after a
+fastest path (it reads the binary records without parsing text). Each side is timed as the best of ``--repeats`` runs, after a
 warm-up call for pfsim so that numba compilation (or cache loading) is reported separately.
 The machine is noisy: compare the ratio within one run, not absolute times across runs.
 """

@@ -20,7 +20,7 @@ def pfsim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 
 def test_quickstart_runs_and_writes_result_json(tmp_path):
     """The README's first command: a summary on stdout, a FINAL line, result.json with the
-    stable names of MISSION.md."""
+    stable names result.json promises (docs/results.md)."""
     out = tmp_path / "q"
     proc = pfsim("run", str(EXAMPLES / "quickstart.toml"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr

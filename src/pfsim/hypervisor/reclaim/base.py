@@ -3,8 +3,9 @@
 The model is demand paging with ``frames`` host frames: a request for a resident page is a
 hit; any other request is a fault that loads the page, first evicting one resident page
 chosen by the policy when all frames are full. Every policy is one compiled kernel over the
-whole trace (NOTE: perf: a per-request Python call costs more than the policy itself, see
-PERFORMANCE.md), so the trace is first renumbered to dense page ids ``0..n_pages-1`` and the
+whole trace (NOTE: perf: a per-request Python call costs more than the policy itself:
+driving libCacheSim one request at a time from Python reaches 0.89 M requests/s, its own C
+loop 3.7 M/s for LRU), so the trace is first renumbered to dense page ids ``0..n_pages-1`` and the
 kernels keep their state in arrays indexed by page id.
 
 Adding a policy: write ``<name>.py`` with a :class:`ReclaimPolicy` subclass whose module
