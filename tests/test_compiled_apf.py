@@ -24,6 +24,7 @@ import pytest
 
 from pfsim.compiled import apf_kvm as K
 from pfsim.compiled import apf_s390 as S
+from pfsim.compiled.view import View
 from pfsim.errors import InvariantViolation
 from pfsim.guest.apf_kvm import KvmApfGuest, NotPresentOutcome, WakeKind
 from pfsim.guest.apf_s390 import PfaultGuest, PfaultOutcome, lpp_value, pfault_init_refbk
@@ -84,6 +85,7 @@ class KvmTwin:
         self.hv = KvmApfHost(nvcpus, debug=True)
         self.guest = KvmApfGuest(nvcpus, wake_up=self._py_wake, debug=True)
         self.st = K.new_kvm_state(nvcpus, ntasks)
+        self.view = View(self.st)  # what compiled functions receive
         self.state = np.array([int(t.state) for t in self.tasks], np.int64)
         self.freed = np.zeros(ntasks, np.int64)
         self.comp = np.zeros((2, 128), np.int64)
@@ -118,13 +120,13 @@ class KvmTwin:
             int_val, en_val = self.guest.cpu_init(c)
             self.hv.msr_write_int(c, int_val)
             self.hv.msr_write_en(c, en_val, self.guest.areas[c])
-        K.kvm_setup(self.st, self.nv)
+        K.kvm_setup(self.view, self.nv)
         self.compare("setup")
 
     def fault(self, c: int, gfn: int, user: bool = True, irqs: bool = True):
         ctx = X86FaultContext(cpl=3 if user else 0, interrupts_allowed=irqs)
         res = self.hv.page_fault(c, gfn, ctx)
-        outcome, token, w = K.kvm_page_fault(self.st, c, gfn, user, irqs)
+        outcome, token, w = K.kvm_page_fault(self.view, c, gfn, user, irqs)
         _same(outcome, FAULT[res.outcome], "page_fault outcome")
         _same(token, res.token or 0, "page_fault token")
         if res.reason is not None:
@@ -134,7 +136,7 @@ class KvmTwin:
         else:
             _same(int(self.st[K.ST_WORK][K.WK_SERIAL, w]), res.work.serial, "work serial")
             self.hv.work_started(res.work)  # KvmMode starts the worker at once
-            assert K.kvm_work_started(self.st, w)
+            assert K.kvm_work_started(self.view, w)
             self.works.append((res.work, w))
         if res.outcome is X86FaultOutcome.ASYNC_INJECTED:
             self.pending_pf[c].append((res.token, user))
@@ -144,7 +146,7 @@ class KvmTwin:
     def work_done(self, i: int) -> None:
         py, w = self.works.pop(i)
         done = self.hv.work_done(py)
-        got = K.kvm_work_done(self.st, w)
+        got = K.kvm_work_done(self.view, w)
         _same(got, (int(done.apf_ready_requested), int(done.kick)), "work_done")
         self.compare("work_done")
 
@@ -158,15 +160,15 @@ class KvmTwin:
         """KvmMode.on_entry, call by call; ``deliver`` False: the guest takes the page-ready
         interrupt later (:meth:`deliver`), so work can complete while it is pending."""
         if self.hv.vcpus[c].halted:
-            assert K.kvm_is_halted(self.st, c)
+            assert K.kvm_is_halted(self.view, c)
             runnable = self.hv.runnable(c, interrupt_pending)
-            _same(K.kvm_runnable(self.st, c, interrupt_pending), runnable, "runnable")
+            _same(K.kvm_runnable(self.view, c, interrupt_pending), runnable, "runnable")
             if not runnable:
                 return False
             self.hv.unblock(c)
-            K.kvm_unblock(self.st, c)
+            K.kvm_unblock(self.view, c)
         res = self.hv.enter_guest(c)
-        entered, n = K.kvm_enter_guest(self.st, c, self.comp)
+        entered, n = K.kvm_enter_guest(self.view, c, self.comp)
         _same(entered, int(res.entered), "entered")
         self._completions(res.completions, n)
         self.compare(f"enter_guest({c})")
@@ -183,12 +185,12 @@ class KvmTwin:
             ready_ack = self.last_ready.ack
             completions = self.hv.msr_write_ack(c, 1).completions if ready_ack else []
             if ready_ack:
-                self._completions(completions, K.kvm_msr_write_ack(self.st, c, self.comp))
+                self._completions(completions, K.kvm_msr_write_ack(self.view, c, self.comp))
             self.compare(f"ack({c})")
 
     def ready_interrupt(self, c: int):
         ready = self.guest.page_ready_interrupt(c)
-        ack, kind, n = K.kvm_page_ready_interrupt(self.st, c, self.woken)
+        ack, kind, n = K.kvm_page_ready_interrupt(self.view, c, self.woken)
         woken = [int(t) for t in self.woken[:n]]
         for t in woken:
             self._c_wake(t)
@@ -201,7 +203,7 @@ class KvmTwin:
 
     def not_present(self, c: int, t: int, token: int, user: bool, irqs: bool = True):
         out = self.guest.handle_async_pf(c, self.tasks[t], token, user, irqs)
-        got = K.kvm_handle_async_pf(self.st, c, t, token, user, irqs, self.state)
+        got = K.kvm_handle_async_pf(self.view, c, t, token, user, irqs, self.state)
         _same(got, NOT_PRESENT[out], "handle_async_pf")
         self.compare(f"handle_async_pf({c}, task {t})")
         return out
@@ -209,7 +211,7 @@ class KvmTwin:
     def resume(self, t: int) -> bool:
         self.set_state(t, TaskState.RUNNING)  # the scheduler picked the task
         done = self.guest.wait_resume(self.tasks[t])
-        _same(K.kvm_wait_resume(self.st, t, self.state), done, "wait_resume")
+        _same(K.kvm_wait_resume(self.view, t, self.state), done, "wait_resume")
         self.compare(f"wait_resume({t})")
         return done
 
@@ -562,6 +564,7 @@ class S390Twin:
         self.hv = PfaultHost(nvcpus, debug=True)
         self.guest = PfaultGuest(_Ops(self), self._find_task, debug=True)
         self.st = S.new_s390_state(nvcpus, ntasks)
+        self.view = View(self.st)  # what compiled functions receive
         self.state = np.array([int(t.state) for t in self.tasks], np.int64)
         self.usage = np.array([t.usage for t in self.tasks], np.int64)
         self.freed = np.array([int(t.freed) for t in self.tasks], np.int64)
@@ -627,14 +630,14 @@ class S390Twin:
     def setup(self) -> None:
         for c in range(self.nv):  # S390Mode.setup
             self.hv.diag258(c, 0x1000, pfault_init_refbk(), supervisor=True)
-        S.s390_setup(self.st, self.nv)
+        S.s390_setup(self.view, self.nv)
         self.compare("setup")
 
     def fault(self, c: int, gfn: int, psw: int = USER_PSW, cr0: int = CR0):
         t = self.current[c]
         token = lpp_value(self.tasks[t].tid) if t >= 0 else None
         res = self.hv.page_fault(c, gfn, psw, cr0, token)
-        w = S.s390_page_fault(self.st, c, gfn, psw, cr0, S.u64_to_i64(token or 0),
+        w = S.s390_page_fault(self.view, c, gfn, psw, cr0, S.u64_to_i64(token or 0),
                               token is not None)
         if res.work is None:
             _same(w, -1, "page_fault work")
@@ -643,7 +646,7 @@ class S390Twin:
         else:
             _same(int(self.st[S.ST_WORK][S.WK_SERIAL, w]), res.work.serial, "work serial")
             self.hv.work_started(res.work)  # S390Mode starts the worker at once
-            assert S.s390_work_started(self.st, w)
+            assert S.s390_work_started(self.view, w)
             self.works.append((res.work, w))
         self.compare(f"fault({c}, {gfn:#x})")
         return res
@@ -651,8 +654,8 @@ class S390Twin:
     def work_done(self, i: int) -> None:
         py, w = self.works.pop(i)
         done = self.hv.work_done(py)
-        _same(S.s390_work_done(self.st, w), int(done.done_injected), "done_injected")
-        _same(S.s390_has_floating(self.st), bool(self.hv.floating), "has_floating")
+        _same(S.s390_work_done(self.view, w), int(done.done_injected), "done_injected")
+        _same(S.s390_has_floating(self.view), bool(self.hv.floating), "has_floating")
         self.compare("work_done")
 
     def pre_run(self, c: int, psw: int = USER_PSW) -> list[PfaultOutcome]:
@@ -660,7 +663,7 @@ class S390Twin:
         outcomes = []
         while True:
             irq = self.hv.pre_run(c, psw)
-            subcode, param = S.s390_pre_run(self.st, c, psw)
+            subcode, param = S.s390_pre_run(self.view, c, psw)
             want = (0, 0) if irq is None else (irq.subcode, irq.param64)
             _same((subcode, S.i64_to_u64(param)), want, "pre_run interrupt")
             self.compare(f"pre_run({c})")
@@ -672,7 +675,7 @@ class S390Twin:
     def interrupt(self, c: int, subcode: int, param64: int) -> PfaultOutcome:
         out = self.guest.pfault_interrupt(c, EXT_IRQ_CP_SERVICE, subcode, param64)
         got, wake, resched = S.s390_pfault_interrupt(
-            self.st, c, subcode, S.u64_to_i64(param64), self.current[c], self.state,
+            self.view, c, subcode, S.u64_to_i64(param64), self.current[c], self.state,
             self.usage, self.freed, self.tid)
         _same(got, PFAULT[out], "pfault_interrupt outcome")
         if wake >= 0:

@@ -63,7 +63,7 @@ class Simulation:
             if asleep:
                 raise InvariantViolation(f"no event left but tasks still asleep (a lost wake-up): "
                                          f"{', '.join(asleep[:5])}")
-        machine.truncate_all(run.m)
+        machine.truncate_all(run.view)
         write_back(run)
         assert self.host is not None
         self.host.memory.check()

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parents[1]
-_SOURCES = ("compiled/state.py", "compiled/sched.py", "compiled/hostmem.py",
+_SOURCES = ("compiled/state.py", "compiled/jit.py", "compiled/view.py", "compiled/sched.py", "compiled/hostmem.py",
             "compiled/machine.py", "compiled/apf_kvm.py", "compiled/apf_s390.py",
             "engine/arrayheap.py", "guest/scan.py", "hypervisor/reclaim/resident.py",
             "hypervisor/hostmem.py", "guest/memory.py", "guest/mm.py")

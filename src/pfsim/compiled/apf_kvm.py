@@ -53,7 +53,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
+from pfsim.compiled.jit import core
 
 # ---------------------------------------------------------------- ABI (apf_kvm_abi.py)
 ASYNC_PF_PER_VCPU = 64
@@ -182,7 +182,7 @@ def new_kvm_state(nvcpus: int, ntasks: int,
     )
 
 
-@njit(cache=True, nogil=True)
+@core
 def _fail(sc, code, arg):
     """Record an InvariantViolation; the first one is kept."""
     if sc[SC_ERR] == ERR_NONE:
@@ -190,7 +190,7 @@ def _fail(sc, code, arg):
         sc[SC_ERR_ARG] = arg
 
 
-@njit(cache=True, nogil=True)
+@core
 def _hash_32(val, bits):
     """Linux ``hash_32`` (``val`` < 2**32, so the product fits in int64)."""
     return ((val * GOLDEN_RATIO_32) & U32) >> (32 - bits)
@@ -199,7 +199,7 @@ def _hash_32(val, bits):
 # ================================================================ AsyncPfQueues (sync=False)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_new(st, c, gfn, token, wakeup_all):
     """``AsyncPfQueues._new``: a pool slot for a new item, or -1 (pool full, ERR set)."""
     sc, work, wfree = st[ST_SC], st[ST_WORK], st[ST_WFREE]
@@ -222,7 +222,7 @@ def _q_new(st, c, gfn, token, wakeup_all):
     return w
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_setup(st, c, gfn, token):
     """``AsyncPfQueues.setup``: the new item on ``queue``, -1 if QUEUE_FULL, -2 on error."""
     hv, queue = st[ST_HV], st[ST_QUEUE]
@@ -238,7 +238,7 @@ def _q_setup(st, c, gfn, token):
     return w
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_append_done(st, c, w):
     """Link ``w`` at the tail of vCPU ``c``'s ``done``."""
     hv = st[ST_HV]
@@ -247,7 +247,7 @@ def _q_append_done(st, c, w):
     st[ST_WORK][WK_ON_DONE, w] = 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_wakeup_all(st, c):
     """``AsyncPfQueues.wakeup_all`` with token ~0: the item, or -1 (``done`` not empty)."""
     if st[ST_HV][HV_DLEN, c] > 0:
@@ -261,7 +261,7 @@ def _q_wakeup_all(st, c):
     return w
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_alive(st, w):
     """``_alive`` plus a range check of the caller's index; False (ERR set) if unusable."""
     sc, work = st[ST_SC], st[ST_WORK]
@@ -274,7 +274,7 @@ def _q_alive(st, w):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_work_returned(st, w):
     """``AsyncPfQueues.work_returned``: (ok, first) -- ``first``: ``done`` was empty."""
     work = st[ST_WORK]
@@ -290,7 +290,7 @@ def _q_work_returned(st, w):
     return True, first
 
 
-@njit(cache=True, nogil=True)
+@core
 def _remove_at(lists, c, i, n):
     """Drop entry ``i`` of the ``n``-long list ``lists[c]``, keeping the order."""
     for k in range(i, n - 1):
@@ -298,7 +298,7 @@ def _remove_at(lists, c, i, n):
     lists[c, n - 1] = -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_pop_done(st, c):
     """``AsyncPfQueues.pop_done``: the first item on ``done``, or -1."""
     hv, done = st[ST_HV], st[ST_DONE]
@@ -312,7 +312,7 @@ def _q_pop_done(st, c):
     return w
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_unlink_queue(st, c, w):
     """``list_del`` of ``w`` from vCPU ``c``'s ``queue``."""
     hv, queue = st[ST_HV], st[ST_QUEUE]
@@ -325,7 +325,7 @@ def _q_unlink_queue(st, c, w):
     st[ST_WORK][WK_ON_QUEUE, w] = 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_free(st, w):
     """``AsyncPfQueues._free``."""
     sc, work = st[ST_SC], st[ST_WORK]
@@ -342,7 +342,7 @@ def _q_free(st, w):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_retire(st, w):
     """``AsyncPfQueues.retire``: unlink from ``queue``, ``queued--``, free."""
     work = st[ST_WORK]
@@ -359,13 +359,13 @@ def _q_retire(st, w):
 # ================================================================ GfnHash
 
 
-@njit(cache=True, nogil=True)
+@core
 def _gfn_home(gfn):
     """``kvm_async_pf_hash_fn``."""
     return _hash_32(gfn & U32, APF_HASH_BITS)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _gfn_slot(gfns, c, gfn):
     """``kvm_async_pf_gfn_slot``."""
     key = _gfn_home(gfn)
@@ -376,13 +376,13 @@ def _gfn_slot(gfns, c, gfn):
     return key
 
 
-@njit(cache=True, nogil=True)
+@core
 def _gfn_find(gfns, c, gfn):
     """``kvm_find_async_pf_gfn``."""
     return gfns[c, _gfn_slot(gfns, c, gfn)] == gfn
 
 
-@njit(cache=True, nogil=True)
+@core
 def _gfn_add(gfns, c, gfn):
     """``kvm_add_async_pf_gfn``; False if the table is full (Linux would spin)."""
     full = True
@@ -398,7 +398,7 @@ def _gfn_add(gfns, c, gfn):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _gfn_delete(gfns, c, gfn):
     """``kvm_del_async_pf_gfn`` (backward-shift deletion); False where Linux WARNs."""
     mask = ASYNC_PF_PER_VCPU - 1
@@ -424,13 +424,13 @@ def _gfn_delete(gfns, c, gfn):
 # ================================================================ KvmApfHost
 
 
-@njit(cache=True, nogil=True)
+@core
 def _pv_enabled(hv, c):
     """``kvm_pv_async_pf_enabled``: ENABLED and DELIVERY_AS_INT both set."""
     return (hv[HV_MSR_EN_VAL, c] & PV_ENABLED) == PV_ENABLED
 
 
-@njit(cache=True, nogil=True)
+@core
 def _can_deliver(hv, c, cpl):
     """``kvm_can_deliver_async_pf`` (not nested, paging on)."""
     if not _pv_enabled(hv, c):
@@ -438,7 +438,7 @@ def _can_deliver(hv, c, cpl):
     return not (hv[HV_SEND_USER_ONLY, c] and cpl == 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _alloc_token(hv, c):
     """``alloc_apf_token``: never 0; ``id`` wraps every 2**20 tokens."""
     if (hv[HV_ID, c] << 12) & U32 == 0:
@@ -448,7 +448,7 @@ def _alloc_token(hv, c):
     return token
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_page_fault(st, c, gfn, user, interrupts_allowed):
     """``KvmApfHost.page_fault(c, gfn, X86FaultContext(cpl=3 if user else 0, ...))``.
 
@@ -489,7 +489,7 @@ def kvm_page_fault(st, c, gfn, user, interrupts_allowed):
     return ASYNC_HALTED, token, w
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_work_started(st, w):
     """``KvmApfHost.work_started``: the worker began ``async_pf_execute``; False on error."""
     work = st[ST_WORK]
@@ -502,7 +502,7 @@ def kvm_work_started(st, w):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_work_done(st, w):
     """``KvmApfHost.work_done``: (apf_ready_requested, kick) as 0/1 (no clear: never finishes
     one)."""
@@ -516,7 +516,7 @@ def kvm_work_done(st, w):
     return 1, kick
 
 
-@njit(cache=True, nogil=True)
+@core
 def _can_dequeue(st, c):
     """``kvm_arch_can_dequeue_async_page_present``."""
     hv = st[ST_HV]
@@ -526,7 +526,7 @@ def _can_dequeue(st, c):
     return a >= 0 and st[ST_AREA][AREA_TOKEN, a] == 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def _page_present(st, c, w):
     """``kvm_arch_async_page_present`` for a popped item: (token, injected) or (_, -1) on
     error."""
@@ -552,7 +552,7 @@ def _page_present(st, c, w):
     return token, injected
 
 
-@njit(cache=True, nogil=True)
+@core
 def _check_completion(st, c, comp):
     """``kvm_check_async_pf_completion``: fills ``comp``; returns the number of completions."""
     n = 0
@@ -570,7 +570,7 @@ def _check_completion(st, c, comp):
     return n
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_enter_guest(st, c, comp):
     """``KvmApfHost.enter_guest``: KVM_REQ_APF_HALT first, then KVM_REQ_APF_READY.
 
@@ -593,7 +593,7 @@ def kvm_enter_guest(st, c, comp):
     return 1, n
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_msr_write_ack(st, c, comp):
     """``KvmApfHost.msr_write_ack(c, 1)``: clear pageready_pending, dequeue more; returns
     the number of completions written to ``comp``."""
@@ -601,26 +601,26 @@ def kvm_msr_write_ack(st, c, comp):
     return _check_completion(st, c, comp)
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_is_halted(st, c):
     """``KvmApfHost.vcpus[c].halted``."""
     return st[ST_HV][HV_HALTED, c] != 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_runnable(st, c, interrupt_pending):
     """``KvmApfHost.runnable``: not halted, a completion on ``done``, or an interrupt."""
     hv = st[ST_HV]
     return hv[HV_HALTED, c] == 0 or hv[HV_DLEN, c] > 0 or bool(interrupt_pending)
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_unblock(st, c):
     """``KvmApfHost.unblock``: ``apf.halted = false``."""
     st[ST_HV][HV_HALTED, c] = 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def _msr_write_int(hv, c, data):
     """MSR_KVM_ASYNC_PF_INT; returns True for #GP."""
     if data >> 8:
@@ -630,7 +630,7 @@ def _msr_write_int(hv, c, data):
     return False
 
 
-@njit(cache=True, nogil=True)
+@core
 def _msr_write_en(st, c, data, a):
     """MSR_KVM_ASYNC_PF_EN (``kvm_pv_enable_async_pf``), enabling path only; ``a`` = the
     guest area index.  Returns True for #GP; the disabling path (a queue clear) is not ported
@@ -651,7 +651,7 @@ def _msr_write_en(st, c, data, a):
     return False
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_setup(st, nvcpus):
     """``KvmMode.setup``: per vCPU, guest ``cpu_init`` then MSR_KVM_ASYNC_PF_INT and _EN."""
     area, hv = st[ST_AREA], st[ST_HV]
@@ -665,12 +665,12 @@ def kvm_setup(st, nvcpus):
 # ================================================================ KvmApfGuest
 
 
-@njit(cache=True, nogil=True)
+@core
 def _bucket_of(token):
     return _hash_32(token & U32, KVM_TASK_SLEEP_HASHBITS)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _find(st, token):
     """``_find_apf_task``: the node of ``token`` or -1."""
     node = st[ST_NODE]
@@ -682,7 +682,7 @@ def _find(st, token):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _link_head(st, n, token, cpu):
     """``hlist_add_head`` of node ``n`` = {token, cpu} into its bucket."""
     node, heads = st[ST_NODE], st[ST_BUCKET]
@@ -697,7 +697,7 @@ def _link_head(st, n, token, cpu):
     node[ND_LINKED, n] = 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _unlink(st, n):
     """``hlist_del_init``."""
     node = st[ST_NODE]
@@ -713,7 +713,7 @@ def _unlink(st, n):
     node[ND_LINKED, n] = 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def _release_dummy(st, n):
     """Return a dummy's slot to the pool (freed, or leaked as in Linux: only counted)."""
     sc = st[ST_SC]
@@ -721,7 +721,7 @@ def _release_dummy(st, n):
     sc[SC_NFREE_TOP] += 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _not_present(st, c, task, token, user, irqs_enabled, task_state):
     """``KvmApfGuest._not_present``: panics, then ``kvm_async_pf_task_wait_schedule``."""
     sc, waiting, node = st[ST_SC], st[ST_WAITING], st[ST_NODE]
@@ -752,7 +752,7 @@ def _not_present(st, c, task, token, user, irqs_enabled, task_state):
     return SLEEP
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_handle_async_pf(st, c, task, token, user, irqs_enabled, task_state):
     """``KvmApfGuest.handle_async_pf(c, task, cr2=token, user, irqs_enabled)``: read and zero
     this CPU's flags; returns a NotPresentOutcome code (ERROR: see SC_ERR).  SLEEP sets
@@ -772,7 +772,7 @@ def kvm_handle_async_pf(st, c, task, token, user, irqs_enabled, task_state):
     return UNEXPECTED_FLAGS
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_wait_resume(st, task, task_state):
     """``KvmApfGuest.wait_resume``: True when the wait is over; False when the node is still
     linked (the task is UNINTERRUPTIBLE again: schedule) or on error (SC_ERR set)."""
@@ -793,7 +793,7 @@ def kvm_wait_resume(st, task, task_state):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _wake_one(st, n, woken, nwoken):
     """``apf_task_wake_one``: unlink, then record the sleeper to wake; returns the new count
     (-1: ``woken`` is full, SC_ERR set).  A dummy found here is unlinked and, as in Linux,
@@ -811,7 +811,7 @@ def _wake_one(st, n, woken, nwoken):
     return nwoken + 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _wake_all(st, cpu, woken):
     """``apf_task_wake_all``: unlink every node of ``cpu``, bucket by bucket, head first."""
     node, heads = st[ST_NODE], st[ST_BUCKET]
@@ -829,7 +829,7 @@ def _wake_all(st, cpu, woken):
     return nwoken
 
 
-@njit(cache=True, nogil=True)
+@core
 def _task_wake(st, cpu, token, woken):
     """``kvm_async_pf_task_wake`` on ``cpu``: (WakeKind code, number of tasks to wake)."""
     sc = st[ST_SC]
@@ -853,7 +853,7 @@ def _task_wake(st, cpu, token, woken):
     return DUMMY_INSERTED, 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def kvm_page_ready_interrupt(st, c, woken):
     """``KvmApfGuest.page_ready_interrupt`` (``sysvec_kvm_asyncpf_interrupt``) on ``c``.
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
+from pfsim.compiled.jit import core
 
 # ---------------------------------------------------------------- constants (apf_s390.py)
 ASYNC_PF_PER_VCPU = 64
@@ -166,7 +166,7 @@ def new_s390_state(nvcpus: int, ntasks: int) -> tuple[np.ndarray, ...]:
     )
 
 
-@njit(cache=True, nogil=True)
+@core
 def _fail(sc, code, arg):
     """Record an InvariantViolation; the first one is kept."""
     if sc[SC_ERR] == ERR_NONE:
@@ -177,7 +177,7 @@ def _fail(sc, code, arg):
 # ================================================================ AsyncPfQueues (sync=True)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_setup(st, c, gfn, token):
     """``AsyncPfQueues.setup``: the new item on ``queue``, -1 if QUEUE_FULL, -2 on error."""
     sc, hv, work, wfree = st[ST_SC], st[ST_HV], st[ST_WORK], st[ST_WFREE]
@@ -205,7 +205,7 @@ def _q_setup(st, c, gfn, token):
     return w
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_alive(st, w):
     """``_alive`` plus a range check of the caller's index; False (ERR set) if unusable."""
     sc, work = st[ST_SC], st[ST_WORK]
@@ -218,7 +218,7 @@ def _q_alive(st, w):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_work_returned(st, w):
     """``AsyncPfQueues.work_returned`` (no clear in progress): the item goes on ``done``."""
     hv, work = st[ST_HV], st[ST_WORK]
@@ -235,7 +235,7 @@ def _q_work_returned(st, w):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _remove_at(lists, c, i, n):
     """Drop entry ``i`` of the ``n``-long list ``lists[c]``, keeping the order."""
     for k in range(i, n - 1):
@@ -243,7 +243,7 @@ def _remove_at(lists, c, i, n):
     lists[c, n - 1] = -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_pop_done(st, c):
     """``AsyncPfQueues.pop_done``: the first item on ``done``, or -1."""
     hv, done = st[ST_HV], st[ST_DONE]
@@ -257,7 +257,7 @@ def _q_pop_done(st, c):
     return w
 
 
-@njit(cache=True, nogil=True)
+@core
 def _q_retire(st, w):
     """``AsyncPfQueues.retire``: unlink from ``queue``, ``queued--``, ``_free``."""
     sc, hv, work, queue = st[ST_SC], st[ST_HV], st[ST_WORK], st[ST_QUEUE]
@@ -290,7 +290,7 @@ def _q_retire(st, w):
 # ================================================================ PfaultHost
 
 
-@njit(cache=True, nogil=True)
+@core
 def s390_setup(st, nvcpus):
     """``S390Mode.setup``: DIAG 0x258 TOKEN with ``pfault_init_refbk()`` on each vCPU.
 
@@ -307,7 +307,7 @@ def s390_setup(st, nvcpus):
         hv[HV_PFAULT_COMPARE, c] = PSW_MASK_PSTATE
 
 
-@njit(cache=True, nogil=True)
+@core
 def _refusal(st, c, psw, cr0, has_token):
     """``PfaultHost._refusal``: the first failing check (an S390SyncReason code) or -1."""
     sc, hv = st[ST_SC], st[ST_HV]
@@ -329,7 +329,7 @@ def _refusal(st, c, psw, cr0, has_token):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def s390_page_fault(st, c, gfn, psw, cr0, token_value, has_token):
     """``PfaultHost.page_fault(c, gfn, psw, cr0, token_value if has_token else None)``.
 
@@ -358,7 +358,7 @@ def s390_page_fault(st, c, gfn, psw, cr0, token_value, has_token):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def s390_work_started(st, w):
     """``PfaultHost.work_started``: the worker began ``async_pf_execute``; False on error."""
     work = st[ST_WORK]
@@ -371,7 +371,7 @@ def s390_work_started(st, w):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def s390_work_done(st, w):
     """``PfaultHost.work_done``: inject the floating DONE, then put the item on ``done``.
 
@@ -395,13 +395,13 @@ def s390_work_done(st, w):
     return injected
 
 
-@njit(cache=True, nogil=True)
+@core
 def s390_has_floating(st):
     """A floating PFAULT_DONE is pending (``S390Mode.has_floating``)."""
     return st[ST_SC][SC_FLOAT_LEN] > 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def s390_pre_run(st, c, psw):
     """``PfaultHost.pre_run``: free finished items, then deliver at most one interrupt.
 
@@ -433,7 +433,7 @@ def s390_pre_run(st, c, psw):
 # ================================================================ PfaultGuest
 
 
-@njit(cache=True, nogil=True)
+@core
 def _find_task(st, pid, task_freed, task_tid):
     """``find_task_by_pid_ns``: the lowest task id with that tid and not freed, or -1.
 
@@ -446,7 +446,7 @@ def _find_task(st, pid, task_freed, task_tid):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _task_get(sc, t, task_usage, task_freed):
     """``get_task_struct``; False (ERR set) on a freed task."""
     if task_freed[t]:
@@ -456,7 +456,7 @@ def _task_get(sc, t, task_usage, task_freed):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _task_put(sc, t, task_state, task_usage, task_freed):
     """``put_task_struct``: the task is freed at zero (it must be DEAD); False on error."""
     if task_freed[t] or task_usage[t] <= 0:
@@ -471,7 +471,7 @@ def _task_put(sc, t, task_state, task_usage, task_freed):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _list_add_head(st, t):
     """``list_add(&tsk->thread.list, &pfault_list)``: ``t`` becomes the head."""
     sc, task = st[ST_SC], st[ST_TASK]
@@ -485,7 +485,7 @@ def _list_add_head(st, t):
     sc[SC_LIST_LEN] += 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _list_del(st, t):
     """``list_del(&tsk->thread.list)``."""
     sc, task = st[ST_SC], st[ST_TASK]
@@ -502,7 +502,7 @@ def _list_del(st, t):
     sc[SC_LIST_LEN] -= 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _completion(st, t, task_state, task_usage, task_freed):
     """``PfaultGuest._completion`` (DONE): (outcome, task to wake or -1)."""
     sc, task = st[ST_SC], st[ST_TASK]
@@ -523,7 +523,7 @@ def _completion(st, t, task_state, task_usage, task_freed):
     return LEFTOVER_IGNORED, -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _initial(st, c, t, current_task, task_state, task_usage, task_freed):
     """``PfaultGuest._initial`` (INIT): (outcome, need_resched)."""
     sc, task = st[ST_SC], st[ST_TASK]
@@ -553,7 +553,7 @@ def _initial(st, c, t, current_task, task_state, task_usage, task_freed):
     return outcome, 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def s390_pfault_interrupt(st, c, subcode, param64, current_task, task_state, task_usage,
                           task_freed, task_tid):
     """``PfaultGuest.pfault_interrupt(c, EXT_IRQ_CP_SERVICE, subcode, param64)``.

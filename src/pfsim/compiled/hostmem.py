@@ -10,7 +10,7 @@ Min-heaps (free swap slots, device queue slots) return the same minimum as Pytho
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from pfsim.compiled.jit import core
 
 from pfsim.compiled import state as S
 from pfsim.compiled.sched import fail
@@ -45,7 +45,7 @@ SPLITMIX64_MIX2 = np.uint64(0x94D049BB133111EB)
 # ------------------------------------------------------------------ min-heaps of int64
 
 
-@njit(cache=True, nogil=True)
+@core
 def minheap_push(a, n, value):
     """Push ``value`` onto the heap ``a[:n]``; returns the new size."""
     i = n
@@ -59,7 +59,7 @@ def minheap_push(a, n, value):
     return n + 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def minheap_pop(a, n):
     """Pop the minimum of ``a[:n]`` (n > 0); returns it (the size is now n - 1)."""
     top = a[0]
@@ -84,7 +84,7 @@ def minheap_pop(a, n):
 # ------------------------------------------------------------------ policies
 
 
-@njit(cache=True, nogil=True)
+@core
 def _evictable(m, gfn):
     if gfn < 0 or m.pinned[gfn]:
         return False
@@ -92,7 +92,7 @@ def _evictable(m, gfn):
     return where == RESIDENT or where == SWAPCACHE
 
 
-@njit(cache=True, nogil=True)
+@core
 def policy_inserted(m, gfn):
     policy = m.cf[S.CF_POLICY]
     if policy == S.POLICY_LRU:
@@ -102,7 +102,7 @@ def policy_inserted(m, gfn):
         ring_push(m.hframes[F_RING], m.hsmall, S_RING_HEAD, gfn)
 
 
-@njit(cache=True, nogil=True)
+@core
 def splitmix64_next(rstate):
     """Advance the splitmix64 state held in ``rstate[0]`` and return the next draw."""
     z = rstate[0] + SPLITMIX64_GAMMA
@@ -112,7 +112,7 @@ def splitmix64_next(rstate):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True, nogil=True)
+@core
 def select_victims(m, count, victims):
     """Fill ``victims`` with up to ``count`` gfns chosen by the policy; returns how many."""
     policy = m.cf[S.CF_POLICY]
@@ -177,7 +177,7 @@ def select_victims(m, count, victims):
 # ------------------------------------------------------------------ frames
 
 
-@njit(cache=True, nogil=True)
+@core
 def reclaim(m, count, evicted):
     """``HostMemory.reclaim``: victims leave their frames; returns how many (in ``evicted``,
     the gfns; their former frames are ``evicted[count + i]``)."""
@@ -202,28 +202,27 @@ def reclaim(m, count, evicted):
     return n
 
 
-@njit(cache=True, nogil=True)
+@core
 def pop_free_frame(m):
     n = m.hsmall[S_NFREE] - 1
     m.hsmall[S_NFREE] = n
     return m.hframes[F_FREE, n]
 
 
-@njit(cache=True, nogil=True)
+@core
 def take_frame(m, t):
     """``take_frame`` followed by the caller's ``_write_back`` of what was evicted."""
     if m.hsmall[S_NFREE] == 0:
         batch = m.cf[S.CF_BATCH]
-        evicted = np.empty(2 * batch, dtype=np.int64)
-        n = reclaim(m, batch, evicted)
-        write_back(m, evicted, n, batch, t)
+        n = reclaim(m, batch, m.evicted)
+        write_back(m, m.evicted, n, batch, t)
     if m.hsmall[S_NFREE] == 0:
         fail(m, S.ERR_INVARIANT, -2)
         return 0
     return pop_free_frame(m)
 
 
-@njit(cache=True, nogil=True)
+@core
 def install(m, gfn, frame, where):
     m.hframes[F_GFN, frame] = gfn
     m.hlinks[L_HFN, gfn] = frame
@@ -231,14 +230,14 @@ def install(m, gfn, frame, where):
     policy_inserted(m, gfn)
 
 
-@njit(cache=True, nogil=True)
+@core
 def map_new(m, gfn, frame):
     install(m, gfn, frame, RESIDENT)
     m.hbits[B_EPT, gfn] = 1
     m.hbits[B_DIRTY, gfn] = 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def map_cached(m, gfn):
     if m.hbits[B_WHERE, gfn] != SWAPCACHE:
         fail(m, S.ERR_INVARIANT, gfn)
@@ -253,7 +252,7 @@ def map_cached(m, gfn):
 # ------------------------------------------------------------------ swap device and slots
 
 
-@njit(cache=True, nogil=True)
+@core
 def _latency(m):
     if not m.sw[S.SW_RANDOM_LATENCY]:
         return m.sw[S.SW_LATENCY]
@@ -265,7 +264,7 @@ def _latency(m):
     return m.lat[pos]
 
 
-@njit(cache=True, nogil=True)
+@core
 def swap_submit(m, t, npages, write):
     """``SwapDevice.submit``: the completion time of a request of ``npages`` pages."""
     qd = m.sw[S.SW_QD]
@@ -285,7 +284,7 @@ def swap_submit(m, t, npages, write):
     return done
 
 
-@njit(cache=True, nogil=True)
+@core
 def wrote_back(m, gfn):
     """The page has a fresh swap copy: the lowest free slot is reused first."""
     old = m.swap_slot[gfn]
@@ -304,7 +303,7 @@ def wrote_back(m, gfn):
     m.hm[S.HM_SWAP_OUTS] += 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def write_back(m, evicted, n, count, t):
     """``Host._write_back``: dirty victims go to swap in one clustered write."""
     ndirty = 0
@@ -325,7 +324,7 @@ def write_back(m, evicted, n, count, t):
 # ------------------------------------------------------------------ swap-in
 
 
-@njit(cache=True, nogil=True)
+@core
 def swapin_window(m, slot, max_pages):
     """``HostMemory.swapin_window`` (mm/swap_state.c ``__swapin_nr_pages``)."""
     hits = m.hm[S.HM_RA_HITS]
@@ -347,14 +346,14 @@ def swapin_window(m, slot, max_pages):
     return pages
 
 
-@njit(cache=True, nogil=True)
+@core
 def start_swapin(m, gfn, frame):
     m.hframes[F_GFN, frame] = gfn
     m.hlinks[L_HFN, gfn] = frame
     m.hbits[B_WHERE, gfn] = INIO
 
 
-@njit(cache=True, nogil=True)
+@core
 def swap_in(m, gfn, t, batch):
     """``Host._swap_in``: read ``gfn`` and its readahead cluster into ``batch`` (the gfns,
     from ``batch[1]``; ``batch[0]`` = count); returns the completion time."""
@@ -386,7 +385,7 @@ def swap_in(m, gfn, t, batch):
     return swap_submit(m, start, n, False)
 
 
-@njit(cache=True, nogil=True)
+@core
 def finish_swapin(m, gfn, mapped):
     if m.hbits[B_WHERE, gfn] != INIO:
         fail(m, S.ERR_INVARIANT, gfn)

@@ -16,7 +16,7 @@ Whatever this core does not model (a fault it cannot resolve, a signal, OOM) set
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from pfsim.compiled.jit import core
 
 from pfsim.compiled import apf_kvm as K
 from pfsim.compiled import apf_s390 as Z
@@ -76,14 +76,14 @@ LPP_MAGIC = 1 << 31
 # ==================================================================== executor: segments
 
 
-@njit(cache=True, nogil=True)
+@core
 def _arm(m, cpu, time, kind):
     """``VcpuExecutor._arm``: a per-vCPU event guarded by a fresh epoch."""
     m.vc[S.VC_EPOCH, cpu] += 1
     at(m, time, S.NORMAL, kind, cpu, m.vc[S.VC_EPOCH, cpu], 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _commit(m, cpu, done):
     task = m.vc[S.VC_SEG_TASK, cpu]
     if m.vc[S.VC_SEG_ACCESS, cpu]:
@@ -97,7 +97,7 @@ def _commit(m, cpu, done):
         m.tx[S.TX_REMAINING, task] -= done
 
 
-@njit(cache=True, nogil=True)
+@core
 def truncate(m, cpu):
     """Stop ``cpu``'s segment now, keeping the work whose time has passed."""
     m.vc[S.VC_EPOCH, cpu] += 1
@@ -118,7 +118,7 @@ def truncate(m, cpu):
     _commit(m, cpu, done)
 
 
-@njit(cache=True, nogil=True)
+@core
 def pause_vcpu(m, cpu):
     if m.vc[S.VC_SEG, cpu] and m.vc[S.VC_SEG_T0, cpu] > now(m):
         m.vc[S.VC_OWED, cpu] = m.vc[S.VC_SEG_T0, cpu] - now(m)
@@ -126,7 +126,7 @@ def pause_vcpu(m, cpu):
     m.vc[S.VC_PAUSED, cpu] = 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _set_segment(m, cpu, task, t0, pos0, count, unit, access, fault, nlog, ept_gfn):
     m.vc[S.VC_SEG, cpu] = 1
     m.vc[S.VC_SEG_TASK, cpu] = task
@@ -143,7 +143,7 @@ def _set_segment(m, cpu, task, t0, pos0, count, unit, access, fault, nlog, ept_g
 # ==================================================================== steps and chunks
 
 
-@njit(cache=True, nogil=True)
+@core
 def _next_step(m, task, t):
     """``TaskExec.next_step``: False when the program is over."""
     index = m.tx[S.TX_STEP_INDEX, task] + 1
@@ -171,7 +171,7 @@ def _next_step(m, task, t):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _request_chunk(m, task, step, chunk):
     """Ask Python for chunk ``chunk`` of ``step``'s stream (filled before the next event)."""
     n = m.g[S.G_NREQ]
@@ -184,7 +184,7 @@ def _request_chunk(m, task, step, chunk):
     m.g[S.G_NREQ] = n + 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _refill(m, task):
     """``TaskExec.refill`` for an access step: the next chunk (already generated)."""
     step = m.tx[S.TX_STEP0, task] + m.tx[S.TX_STEP_INDEX, task]
@@ -207,7 +207,7 @@ def _refill(m, task):
 # ==================================================================== the run loop
 
 
-@njit(cache=True, nogil=True)
+@core
 def _scan(m, cpu, task, t, end, limit):
     buf = m.tx[S.TX_BUF, task]
     out = m.out
@@ -232,7 +232,7 @@ def _scan(m, cpu, task, t, end, limit):
     return stop
 
 
-@njit(cache=True, nogil=True)
+@core
 def run_task(m, cpu, task, t):
     """``VcpuExecutor._run``: advance ``task`` on ``cpu`` from ``t`` until it needs an event."""
     if m.vc[S.VC_HELD, cpu]:
@@ -320,7 +320,7 @@ def run_task(m, cpu, task, t):
 # ==================================================================== guest faults
 
 
-@njit(cache=True, nogil=True)
+@core
 def _fault(m, cpu, task, t):
     """``VcpuExecutor._fault`` → ``exc_page_fault`` for anonymous memory; -1 when blocked."""
     buf = m.tx[S.TX_BUF, task]
@@ -385,7 +385,7 @@ def _fault(m, cpu, task, t):
     return after
 
 
-@njit(cache=True, nogil=True)
+@core
 def _alloc(m):
     """``PhysMem.alloc(ANON)``; no free frame means OOM, which only the reference models."""
     n = m.gnfree[0]
@@ -401,7 +401,7 @@ def _alloc(m):
     return gfn
 
 
-@njit(cache=True, nogil=True)
+@core
 def _host_fault(m, cpu, task, gfn, t, user):
     """``VcpuExecutor._host_fault`` (``user`` -1: the task's own access)."""
     cost = ept_violation(m, cpu, gfn, 1 if user < 0 else user)
@@ -414,7 +414,7 @@ def _host_fault(m, cpu, task, gfn, t, user):
 # ==================================================================== host: EPT violations
 
 
-@njit(cache=True, nogil=True)
+@core
 def ept_violation(m, c, gfn, user):
     """``Host.ept_violation``: the cost if resolved, -1 when the vCPU thread blocked."""
     m.hm[S.HM_EPT_VIOLATIONS] += 1
@@ -441,7 +441,7 @@ def ept_violation(m, c, gfn, user):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _swap_in(m, gfn, t):
     nb = m.hm[S.HM_BFREE]
     if nb == 0:
@@ -454,7 +454,7 @@ def _swap_in(m, gfn, t):
     return done
 
 
-@njit(cache=True, nogil=True)
+@core
 def _when_page_in(m, gfn, kind, arg, arg2):
     """``Host.when_page_in``: a waiter called when ``gfn``'s swap-in completes."""
     n = m.hm[S.HM_WFREE]
@@ -474,7 +474,7 @@ def _when_page_in(m, gfn, kind, arg, arg2):
     m.wtail[gfn] = w
 
 
-@njit(cache=True, nogil=True)
+@core
 def _wait_for_page(m, c, gfn, user):
     """``Host._wait_for_page``: async PF, halt or stall, by mode."""
     if _apf_major_fault(m, c, gfn, user):
@@ -489,7 +489,7 @@ def _wait_for_page(m, c, gfn, user):
         host_block(m, c, S.VM_STALLED, S.UNINTERRUPTIBLE)
 
 
-@njit(cache=True, nogil=True)
+@core
 def host_block(m, c, mode, state):
     """``Host._block``: the vCPU thread sleeps in the host."""
     hcpu = m.vc[S.VC_ON_CPU, c]
@@ -502,7 +502,7 @@ def host_block(m, c, mode, state):
         schedule(m, S.HOST, hcpu, False)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _arm_guest_timer(m, c):
     r = rq_of(m, S.GUEST, c)
     if m.rq[S.RQ_QLEN, r] > 0:
@@ -510,7 +510,7 @@ def _arm_guest_timer(m, c):
         at(m, when, S.URGENT, S.EV_GUEST_TIMER, c, m.vc[S.VC_HALT_EPOCH, c], 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _guest_timer(m, c, epoch):
     if (epoch == m.vc[S.VC_HALT_EPOCH, c] and m.vc[S.VC_VMODE, c] == S.VM_STALLED
             and m.tk[S.TK_STATE, m.vc[S.VC_THREAD, c]] == S.INTERRUPTIBLE):
@@ -519,7 +519,7 @@ def _guest_timer(m, c, epoch):
         host_wake(m, c)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _swap_in_done(m, b):
     batch = m.bt[b]
     for i in range(batch[0]):
@@ -553,7 +553,7 @@ def _swap_in_done(m, b):
     m.hm[S.HM_BFREE] += 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _kick_for_completion(m, c):
     if m.vc[S.VC_ON_CPU, c] >= 0:
         at(m, now(m), S.URGENT, S.EV_KICK_IPI, c, 0, 0)
@@ -564,7 +564,7 @@ def _kick_for_completion(m, c):
 # ==================================================================== async PF glue
 
 
-@njit(cache=True, nogil=True)
+@core
 def _guest_interrupt(m, c, cost, kind, arg, arg2):
     """``Host.guest_interrupt``: after ``cost`` ns the vCPU enters with a guest handler."""
     m.vc[S.VC_CHARGED_STALL, c] += cost
@@ -572,7 +572,7 @@ def _guest_interrupt(m, c, cost, kind, arg, arg2):
     at(m, now(m) + cost, S.URGENT, S.EV_DELIVER_INJECTED, c, kind, (arg << 1) | arg2)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _apf_major_fault(m, c, gfn, user):
     mode = m.g[S.G_MODE]
     if mode == S.MODE_KVM:
@@ -605,7 +605,7 @@ def _apf_major_fault(m, c, gfn, user):
     return False
 
 
-@njit(cache=True, nogil=True)
+@core
 def _apf_halt(m, c):
     m.hm[S.HM_HALTS] += 1
     if not _apf_on_entry(m, c, False):
@@ -613,7 +613,7 @@ def _apf_halt(m, c):
         host_block(m, c, S.VM_STALLED, S.INTERRUPTIBLE)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _apf_on_entry(m, c, interrupt_pending):
     mode = m.g[S.G_MODE]
     if mode == S.MODE_KVM:
@@ -631,7 +631,7 @@ def _apf_on_entry(m, c, interrupt_pending):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def _kvm_deliver(m, c, ncomp):
     while ncomp > 0:
         any_ready = False
@@ -651,7 +651,7 @@ def _kvm_deliver(m, c, ncomp):
         ncomp = K.kvm_msr_write_ack(m.kvm, c, m.comp) if ack else 0
 
 
-@njit(cache=True, nogil=True)
+@core
 def _s390_pre_run(m, c):
     psw = PSW_MASK_EXT | PSW_MASK_PSTATE
     while True:
@@ -669,7 +669,7 @@ def _s390_pre_run(m, c):
         m.vc[S.VC_CHARGED_STALL, c] += m.cf[S.CF_PAGE_READY]
 
 
-@njit(cache=True, nogil=True)
+@core
 def _run_handler(m, cpu, kind, a):
     """A pending guest interrupt handler (``_not_present`` or ``_pre_run``)."""
     if kind == S.IRQ_KVM_NOT_PRESENT:
@@ -691,21 +691,21 @@ def _run_handler(m, cpu, kind, a):
 # ==================================================================== vCPU entry and interrupts
 
 
-@njit(cache=True, nogil=True)
+@core
 def _entry_allowed(m, c):
     pending = m.vc[S.VC_IRQ_PENDING, c]
     m.vc[S.VC_IRQ_PENDING, c] = 0
     return _apf_on_entry(m, c, pending != 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _halt_at_entry(m, c):
     m.hm[S.HM_HALTS] += 1
     _arm_guest_timer(m, c)
     host_block(m, c, S.VM_STALLED, S.INTERRUPTIBLE)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _push_irq(m, cpu, kind, a):
     n = m.vc[S.VC_NIRQ, cpu]
     if n >= S.IRQ_CAP:
@@ -716,7 +716,7 @@ def _push_irq(m, cpu, kind, a):
     m.vc[S.VC_NIRQ, cpu] = n + 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _take_irqs(m, cpu):
     """Move the pending handlers to the scratch list; returns their number."""
     n = m.vc[S.VC_NIRQ, cpu]
@@ -727,7 +727,7 @@ def _take_irqs(m, cpu):
     return n
 
 
-@njit(cache=True, nogil=True)
+@core
 def _go_on(m, cpu, base, idle_if_nothing):
     """After the handlers: the current task runs on from ``base`` plus what the vCPU still
     owed, else schedule(); with ``idle_if_nothing`` an empty vCPU halts (``vcpu_idle``)."""
@@ -744,7 +744,7 @@ def _go_on(m, cpu, base, idle_if_nothing):
         at(m, now(m), S.LATE, S.EV_HALT_IDLE, cpu, m.vc[S.VC_HALT_EPOCH, cpu], 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def interrupt(m, cpu, nscratch, entry):
     """``VcpuExecutor.interrupt`` with the handlers in the scratch list (a kick has none)."""
     if m.vc[S.VC_PAUSED, cpu] or m.vc[S.VC_HELD, cpu]:
@@ -763,7 +763,7 @@ def interrupt(m, cpu, nscratch, entry):
     _go_on(m, cpu, now(m), False)
 
 
-@njit(cache=True, nogil=True)
+@core
 def resume_vcpu(m, cpu, t):
     """``VcpuExecutor.resume_vcpu``: the thread runs again; pending interrupts first."""
     m.vc[S.VC_PAUSED, cpu] = 0
@@ -777,7 +777,7 @@ def resume_vcpu(m, cpu, t):
     _go_on(m, cpu, t, True)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _deliver_injected(m, cpu, kind, a):
     m.vc[S.VC_HELD, cpu] = 0
     n = _take_irqs(m, cpu)
@@ -797,7 +797,7 @@ def _deliver_injected(m, cpu, kind, a):
 # ==================================================================== starts (trampoline)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _executor_start(m, cpu, task, t):
     """``VcpuExecutor.start``."""
     if m.vc[S.VC_PAUSED, cpu]:
@@ -806,7 +806,7 @@ def _executor_start(m, cpu, task, t):
     run_task(m, cpu, task, t)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _host_start(m, hcpu, thread, t):
     """``Host.start``: a host thread got host CPU ``hcpu``."""
     m.hc[S.HC_HEPOCH, hcpu] += 1
@@ -822,7 +822,7 @@ def _host_start(m, hcpu, thread, t):
     resume_vcpu(m, c, t)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _run_pending_starts(m):
     while m.g[S.G_PEND] and not m.g[S.G_ERR]:
         m.g[S.G_PEND] = 0
@@ -839,7 +839,7 @@ def _run_pending_starts(m):
 # ==================================================================== event handlers
 
 
-@njit(cache=True, nogil=True)
+@core
 def _tick(m, hcpu, epoch):
     if epoch != m.hc[S.HC_HEPOCH, hcpu]:
         return
@@ -860,7 +860,7 @@ def _tick(m, hcpu, epoch):
     schedule(m, S.HOST, hcpu, True)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _exit_task(m, cpu):
     """``VcpuExecutor._exit``: the thread is done; the process exits with its last thread."""
     task = m.rq[S.RQ_CURRENT, rq_of(m, S.GUEST, cpu)]
@@ -875,7 +875,7 @@ def _exit_task(m, cpu):
     schedule(m, S.GUEST, cpu, True)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _exit_process(m, proc):
     """``GuestKernel.exit_process`` for the flat kernel: free every mapped frame."""
     if not m.pr[S.PR_ALIVE, proc]:
@@ -906,7 +906,7 @@ def _exit_process(m, proc):
         m.g[S.G_STOPPED] = 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _spawn(m, proc):
     m.g[S.G_PENDING_SPAWNS] -= 1
     m.pr[S.PR_ALIVE, proc] = 1
@@ -916,7 +916,7 @@ def _spawn(m, proc):
         add_task(m, S.GUEST, t)
 
 
-@njit(cache=True, nogil=True)
+@core
 def dispatch(m, kind, a0, a1, a2):
     """Run one event."""
     if kind == S.EV_SEGMENT_END:
@@ -1005,7 +1005,7 @@ def dispatch(m, kind, a0, a1, a2):
                 return
 
 
-@njit(cache=True, nogil=True)
+@core
 def run_events(m, max_events):
     """``Simulator.run`` until the heap is empty, ``stop``, ``until``, ``max_events`` events,
     an error, or a chunk request for Python.  Returns the number of events run."""
@@ -1038,7 +1038,7 @@ def run_events(m, max_events):
     return count
 
 
-@njit(cache=True, nogil=True)
+@core
 def truncate_all(m):
     for c in range(m.g[S.G_NV]):
         truncate(m, c)

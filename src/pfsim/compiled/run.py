@@ -17,6 +17,7 @@ import numpy as np
 
 from pfsim.compiled import apf_kvm, apf_s390, machine
 from pfsim.compiled import state as S
+from pfsim.compiled.view import View
 from pfsim.config.schema import AccessStep, ComputeStep, Config, SleepStep
 from pfsim.engine.arrayheap import EV_TIME, H_NOW, H_SEQ, H_SIZE, grow_heap, heap_push, new_heap
 from pfsim.guest.steps import CHUNK, FOREVER
@@ -202,7 +203,8 @@ class CompiledRun:
             gcosts=kernel.executor.costs, out=kernel.executor.out,
             hbits=memory.gfn_bits, hlinks=memory.gfn_links, hframes=memory.frames,
             hfree_at=memory.frame_free_at, hsmall=memory.small,
-            hm=np.zeros(S.HM_FIELDS, dtype=np.int64), swap_slot=memory.swap_slot,
+            hm=np.zeros(S.HM_FIELDS, dtype=np.int64),
+            evicted=np.zeros(2 * max(1, memory.batch), dtype=np.int64), swap_slot=memory.swap_slot,
             ra_flag=memory.readahead_flag, pinned=memory.pinned, slot_gfn=memory._slot_gfn,
             free_slots=np.zeros(nframes + 1, dtype=np.int64),
             sw=np.zeros(S.SW_FIELDS, dtype=np.int64),
@@ -215,6 +217,7 @@ class CompiledRun:
             comp=np.zeros((2, 256), dtype=np.int64), woken=np.zeros(max(1, ntask), dtype=np.int64),
         )
         self.m = m
+        self.view = View(m)  # what the compiled functions receive (one pointer)
         g = m.g
         g[S.G_NG], g[S.G_NV], g[S.G_NH], g[S.G_NTASK] = ng, nv, nh, ntask
         g[S.G_MODE] = ("off", "halt", "kvm", "s390").index(config.hypervisor.async_pf)
@@ -293,8 +296,8 @@ class CompiledRun:
         sw[S.SW_RANDOM_LATENCY] = params.distribution != "fixed"
         self._draw_latencies()
         # the async-PF protocols' boot handshake (as ApfMode.setup did on the objects)
-        apf_kvm.kvm_setup(kvm, nv)
-        apf_s390.s390_setup(s390, nv)
+        apf_kvm.kvm_setup(View(kvm), nv)
+        apf_s390.s390_setup(View(s390), nv)
         # the chunk 0 of every access step
         for row in self.streams:
             self._fill(row, 0)
@@ -351,7 +354,7 @@ class CompiledRun:
     def run(self, progress: Callable[[int], None] | None = None) -> None:
         m = self.m
         while True:
-            machine.run_events(m, EVENTS_PER_CALL)
+            machine.run_events(self.view, EVENTS_PER_CALL)
             if m.g[S.G_ERR]:
                 break
             serviced = False
@@ -363,6 +366,7 @@ class CompiledRun:
             if 2 * m.hg[H_SIZE] > m.heap.shape[0]:
                 ev, heap, evfree = grow_heap(m.ev, m.heap, m.evfree, m.hg)
                 self.m = m = m._replace(ev=ev, heap=heap, evfree=evfree)
+                self.view = View(m)
                 serviced = True
             if m.sw[S.SW_RANDOM_LATENCY] and m.sw[S.SW_LAT_POS] > LAT_CAP // 2:
                 self._draw_latencies()

@@ -14,13 +14,13 @@ recursion (numba cannot load cached recursive functions).
 
 from __future__ import annotations
 
-from numba import njit
+from pfsim.compiled.jit import core
 
 from pfsim.compiled import state as S
 from pfsim.engine.arrayheap import H_NOW, heap_push
 
 
-@njit(cache=True, nogil=True)
+@core
 def at(m, time, prio, kind, a0, a1, a2):
     """``Simulator.at``: schedule an event (an error stops the core)."""
     if not heap_push(m.ev, m.heap, m.evfree, m.hg, time, prio, kind, a0, a1, a2):
@@ -29,14 +29,14 @@ def at(m, time, prio, kind, a0, a1, a2):
             m.g[S.G_ERR_ARG] = kind
 
 
-@njit(cache=True, nogil=True)
+@core
 def fail(m, code, arg):
     if m.g[S.G_ERR] == 0:
         m.g[S.G_ERR] = code
         m.g[S.G_ERR_ARG] = arg
 
 
-@njit(cache=True, nogil=True)
+@core
 def now(m):
     return m.hg[H_NOW]
 
@@ -44,7 +44,7 @@ def now(m):
 # ------------------------------------------------------------------ tasks
 
 
-@njit(cache=True, nogil=True)
+@core
 def task_put(m, t):
     """``put_task_struct``."""
     if m.tk[S.TK_FREED, t] or m.tk[S.TK_USAGE, t] <= 0:
@@ -57,7 +57,7 @@ def task_put(m, t):
         m.tk[S.TK_FREED, t] = 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def is_sleeping(m, t):
     s = m.tk[S.TK_STATE, t]
     return s == S.INTERRUPTIBLE or s == S.UNINTERRUPTIBLE
@@ -66,19 +66,19 @@ def is_sleeping(m, t):
 # ------------------------------------------------------------------ run-queue lists
 
 
-@njit(cache=True, nogil=True)
+@core
 def rq_of(m, sid, cpu):
     return m.sp[sid, S.SP_RQ_BASE] + cpu
 
 
-@njit(cache=True, nogil=True)
+@core
 def q_append(m, r, t):
     n = m.rq[S.RQ_QLEN, r]
     m.rqq[r, n] = t
     m.rq[S.RQ_QLEN, r] = n + 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def q_appendleft(m, r, t):
     n = m.rq[S.RQ_QLEN, r]
     for i in range(n, 0, -1):
@@ -87,7 +87,7 @@ def q_appendleft(m, r, t):
     m.rq[S.RQ_QLEN, r] = n + 1
 
 
-@njit(cache=True, nogil=True)
+@core
 def q_delete(m, r, i):
     n = m.rq[S.RQ_QLEN, r]
     t = m.rqq[r, i]
@@ -100,7 +100,7 @@ def q_delete(m, r, i):
 # ------------------------------------------------------------------ policy (RR / CFS)
 
 
-@njit(cache=True, nogil=True)
+@core
 def policy_pick(m, sid, r):
     n = m.rq[S.RQ_QLEN, r]
     if n == 0:
@@ -114,7 +114,7 @@ def policy_pick(m, sid, r):
     return q_delete(m, r, best)
 
 
-@njit(cache=True, nogil=True)
+@core
 def policy_slice(m, sid, r):
     if not m.sp[sid, S.SP_CFS]:
         return m.sp[sid, S.SP_TIMESLICE]
@@ -122,7 +122,7 @@ def policy_slice(m, sid, r):
     return max(m.sp[sid, S.SP_MIN_GRAN], m.sp[sid, S.SP_LATENCY] // running)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _update_min(m, r, running):
     n = m.rq[S.RQ_QLEN, r]
     have = False
@@ -141,14 +141,14 @@ def _update_min(m, r, running):
         m.rq[S.RQ_MIN_VRUNTIME, r] = max(m.rq[S.RQ_MIN_VRUNTIME, r], low)
 
 
-@njit(cache=True, nogil=True)
+@core
 def policy_account(m, sid, r, t, ran):
     if m.sp[sid, S.SP_CFS]:
         m.tk[S.TK_VRUNTIME, t] += ran
         _update_min(m, r, t)
 
 
-@njit(cache=True, nogil=True)
+@core
 def policy_place(m, sid, r, t, wakeup):
     if not m.sp[sid, S.SP_CFS]:
         return
@@ -162,7 +162,7 @@ def policy_place(m, sid, r, t, wakeup):
         m.tk[S.TK_VRUNTIME, t] = max(m.tk[S.TK_VRUNTIME, t], minv - m.sp[sid, S.SP_LATENCY] // 2)
 
 
-@njit(cache=True, nogil=True)
+@core
 def policy_should_preempt(m, sid, r, woken):
     if not m.sp[sid, S.SP_CFS]:
         return False
@@ -176,19 +176,19 @@ def policy_should_preempt(m, sid, r, woken):
 # ------------------------------------------------------------------ placement
 
 
-@njit(cache=True, nogil=True)
+@core
 def _allowed(m, sid, t, cpu):
     r = rq_of(m, sid, cpu)
     allowed = m.tk[S.TK_ALLOWED, t]
     return m.rq[S.RQ_ONLINE, r] != 0 and (allowed < 0 or allowed == cpu)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _load(m, r):
     return m.rq[S.RQ_QLEN, r] + (1 if m.rq[S.RQ_CURRENT, r] >= 0 else 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def select_cpu(m, sid, t, new):
     if m.tk[S.TK_ALLOWED, t] >= 0:
         return m.tk[S.TK_ALLOWED, t]
@@ -222,7 +222,7 @@ def select_cpu(m, sid, t, new):
     return best
 
 
-@njit(cache=True, nogil=True)
+@core
 def _kick_plain(m, sid, cpu):
     """``_kick`` without (or after) ``on_kick``: dispatch the idle CPU at once."""
     r = rq_of(m, sid, cpu)
@@ -231,7 +231,7 @@ def _kick_plain(m, sid, cpu):
         at(m, now(m), S.NORMAL, S.EV_IDLE_DISPATCH, sid, cpu, 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _on_preempt(m, sid, cpu):
     if sid == S.GUEST:  # VcpuExecutor.preempt
         m.vc[S.VC_NEED_RESCHED, cpu] = 1
@@ -240,7 +240,7 @@ def _on_preempt(m, sid, cpu):
         at(m, now(m), S.URGENT, S.EV_TICK_NOW, cpu, m.hc[S.HC_HEPOCH, cpu], 0)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _wake_prepare(m, sid, t):
     """``wake_up`` up to the enqueue: -1 not woken, -2 woken on its CPU, else the CPU whose
     queue it joined (the caller kicks and checks preemption)."""
@@ -260,7 +260,7 @@ def _wake_prepare(m, sid, t):
     return cpu
 
 
-@njit(cache=True, nogil=True)
+@core
 def _after_enqueue_preempt(m, sid, cpu, t):
     r = rq_of(m, sid, cpu)
     if m.rq[S.RQ_CURRENT, r] >= 0 and policy_should_preempt(m, sid, r, t):
@@ -270,7 +270,7 @@ def _after_enqueue_preempt(m, sid, cpu, t):
 # ------------------------------------------------------------------ host side of wake-ups
 
 
-@njit(cache=True, nogil=True)
+@core
 def set_mode(m, c, mode):
     """``Host._set_mode``: account the time since the last change to the old mode."""
     t = now(m)
@@ -279,7 +279,7 @@ def set_mode(m, c, mode):
     m.vc[S.VC_SINCE, c] = t
 
 
-@njit(cache=True, nogil=True)
+@core
 def host_wake_up(m, t):
     """The host scheduler's ``wake_up`` (no ``on_kick`` there)."""
     cpu = _wake_prepare(m, S.HOST, t)
@@ -293,7 +293,7 @@ def host_wake_up(m, t):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def host_wake(m, c):
     """``Host._wake``: the vCPU thread wakes; it waits for a host CPU (steal)."""
     thread = m.vc[S.VC_THREAD, c]
@@ -301,7 +301,7 @@ def host_wake(m, c):
         set_mode(m, c, S.VM_PREEMPTED)
 
 
-@njit(cache=True, nogil=True)
+@core
 def vcpu_kick(m, c):
     """``Host.vcpu_kick``: True when the vCPU thread is asleep (it is woken)."""
     if m.vc[S.VC_ON_CPU, c] >= 0:
@@ -317,7 +317,7 @@ def vcpu_kick(m, c):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def guest_wake_up(m, t):
     """The guest scheduler's ``wake_up``."""
     cpu = _wake_prepare(m, S.GUEST, t)
@@ -331,7 +331,7 @@ def guest_wake_up(m, t):
     return True
 
 
-@njit(cache=True, nogil=True)
+@core
 def add_task(m, sid, t):
     """``add_task`` (``wake_up_new_task``)."""
     m.tk[S.TK_STATE, t] = S.RUNNABLE
@@ -348,7 +348,7 @@ def add_task(m, sid, t):
 # ------------------------------------------------------------------ schedule()
 
 
-@njit(cache=True, nogil=True)
+@core
 def _pull(m, sid, r):
     base = m.sp[sid, S.SP_RQ_BASE]
     busiest = -1
@@ -372,7 +372,7 @@ def _pull(m, sid, r):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@core
 def _start(m, sid, cpu, t, time):
     """``Scheduler._start``: recorded; the event loop calls the executor's ``start``."""
     if m.g[S.G_PEND]:
@@ -385,7 +385,7 @@ def _start(m, sid, cpu, t, time):
     m.g[S.G_PEND_TIME] = time
 
 
-@njit(cache=True, nogil=True)
+@core
 def schedule(m, sid, cpu, preempted):
     """``__schedule`` on ``cpu`` at the current time."""
     t_now = now(m)
@@ -416,7 +416,7 @@ def schedule(m, sid, cpu, preempted):
     _context_switch(m, sid, cpu, prev, nxt, t_now)
 
 
-@njit(cache=True, nogil=True)
+@core
 def _context_switch(m, sid, cpu, prev, nxt, t_now):
     r = rq_of(m, sid, cpu)
     m.rq[S.RQ_PREEMPT_COUNT, r] += 1

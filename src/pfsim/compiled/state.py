@@ -109,7 +109,7 @@ Machine = namedtuple("Machine", [
     "cslots", "cwrites", "clen", "creq", "pr",
     "mstate", "mgfn", "mvflags", "refcount", "gkind", "gfree", "gnfree", "gcosts", "out",
     "hbits", "hlinks", "hframes", "hfree_at", "hsmall",
-    "hm", "swap_slot", "ra_flag", "pinned", "slot_gfn", "free_slots",
+    "hm", "evicted", "swap_slot", "ra_flag", "pinned", "slot_gfn", "free_slots",
     "sw", "swq", "lat", "whead", "wtail", "wtr", "wfree", "bt", "bfree",
     "rstate", "kvm", "s390", "comp", "woken",
 ])

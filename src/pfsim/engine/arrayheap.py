@@ -48,7 +48,7 @@ def grow_heap(ev: np.ndarray, heap: np.ndarray, free: np.ndarray,
     return new_ev, new_heap, new_free
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)  # no allocation: no refcounting
 def _less(ev: np.ndarray, a: int, b: int) -> bool:
     if ev[EV_TIME, a] != ev[EV_TIME, b]:
         return ev[EV_TIME, a] < ev[EV_TIME, b]
@@ -57,7 +57,7 @@ def _less(ev: np.ndarray, a: int, b: int) -> bool:
     return ev[EV_SEQ, a] < ev[EV_SEQ, b]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)  # no allocation: no refcounting
 def heap_push(ev: np.ndarray, heap: np.ndarray, free: np.ndarray, g: np.ndarray, time: int,
               prio: int, kind: int, a0: int, a1: int, a2: int) -> bool:
     """Schedule an event; False when the time is in the past or no slot is free."""
@@ -85,7 +85,7 @@ def heap_push(ev: np.ndarray, heap: np.ndarray, free: np.ndarray, g: np.ndarray,
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)  # no allocation: no refcounting
 def heap_pop(ev: np.ndarray, heap: np.ndarray, free: np.ndarray, g: np.ndarray) -> int:
     """Remove the first event and return its slot (valid until the next push)."""
     top = heap[0]
