@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from pfsim.config import config_digest, load_config
 from pfsim.simulation import Simulation
@@ -80,3 +82,62 @@ def test_engine_is_not_in_the_digest():
     a = load_config(OVERCOMMIT, overrides=["sim.engine=compiled"])
     b = load_config(OVERCOMMIT, overrides=["sim.engine=reference"])
     assert config_digest(a) == config_digest(b)
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.toml")))
+def test_every_bundled_example_identical(example):
+    """Each bundled example, at a short duration, on both engines (the ones outside the core
+    take the fallback, which must be invisible in the result)."""
+    results, notes = _both(EXAMPLES / example, ['sim.duration="40ms"'])
+    if example == "overcommit.toml":
+        assert notes["compiled"] == "compiled core"
+    assert results["compiled"] == results["reference"]
+
+
+def test_protocol_checks_after_every_event():
+    """``hypervisor.apf_debug`` checks the compiled protocol state after every event (the
+    reference checks its objects); both runs pass and agree."""
+    for mode in ("kvm", "s390"):
+        results, notes = _both(OVERCOMMIT, [f"hypervisor.async_pf={mode}", "hypervisor.apf_debug=true",
+                                            'hypervisor.memory_limit="32MiB"',
+                                            'processes[0].vsegs[0].size="64MiB"',
+                                            'sim.duration="25ms"'])
+        assert notes["compiled"] == "compiled core"
+        assert results["compiled"] == results["reference"]
+
+
+@st.composite
+def _overcommit_overrides(draw):
+    vcpus = draw(st.integers(1, 4))
+    return [
+        f"sim.seed={draw(st.integers(0, 2**16))}",
+        f"guest.vcpus={vcpus}",
+        f'guest.sched.policy="{draw(st.sampled_from(["cfs", "rr"]))}"',
+        f"hypervisor.host_cpus={draw(st.integers(1, 4))}",
+        f"hypervisor.host_tasks={draw(st.integers(0, 2))}",
+        f'hypervisor.memory_limit="{draw(st.sampled_from(["4MiB", "8MiB", "16MiB"]))}"',
+        f'hypervisor.reclaim="{draw(st.sampled_from(["fifo", "lru", "clock", "random"]))}"',
+        f'hypervisor.async_pf="{draw(st.sampled_from(["off", "halt", "kvm", "s390"]))}"',
+        f'hypervisor.swap.device="{draw(st.sampled_from(["zram", "nvme", "sata-ssd", "hdd"]))}"',
+        f'hypervisor.swap.distribution="{draw(st.sampled_from(["fixed", "exponential", "lognormal"]))}"',
+        f'processes[0].vsegs[0].size="{draw(st.sampled_from(["24MiB", "48MiB"]))}"',
+        f"processes[0].threads[0].count={draw(st.integers(1, 4))}",
+        f'processes[0].threads[0].steps[0].pattern="{draw(st.sampled_from(["uniform", "zipf", "sequential"]))}"',
+        f"processes[0].threads[0].steps[0].write_ratio={draw(st.sampled_from([0.3, 0.7, 1.0]))}",
+        f'processes[0].threads[0].steps[0].think="{draw(st.sampled_from(["100ns", "1us", "5us"]))}"',
+        f"processes[1].threads[0].count={draw(st.integers(1, 3))}",
+        f'sim.duration="{draw(st.integers(250, 600))}ms"',
+    ]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(_overcommit_overrides())
+def test_random_overcommit_configs_identical(overrides):
+    """Randomized overcommit scenarios (modes, devices, latency laws, vCPU and host CPU counts,
+    memory limits, policies, access patterns, seeds) drawn by Hypothesis: identical results."""
+    results, notes = _both(OVERCOMMIT, overrides)
+    assert notes["compiled"] == "compiled core"
+    assert results["compiled"] == results["reference"], overrides
+    swap_ins = json.loads(results["compiled"])["host"]["swap_ins"]
+    event("swap-ins" if swap_ins else "no swap-in")

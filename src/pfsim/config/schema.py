@@ -47,11 +47,12 @@ class SimConfig(_Section):
     """Stop the run at this simulated time; None runs until every task has exited."""
     check_invariants: StrictBool = False
     """Check model invariants after every protocol event (slow; always on in tests)."""
-    engine: Literal["compiled", "reference"] = "reference"
+    engine: Literal["compiled", "reference"] = "compiled"
     """compiled: the host-overcommit event loop (EPT violations, reclaim, swap, async PF,
-    scheduling) runs in compiled code where it applies (its first use compiles it, once, for
-    a few minutes); reference: the readable Python model runs every event.  Both give the
-    same result.json (this key is not in the config digest)."""
+    scheduling) runs in compiled code where it applies (its first use compiles it, once, in
+    about a minute; cached afterwards); scenarios outside it run on the reference path.
+    reference: the readable Python model runs every event.  Both give the same result.json
+    (this key is not in the config digest)."""
 
 
 class SchedConfig(_Section):
