@@ -64,6 +64,14 @@ def main() -> None:
                 print(f"{engine:9} {mode:5} {r['sim_s']:6.2f} {r['wall_s']:7.2f} "
                       f"{r['sim_s'] / r['wall_s']:11.3f} {r['host_faults']:12,} "
                       f"{r['swap_ins']:9,} {r['events']:9,} {r['maxrss_mib']:12.1f}")
+    same = {"work", "host_faults", "swap_ins", "events", "sim_s"}
+    for mode in args.modes.split(","):
+        ref, comp = window.get((mode, "reference")), window.get((mode, "compiled"))
+        if ref and comp:
+            agree = all({k: a[k] for k in same} == {k: b[k] for k in same}
+                        for a, b in zip(ref, comp, strict=True))
+            print(f"{mode}: compiled and reference agree on work, faults, swap-ins and events: "
+                  f"{'yes' if agree else 'NO'}")
     print("steady state (between the first and the last duration), CPU time:")
     for (mode, engine), runs in window.items():
         a, b = runs[0], runs[-1]

@@ -10,6 +10,15 @@ from pfsim.config import load_config
 from pfsim.simulation import Simulation
 
 BASE = 0x10000000  # where single-vseg test processes put their vseg
+ENGINE: str | None = None  # set by the ``engine`` fixture: run on this sim.engine
+
+
+def _with_engine(data: dict[str, Any]) -> dict[str, Any]:
+    if ENGINE is None or "engine" in data.get("sim", {}):
+        return data
+    data = copy.deepcopy(data)
+    data.setdefault("sim", {})["engine"] = ENGINE
+    return data
 
 
 def scenario(steps: list[dict[str, Any]] | None = None, vsegs: list[dict[str, Any]] | None = None,
@@ -22,9 +31,9 @@ def scenario(steps: list[dict[str, Any]] | None = None, vsegs: list[dict[str, An
 
 
 def run_dict(data: dict[str, Any]) -> RunResult:
-    return run(data)
+    return run(_with_engine(data))
 
 
 def simulation(data: dict[str, Any]) -> Simulation:
     """A Simulation that has not run yet, for tests that inspect state mid-run."""
-    return Simulation(load_config(data))
+    return Simulation(load_config(_with_engine(data)))

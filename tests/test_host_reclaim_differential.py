@@ -19,6 +19,13 @@ from pfsim.engine import RandomStreams
 from pfsim.hypervisor.reclaim import get_policy
 from pfsim.workload.patterns import PatternStream
 
+
+@pytest.fixture(autouse=True)
+def _both_engines(engine):
+    """Every test here runs on the compiled core and on the reference path."""
+    return engine
+
+
 PAGES, ACCESSES, SEED = 200, 5000, 11
 GUEST_MEMORY, RESERVED = 16 << 20, 8 << 20
 

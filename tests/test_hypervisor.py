@@ -5,6 +5,13 @@ from __future__ import annotations
 import pytest
 from helpers import run_dict, scenario
 
+
+@pytest.fixture(autouse=True)
+def _both_engines(engine):
+    """Every test here runs on the compiled core and on the reference path."""
+    return engine
+
+
 MODES = ["off", "halt", "kvm", "s390"]
 
 
