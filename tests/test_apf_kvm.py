@@ -21,15 +21,10 @@ from hypothesis import strategies as st
 from pfsim.engine import Simulator
 from pfsim.errors import InvariantViolation
 from pfsim.guest.apf_kvm import KvmApfGuest, NotPresentOutcome, WakeKind
+from pfsim.hypervisor.apf_gfn_hash import GFN_EMPTY, GfnHash
 from pfsim.hypervisor.apf_kvm import KvmApfHost, X86FaultContext, X86FaultOutcome
-from pfsim.hypervisor.apf_kvm_abi import (
-    BROADCAST_TOKEN,
-    GFN_EMPTY,
-    KVM_PV_REASON_PAGE_NOT_PRESENT,
-    GfnHash,
-    hash_32,
-)
 from pfsim.hypervisor.async_pf import WorkState
+from pfsim.machine.apf_kvm_abi import BROADCAST_TOKEN, KVM_PV_REASON_PAGE_NOT_PRESENT, hash_32
 from pfsim.sched import Scheduler, Task, TaskState
 
 T, U, V, W = 1, 2, 3, 4

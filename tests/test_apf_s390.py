@@ -25,16 +25,13 @@ from pfsim.guest.apf_s390 import (
     pfault_fini_refbk,
     pfault_init_refbk,
 )
-from pfsim.hypervisor.apf_s390 import (
+from pfsim.hypervisor.apf_s390 import DiagResult, PfaultHost, S390ExtInterrupt, S390SyncReason
+from pfsim.machine.apf_s390_abi import (
     CR0_SERVICE_SIGNAL_SUBMASK,
     EXT_IRQ_CP_SERVICE,
     PFAULT_DONE,
     PFAULT_INIT,
-    DiagResult,
-    PfaultHost,
     PfaultRefbk,
-    S390ExtInterrupt,
-    S390SyncReason,
     psw_mask,
 )
 from pfsim.sched import Scheduler, Task, TaskState

@@ -52,7 +52,7 @@ def test_one_cluster_builds_no_cluster_machinery():
     data = {"processes": [{"name": "p", "vsegs": [{"name": "h", "type": "anon", "size": "64KiB"}],
                            "threads": [{"steps": [{"op": "access", "vseg": "h", "accesses": 100}]}]}]}
     sim = simulation(data)
-    assert sim.kernel.cluster is None and type(sim.kernel.mem).__name__ == "PhysMem"
+    assert type(sim.kernel.vmm).__name__ == "FlatVmm" and type(sim.kernel.mem).__name__ == "PhysMem"
     result = sim.run()
     assert "clusters" not in result["vms"]["vm0"]
     assert "copies" not in result["vms"]["vm0"]["processes"]["p"]

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cluster_support import BASE, PAGE, almos, nap, process, run_checked, thread, touch
 
-from pfsim.guest.memory import ANON
+from pfsim.machine.frames import ANON
 
 DATA_PAGES, ANON_PAGES = 6, 6
 ANON_BASE = BASE + 0x100000

@@ -3,7 +3,7 @@
 Each test drives a Python reference pair (``KvmApfHost`` + ``KvmApfGuest``, or ``PfaultHost`` +
 ``PfaultGuest``, all with ``debug=True``) and the compiled functions of
 :mod:`pfsim.compiled.apf_kvm` / :mod:`pfsim.compiled.apf_s390` with the same operations, in the
-order :mod:`pfsim.hypervisor.apf_modes` (KvmMode, S390Mode) issues them.  After every protocol
+order :mod:`pfsim.apf_modes` (KvmMode, S390Mode) issues them.  After every protocol
 call the twin compares each returned value and the whole observable state (queues and done
 lists in order, live work items, gfn hash slots, sleep-table buckets in order, shared areas,
 pfault list order, pfault_wait values, counters, task states / usage / freed).  Expected values
@@ -28,17 +28,17 @@ from pfsim.compiled.view import View
 from pfsim.errors import InvariantViolation
 from pfsim.guest.apf_kvm import KvmApfGuest, NotPresentOutcome, WakeKind
 from pfsim.guest.apf_s390 import PfaultGuest, PfaultOutcome, lpp_value, pfault_init_refbk
+from pfsim.hypervisor.apf_gfn_hash import GFN_EMPTY
 from pfsim.hypervisor.apf_kvm import KvmApfHost, X86FaultContext, X86FaultOutcome
-from pfsim.hypervisor.apf_kvm_abi import BROADCAST_TOKEN, GFN_EMPTY
-from pfsim.hypervisor.apf_s390 import (
+from pfsim.hypervisor.apf_s390 import PfaultHost, S390SyncReason
+from pfsim.hypervisor.async_pf import WorkState
+from pfsim.machine.apf_kvm_abi import BROADCAST_TOKEN
+from pfsim.machine.apf_s390_abi import (
     CR0_SERVICE_SIGNAL_SUBMASK,
     EXT_IRQ_CP_SERVICE,
     PSW_MASK_EXT,
     PSW_MASK_PSTATE,
-    PfaultHost,
-    S390SyncReason,
 )
-from pfsim.hypervisor.async_pf import WorkState
 from pfsim.sched import Task, TaskState
 
 SLEEPING = (TaskState.INTERRUPTIBLE, TaskState.UNINTERRUPTIBLE)

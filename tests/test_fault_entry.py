@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import BASE, run_dict, scenario, simulation
 
-from pfsim.guest.mm import PTE_PRESENT, PTE_WRITE, PTE_ZERO
+from pfsim.machine.pte import PTE_PRESENT, PTE_WRITE, PTE_ZERO
 from pfsim.units import PAGE_SIZE
 
 

@@ -24,7 +24,7 @@ from test_cluster_support import (
 
 from pfsim.api import run
 from pfsim.cluster.gpt import COW, MAPPED, WRITABLE
-from pfsim.guest.memory import FREE
+from pfsim.machine.frames import FREE
 
 A = BASE
 

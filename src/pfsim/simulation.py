@@ -1,6 +1,8 @@
 """The composition root: config → simulator, guest kernel → run → result dict.
 
 This file shows the whole system on one page.  It wires the layers; it holds no model logic.
+It chooses the guest's VMM (flat, or the ALMOS-MKH clusters) and the host's async-PF mode, and
+injects them: the guest and the hypervisor never import each other, nor the cluster package.
 """
 
 from __future__ import annotations
@@ -8,14 +10,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pfsim.apf_modes import MODES
 from pfsim.config import Config, config_digest
+from pfsim.config.cluster_checks import almos_enabled
 from pfsim.engine import RandomStreams, Simulator
 from pfsim.errors import InvariantViolation
+from pfsim.guest.flat_vmm import FlatVmm
 from pfsim.guest.kernel import GuestKernel
+from pfsim.guest.vmm import Vmm
 from pfsim.hypervisor.host import Host
 from pfsim.sched import TaskState
 
 VERSION = "0.1.0"
+
+
+def vmm_class(config: Config) -> type[Vmm]:
+    """The guest's VMM: ALMOS-MKH page-table copies per cluster, or the flat page tables."""
+    if almos_enabled(config):
+        from pfsim.cluster.vmm import ClusterVmm  # only clustered runs load the cluster VMM
+
+        return ClusterVmm
+    return FlatVmm
 
 
 class Simulation:
@@ -25,10 +40,11 @@ class Simulation:
         self.config = config
         self.sim = Simulator()
         self.streams = RandomStreams(config.sim.seed)
-        self.kernel = GuestKernel(config, self.sim, self.streams)
+        self.kernel = GuestKernel(config, self.sim, self.streams, vmm_class(config))
         self.host: Host | None = None
         if config.hypervisor.enabled:
-            self.host = Host(config, self.sim, self.streams, self.kernel)
+            self.host = Host(config, self.sim, self.streams, self.kernel,
+                             MODES[config.hypervisor.async_pf])
             self.kernel.executor.attach_host(self.host)
 
     def run(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -113,8 +129,8 @@ class Simulation:
                 "rss_pages": process.mm.rss,
                 "parent": process.parent.name if process.parent is not None else None,
             }
-            if kernel.cluster is not None:  # copies, reference cluster, page placement
-                processes[process.name].update(kernel.cluster.process_result(process))
+            # the VMM's own entries (clusters: copies, reference cluster, page placement)
+            processes[process.name].update(kernel.vmm.process_result(process))
             for task in process.threads:
                 tasks[task.name] = {
                     "tid": task.tid,
@@ -149,8 +165,9 @@ class Simulation:
             },
             "warnings": list(sched.warnings),
         }
-        if kernel.cluster is not None:
-            vm["clusters"] = kernel.cluster.vm_result()
+        clusters = kernel.vmm.vm_result()
+        if clusters is not None:
+            vm["clusters"] = clusters
         return {
             "engine": self.config.sim.engine,
             "pfsim_version": VERSION,

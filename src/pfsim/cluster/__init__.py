@@ -11,10 +11,13 @@ modules:
 * :mod:`~pfsim.cluster.locks`: PTE locks and the remote rwlock in simulated time;
 * :mod:`~pfsim.cluster.fault`: ``vmm_handle_page_fault`` and ``vmm_handle_cow`` (reference);
 * :mod:`~pfsim.cluster.scan`: the compiled access loop with the common faults;
-* :mod:`~pfsim.cluster.vmm`: the per-VM object the guest kernel and executor call;
+* :mod:`~pfsim.cluster.vmm`: the per-VM object the guest kernel and executor call (the guest's
+  VMM interface, :class:`pfsim.guest.vmm.Vmm`);
 * :mod:`~pfsim.cluster.lifecycle`: fork, exit, munmap and exec on page-table copies;
 * :mod:`~pfsim.cluster.invariants`: §11 invariants as pure functions;
 * :mod:`~pfsim.cluster.result`: the cluster part of result.json.
 
-This package file imports nothing heavy: the config loader uses :mod:`~pfsim.cluster.checks`.
+The cluster config checks and :func:`~pfsim.config.cluster_checks.almos_enabled` are in
+:mod:`pfsim.config.cluster_checks`; the composition root (:mod:`pfsim.simulation`) builds the
+guest kernel with :class:`~pfsim.cluster.vmm.ClusterVmm` when a config enables clusters.
 """

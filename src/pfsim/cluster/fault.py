@@ -65,9 +65,9 @@ from pfsim.cluster.locks import (
 from pfsim.cluster.memory import PAGETABLE
 from pfsim.cluster.topology import CODE, DATA, FILE, PRIVATE_TYPES, remote_cost
 from pfsim.guest.fault import Access, Action, FaultResult
-from pfsim.guest.memory import ANON, PAGECACHE
 from pfsim.guest.mm import TASK_SIZE_MAX
 from pfsim.guest.pagecache import ReadRequest
+from pfsim.machine.frames import ANON, PAGECACHE
 from pfsim.units import PAGE_SHIFT
 
 if TYPE_CHECKING:

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from pfsim.cluster.topology import CODE, DATA, FILE, STACK, TYPE_CODES, Topology
-from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, AddressSpace, Vma
+from pfsim.guest.mm import AddressSpace, Vma
+from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_WRITE
 from pfsim.units import PAGE_SHIFT
 
 MAPPED = PTE_PRESENT

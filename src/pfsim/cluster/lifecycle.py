@@ -25,8 +25,8 @@ from pfsim.cluster.gpt import ATTR_MASK, COW, MAPPED, WRITABLE, ProcessGpt
 from pfsim.cluster.memory import PAGETABLE
 from pfsim.cluster.release import release_copy, release_entries, release_vseg
 from pfsim.cluster.topology import ANON, CODE, DATA, FILE, REMOTE, STACK, TYPE_CODES, remote_cost
-from pfsim.guest.memory import PAGECACHE
 from pfsim.guest.process import Process
+from pfsim.machine.frames import PAGECACHE
 
 if TYPE_CHECKING:
     from pfsim.cluster.vmm import ClusterVmm

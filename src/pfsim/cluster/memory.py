@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from pfsim.errors import InvariantViolation
-from pfsim.guest.memory import FREE, KERNEL, ZERO, ZERO_GFN, PhysMem
+from pfsim.guest.memory import PhysMem
+from pfsim.machine.frames import FREE, KERNEL, ZERO, ZERO_GFN
 
 PAGETABLE = 5
 """Frame kind of a PT2 (second-level page table) page."""

@@ -22,7 +22,7 @@ import numpy as np
 from pfsim.cluster.gpt import MAPPED, ProcessGpt
 from pfsim.cluster.memory import ClusterMem
 from pfsim.cluster.topology import PRIVATE_TYPES
-from pfsim.guest.memory import PAGECACHE
+from pfsim.machine.frames import PAGECACHE
 
 if TYPE_CHECKING:
     from pfsim.cluster.vmm import ClusterVmm

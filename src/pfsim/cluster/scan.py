@@ -58,8 +58,8 @@ from pfsim.cluster.gpt import (
 )
 from pfsim.cluster.memory import PAGETABLE
 from pfsim.cluster.topology import CODE, DATA, FILE, STACK
-from pfsim.guest.memory import ANON
-from pfsim.guest.scan import OUT_NLOG, OUT_REASON, OUT_TIME, STOP_FAULT, STOP_LIMIT
+from pfsim.machine.frames import ANON
+from pfsim.machine.scan import OUT_NLOG, OUT_REASON, OUT_TIME, STOP_FAULT, STOP_LIMIT
 
 # per-thread counter deltas (the ``tout`` array)
 (T_MIN_FLT, T_FALSE_NR, T_LOCAL_NR, T_GLOBAL_NR, T_FALSE_COST, T_LOCAL_COST, T_GLOBAL_COST,

@@ -1,11 +1,13 @@
 """The ALMOS-MKH VMM of one VM: what the guest kernel and the vCPU executor call.
 
-The guest kernel builds a :class:`ClusterVmm` instead of using the flat page table when the
-config asks for clusters (``guest.clusters > 1`` or ``guest.vmm.model = "almos"``).  The
-executor then runs each thread's accesses against its cluster's page-table copy
-(:meth:`ClusterVmm.scan`), sends refused accesses to :meth:`ClusterVmm.exception`, and the
-kernel calls :meth:`attach_process`, :meth:`thread_exit` and :meth:`release_process` at the
-process's life events.  Fork, munmap and exec are in :mod:`pfsim.cluster.lifecycle`.
+:class:`ClusterVmm` implements the guest's VMM interface (:class:`pfsim.guest.vmm.Vmm`); the
+composition root builds the guest kernel with it instead of the flat VMM when the config asks
+for clusters (``guest.clusters > 1`` or ``guest.vmm.model = "almos"``,
+:func:`pfsim.config.cluster_checks.almos_enabled`).  The executor then runs each thread's
+accesses against its cluster's page-table copy (:meth:`ClusterVmm.scan`), sends refused
+accesses to :meth:`ClusterVmm.exception`, and the kernel calls :meth:`attach_process`,
+:meth:`thread_exit` and :meth:`release_process` at the process's life events.  Fork, munmap
+and exec are in :mod:`pfsim.cluster.lifecycle`.
 
 Threads never change cluster (ALMOS-MKH has no thread migration between clusters): a thread
 without a pinned vCPU is pinned when it is created to the least loaded vCPU (fewest live
@@ -22,6 +24,7 @@ from pfsim.cluster.costs import cost_vector
 from pfsim.cluster.fault import KERNEL_PANIC, NON_FATAL, USER_ERROR, AlmosFaults
 from pfsim.cluster.gpt import COPY_COUNTER_NAMES, EXECUTABLE, MAPPED, WRITABLE, ProcessGpt
 from pfsim.cluster.invariants import check_all
+from pfsim.cluster.lifecycle import almos_exec, almos_fork, almos_munmap
 from pfsim.cluster.memory import ClusterMem
 from pfsim.cluster.release import release_copy, release_vseg
 from pfsim.cluster.scan import (
@@ -59,10 +62,11 @@ from pfsim.cluster.scan import (
     run_cluster_accesses,
 )
 from pfsim.cluster.topology import TYPE_CODES, Topology
-from pfsim.config.schema import ProcessConfig
+from pfsim.config.schema import Config, ProcessConfig
 from pfsim.guest.fault import Access, FaultResult
 from pfsim.guest.mm import TASK_SIZE_MAX
 from pfsim.guest.process import Process
+from pfsim.guest.vmm import Vmm
 from pfsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -80,19 +84,22 @@ _TOUT_FIELDS = ((T_MIN_FLT, "min_flt"), (T_FALSE_NR, "false_pgfault_nr"),
 _TOUT_NAMES = dict(_TOUT_FIELDS)
 
 
-def new_memory(kernel: GuestKernel) -> ClusterMem:
-    """The banked guest memory of a clustered VM."""
-    guest = kernel.config.guest
-    return ClusterMem(guest.memory // PAGE_SIZE, max(1, guest.mm.kernel_reserved // PAGE_SIZE),
-                      guest.clusters)
-
-
-class ClusterVmm:
+class ClusterVmm(Vmm):
     """The clusters of one VM and the VMM copies of its processes.
 
     Args:
         kernel: the guest kernel (its ``mem`` must be a :class:`ClusterMem`).
     """
+
+    touches_in_time_order = True  # faults take PTE locks and the rwlock in simulated time
+    reclaims = False  # §8.5: no page-cache reclaim, no OOM killer
+
+    @classmethod
+    def new_memory(cls, config: Config) -> ClusterMem:
+        """The banked guest memory of a clustered VM."""
+        guest = config.guest
+        return ClusterMem(guest.memory // PAGE_SIZE,
+                          max(1, guest.mm.kernel_reserved // PAGE_SIZE), guest.clusters)
 
     def __init__(self, kernel: GuestKernel) -> None:
         guest = kernel.config.guest
@@ -198,6 +205,20 @@ class ClusterVmm:
                 release_copy(self, gpt, copy)
         process.mm.rss = 0
 
+    def fork(self, cpu: int, texec: TaskExec, child: Process, step: Any, t: int) -> int:
+        """``process_make_fork`` (:func:`~pfsim.cluster.lifecycle.almos_fork`), in the cluster
+        ``step.cluster`` when given; -1 (counted) when the page tables find no frame."""
+        cost = almos_fork(self, cpu, texec, child, step.cluster, t)
+        if cost < 0:
+            self.fork_failures += 1
+        return cost
+
+    def munmap(self, cpu: int, texec: TaskExec, name: str) -> int:
+        return almos_munmap(self, cpu, texec, name)
+
+    def exec(self, cpu: int, texec: TaskExec) -> int:
+        return almos_exec(self, cpu, texec)
+
     # ------------------------------------------------------------------ the executor's calls
 
     def scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int, out: np.ndarray,
@@ -266,6 +287,9 @@ class ClusterVmm:
     def core_halted(self, cpu: int, detail: dict[str, Any]) -> None:
         self.halted.append({"vcpu": cpu, "cluster": self.topology.cluster_of(cpu), **detail})
 
+    def check_invariants(self) -> None:
+        check_all(self.kernel)
+
     # ------------------------------------------------------------------ results
 
     def process_result(self, process: Process) -> dict[str, Any]:
@@ -310,4 +334,4 @@ class ClusterVmm:
         }
 
 
-__all__ = ["COPY_COUNTER_NAMES", "ClusterVmm", "TYPE_CODES", "new_memory"]
+__all__ = ["COPY_COUNTER_NAMES", "ClusterVmm", "TYPE_CODES"]

@@ -1,14 +1,14 @@
 """Compiled x86 KVM async page fault: the host and guest protocol state machines as numba code.
 
 Mirrors, with the same transitions, counters and order of effects, the Python reference
-classes, restricted to the paths :class:`pfsim.hypervisor.apf_modes.KvmMode` uses
+classes, restricted to the paths :class:`pfsim.apf_modes.KvmMode` uses
 (``KvmApfHost`` defaults: has_async_pf_int, has_async_pf_vmexit, lapic_in_kernel; no
 hlt_in_guest, no alloc_work; ``KvmApfGuest`` with ``alloc_dummy=None``; MMU context defaults):
 
 - ``pfsim.hypervisor.async_pf.AsyncPfQueues(sync=False)`` (virt/kvm/async_pf.c
   ``kvm_setup_async_pf``, ``async_pf_execute``, ``kvm_check_async_pf_completion``,
   ``kvm_async_pf_wakeup_all``);
-- ``pfsim.hypervisor.apf_kvm_abi.GfnHash`` (arch/x86/kvm/x86.c ``kvm_add_async_pf_gfn``,
+- ``pfsim.hypervisor.apf_gfn_hash.GfnHash`` (arch/x86/kvm/x86.c ``kvm_add_async_pf_gfn``,
   ``kvm_async_pf_gfn_slot``, ``kvm_find_async_pf_gfn``, ``kvm_del_async_pf_gfn``);
 - ``pfsim.hypervisor.apf_kvm.KvmApfHost`` (mmu.c ``__kvm_mmu_faultin_pfn``,
   ``kvm_arch_setup_async_pf``, ``alloc_apf_token``; x86.c ``kvm_can_do_async_pf``,
@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 from pfsim.compiled.jit import core
 
-# ---------------------------------------------------------------- ABI (apf_kvm_abi.py)
+# ------------------------------------------------ ABI (machine/apf_kvm_abi.py, apf_gfn_hash.py)
 ASYNC_PF_PER_VCPU = 64
 KVM_ASYNC_PF_ENABLED = 1 << 0
 KVM_ASYNC_PF_SEND_ALWAYS = 1 << 1

@@ -1,7 +1,7 @@
 """Compiled s390 pfault: the KVM host and guest protocol state machines as numba code.
 
 Mirrors, with the same transitions, counters and order of effects, the Python reference
-classes, restricted to the paths :class:`pfsim.hypervisor.apf_modes.S390Mode` uses
+classes, restricted to the paths :class:`pfsim.apf_modes.S390Mode` uses
 (``PfaultHost`` defaults: gmap_pfault_enabled, max_vcpus 255, no alloc_work; no other
 interrupt pending, no error hva):
 

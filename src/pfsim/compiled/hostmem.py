@@ -14,8 +14,8 @@ from pfsim.compiled.jit import core
 
 from pfsim.compiled import state as S
 from pfsim.compiled.sched import fail
-from pfsim.guest.scan import lru_push_front, ring_push
-from pfsim.hypervisor.hostmem import (
+from pfsim.hypervisor.reclaim.resident import lru_unlink
+from pfsim.machine.hostmem_layout import (
     B_DIRTY,
     B_EPT,
     B_REF,
@@ -34,7 +34,7 @@ from pfsim.hypervisor.hostmem import (
     SWAPCACHE,
     SWAPPED,
 )
-from pfsim.hypervisor.reclaim.resident import lru_unlink
+from pfsim.machine.scan import lru_push_front, ring_push
 from pfsim.units import NS_PER_S, PAGE_SIZE
 
 SPLITMIX64_GAMMA = np.uint64(0x9E3779B97F4A7C15)

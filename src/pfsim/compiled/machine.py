@@ -45,9 +45,10 @@ from pfsim.engine.arrayheap import (
     H_SIZE,
     heap_pop,
 )
-from pfsim.guest.memory import ANON, ZERO_GFN
-from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
-from pfsim.guest.scan import (
+from pfsim.machine.frames import ANON, ZERO_GFN
+from pfsim.machine.hostmem_layout import B_EPT, B_WHERE, INIO, NEVER, RESIDENT, SWAPCACHE, SWAPPED
+from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
+from pfsim.machine.scan import (
     OUT_ALLOCATED,
     OUT_COW_REUSES,
     OUT_EPT,
@@ -63,7 +64,6 @@ from pfsim.guest.scan import (
     done_by,
     run_accesses,
 )
-from pfsim.hypervisor.hostmem import B_EPT, B_WHERE, INIO, NEVER, RESIDENT, SWAPCACHE, SWAPPED
 
 CHUNK = 1 << 16
 FOREVER = 1 << 62

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pfsim.cluster.checks import check_cluster_config, step_targets
+from pfsim.config.cluster_checks import check_cluster_config, step_targets
 from pfsim.config.schema import Config
 from pfsim.errors import ConfigError
 from pfsim.units import PAGE_SIZE

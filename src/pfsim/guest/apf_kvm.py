@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from pfsim.errors import InvariantViolation
-from pfsim.hypervisor.apf_kvm_abi import (
+from pfsim.machine.apf_kvm_abi import (
     BROADCAST_TOKEN,
     HYPERVISOR_CALLBACK_VECTOR,
     KVM_ASYNC_PF_DELIVERY_AS_INT,
@@ -40,7 +40,7 @@ from pfsim.hypervisor.apf_kvm_abi import (
     PvApfData,
     hash_32,
 )
-from pfsim.hypervisor.async_pf import checked
+from pfsim.machine.checked import checked
 from pfsim.sched import Task, TaskState
 
 KVM_TASK_SLEEP_HASHBITS = 8

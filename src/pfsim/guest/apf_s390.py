@@ -27,14 +27,14 @@ from enum import Enum
 from typing import Protocol
 
 from pfsim.errors import InvariantViolation
-from pfsim.hypervisor.apf_s390 import (
+from pfsim.machine.apf_s390_abi import (
     DIAG258_ZARCH,
     EXT_IRQ_CP_SERVICE,
     PF_COMPLETE,
     PSW_MASK_PSTATE,
     PfaultRefbk,
 )
-from pfsim.hypervisor.async_pf import checked
+from pfsim.machine.checked import checked
 from pfsim.sched import Task, TaskState
 
 SUBCODE_MASK = 0x0600  # __SUBCODE_MASK (64-bit)

@@ -1,6 +1,7 @@
 """Runs guest tasks on vCPUs: steps, access segments, faults, blocking and exit.
 
-A running task advances in *segments*: the compiled scan (:mod:`pfsim.guest.scan`) runs its
+A running task advances in *segments*: the compiled scan (:mod:`pfsim.machine.scan`, run by
+the kernel's VMM, :mod:`pfsim.guest.vmm`) runs its
 access stream from the current position until the first access the MMU refuses, the end of
 the time slice, the end of the step or the end of the generated chunk.  One event marks the
 segment's end; only then does Python see the task again (to handle the fault, preempt it...).
@@ -19,30 +20,23 @@ from pfsim.config.schema import AccessStep, ComputeStep, SleepStep, SyscallStep,
 from pfsim.engine import Priority
 from pfsim.errors import InvariantViolation
 from pfsim.guest.fault import Access, Action
-from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, TASK_SIZE_MAX
+from pfsim.guest.host_side import HostSide
 from pfsim.guest.process import Process
-from pfsim.guest.scan import (
+from pfsim.guest.steps import CHUNK, FOREVER, TaskExec  # noqa: F401  (re-exported)
+from pfsim.machine.scan import (
     COST_ANON_PAGE,
     COST_COW_REUSE,
     COST_ENTRY,
     COST_ZERO_PAGE,
-    OUT_ALLOCATED,
-    OUT_COW_REUSES,
-    OUT_EPT,
     OUT_GFN,
-    OUT_MIN_FLT,
     OUT_NLOG,
     OUT_REASON,
-    OUT_RSS,
     OUT_SIZE,
-    OUT_STALL,
-    OUT_TIME,
     STOP_EPT,
     STOP_LIMIT,
     done_by,
-    run_accesses,
 )
-from pfsim.guest.steps import CHUNK, FOREVER, TaskExec  # noqa: F401  (re-exported)
+from pfsim.machine.vmexit import Decision
 from pfsim.sched import Task, TaskState
 from pfsim.units import PAGE_SHIFT
 
@@ -102,7 +96,8 @@ class VcpuExecutor:
         self.costs[COST_COW_REUSE] = costs.cow_reuse
         self.zero_page = kernel.config.guest.mm.zero_page
         self.fast = kernel.config.guest.fast_faults
-        self.host: Any = None
+        self.host: HostSide | None = None
+        """The host running the vCPUs (None without a hypervisor)."""
         self.paused = [False] * n
         self.owed = [0] * n  # fault-handling time still to spend when a paused vCPU resumes
         self.need_resched = [False] * n
@@ -110,16 +105,18 @@ class VcpuExecutor:
         """vCPUs stopped for good by an ALMOS-MKH KERNEL_PANIC (the rest of the VM goes on)."""
         self.pending_irqs: list[list[Any]] = [[] for _ in range(n)]
         self.held = [False] * n  # in the host until an injected event is delivered
-        self._host_args = (np.zeros((4, 1), dtype=np.uint8), np.zeros((3, 1), dtype=np.int32),
-                           np.zeros((3, 1), dtype=np.int32), np.zeros(1, dtype=np.int64),
-                           np.zeros(8, dtype=np.int64))
+        self.host_arrays = (np.zeros((4, 1), dtype=np.uint8), np.zeros((3, 1), dtype=np.int32),
+                            np.zeros((3, 1), dtype=np.int32), np.zeros(1, dtype=np.int64),
+                            np.zeros(8, dtype=np.int64))
+        """The host's packed memory arrays the compiled loop updates (placeholders without a
+        host)."""
 
-    def attach_host(self, host: Any) -> None:
+    def attach_host(self, host: HostSide) -> None:
         """Run under ``host``: vCPUs run only while their threads have a host CPU."""
         self.host = host
         memory = host.memory
-        self._host_args = (memory.gfn_bits, memory.gfn_links, memory.frames,
-                           memory.frame_free_at, memory.small)
+        self.host_arrays = (memory.gfn_bits, memory.gfn_links, memory.frames,
+                            memory.frame_free_at, memory.small)
         self.paused = [True] * len(self.paused)
         sched = self.kernel.scheduler
         sched.on_idle = host.vcpu_idle
@@ -292,7 +289,7 @@ class VcpuExecutor:
                 if count == 0 and not fault:
                     if stop >= end:  # chunk or step consumed
                         continue
-                    if t_end > t:  # the cluster loop resolved a fault that ends past the limit
+                    if t_end > t:  # the loop resolved a fault that ends past the limit (clusters)
                         t = t_end
                         continue
                     self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
@@ -310,7 +307,7 @@ class VcpuExecutor:
                 self._arm(cpu, t + count * step.unit, self._segment_end)
                 return
             if isinstance(step, TouchStep):
-                if self.kernel.cluster is not None and t > self.sim.now:  # faults in time order
+                if self.kernel.vmm.touches_in_time_order and t > self.sim.now:
                     self._arm(cpu, t, self._rerun)
                     return
                 t = self._touch(cpu, texec, step, t)
@@ -331,29 +328,8 @@ class VcpuExecutor:
             raise AssertionError(f"unhandled step {step!r}")
 
     def _scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int) -> tuple[int, int]:
-        """Run the compiled loop; apply its fault counts now (the page table already changed)."""
-        if self.kernel.cluster is not None:  # the thread's cluster's page-table copy
-            return self.kernel.cluster.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
-        mm = texec.process.mm
-        mem = self.kernel.mem
-        out = self.out
-        out[:] = 0
-        stop = run_accesses(texec.slots, texec.writes, texec.pos, end, t, texec.think, limit,
-                            mm.state, mm.gfn, mm.vflags, mem.refcount, mem.kind, mem.free_stack,
-                            mem.nfree, self.costs, self.zero_page, self.fast, texec.fetch, out,
-                            self.log[cpu], self.host is not None, *self._host_args)
-        faults = int(out[OUT_MIN_FLT])
-        if faults:
-            counters = texec.counters
-            counters.min_flt += faults
-            counters.pgfault += faults
-            counters.local_pgfault_nr += faults
-            counters.cow_reuses += int(out[OUT_COW_REUSES])
-            mem.allocated_total += int(out[OUT_ALLOCATED])
-            mm.rss += int(out[OUT_RSS])
-        if out[OUT_EPT]:
-            self.host.first_touches(cpu, int(out[OUT_EPT]), int(out[OUT_STALL]))
-        return int(out[OUT_TIME]), stop
+        """Run the VMM's compiled loop; it applies its fault counts at once."""
+        return self.kernel.vmm.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
 
     # ------------------------------------------------------------------ events
 
@@ -442,21 +418,14 @@ class VcpuExecutor:
         vpn = int(texec.vpns[texec.pos])
         write = bool(texec.writes[texec.pos])
         access = Access(addr=vpn << PAGE_SHIFT, write=write, fetch=texec.fetch, user=texec.user)
-        if slot >= 0:  # still refused now? another thread may have mapped it meanwhile
-            if self.kernel.cluster is not None:
-                if self.kernel.cluster.usable(cpu, texec, slot, write, texec.fetch, t):
-                    return t
-                return self._handle(cpu, texec, access, t)
-            need = PTE_PRESENT | (PTE_WRITE if write else 0) | (PTE_EXEC if texec.fetch else 0)
-            if (int(texec.process.mm.state[slot]) & need) == need:
-                return t
+        # still refused now? another thread may have mapped it meanwhile
+        if slot >= 0 and self.kernel.vmm.usable(cpu, texec, slot, write, texec.fetch, t):
+            return t
         return self._handle(cpu, texec, access, t)
 
     def _host_fault(self, cpu: int, texec: TaskExec, gfn: int, t: int,
                     user: bool | None = None) -> int:
         """An EPT violation on ``gfn``: the time to go on, or -1 when the vCPU blocked."""
-        from pfsim.hypervisor.host import Decision
-
         write = bool(texec.writes[texec.pos]) if user is None else True
         decision, cost = self.host.ept_violation(cpu, gfn, write, texec.user if user is None else user)
         if decision is Decision.CONTINUE:
@@ -467,10 +436,7 @@ class VcpuExecutor:
     def _handle(self, cpu: int, texec: TaskExec, access: Access, t: int) -> int:
         faults = self.kernel.faults
         faults.touched.clear()
-        if self.kernel.cluster is not None:
-            result = self.kernel.cluster.exception(cpu, texec, access, t)
-        else:
-            result = faults.exc_page_fault(texec, access)
+        result = self.kernel.vmm.exception(cpu, texec, access, t)
         after = t + result.cost_ns
         action = result.action
         if action is Action.RETRY:
@@ -514,10 +480,9 @@ class VcpuExecutor:
         """One access at an absolute address; faults are handled like any other."""
         access = Access(addr=step.addr, write=step.write, fetch=False, user=step.mode == "user",
                         fixup=step.fixup)
-        cluster = self.kernel.cluster
+        vmm = self.kernel.vmm
         for _attempt in range(4):
-            if (cluster.touch_allowed(cpu, texec, access, t) if cluster is not None
-                    else self._touch_allowed(texec, access)):
+            if vmm.touch_allowed(cpu, texec, access, t):
                 texec.step = None
                 texec.remaining = 0
                 texec.counters.accesses += 1
@@ -530,16 +495,6 @@ class VcpuExecutor:
                 texec.step = None
                 return t
         raise InvariantViolation(f"touch of {access.addr:#x} still faults after its fault was handled")
-
-    def _touch_allowed(self, texec: TaskExec, access: Access) -> bool:
-        """Would the MMU let ``access`` through right now?"""
-        if access.addr >= TASK_SIZE_MAX:
-            return not access.user and self.kernel.faults.kernel_mapped(access.addr)
-        if not access.user and not access.fixup and self.kernel.smap:
-            return False
-        slot = texec.process.mm.slot_of(access.addr)
-        need = PTE_PRESENT | (PTE_WRITE if access.write else 0)
-        return slot >= 0 and (int(texec.process.mm.state[slot]) & need) == need
 
     # ------------------------------------------------------------------ interrupts
 

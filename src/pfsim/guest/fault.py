@@ -14,19 +14,10 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
-from pfsim.guest.memory import ANON, PAGECACHE, ZERO_GFN
-from pfsim.guest.mm import (
-    PAGE_OFFSET,
-    PTE_EXEC,
-    PTE_NOVMA,
-    PTE_PRESENT,
-    PTE_WRITE,
-    PTE_ZERO,
-    TASK_SIZE_MAX,
-    AddressSpace,
-    Vma,
-)
+from pfsim.guest.mm import PAGE_OFFSET, TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.pagecache import ReadRequest
+from pfsim.machine.frames import ANON, PAGECACHE, ZERO_GFN
+from pfsim.machine.pte import PTE_EXEC, PTE_NOVMA, PTE_PRESENT, PTE_WRITE, PTE_ZERO
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:

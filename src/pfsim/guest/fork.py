@@ -1,11 +1,9 @@
 """Process life-cycle steps: fork, exit, wait, munmap and exec.
 
-:class:`ProcessOps` runs these steps for the executor.  The flat kernel's versions are here
-(Linux semantics: fork copies every present PTE and write-protects private writable pages in
-parent and child, each copied frame gains a reference, so a later write copies while the
-page is shared and reuses it once exclusive, linux-semantics.md §5.4 and scenario 21).  With
-clusters the page-table work is done by :mod:`pfsim.cluster.lifecycle` instead (ALMOS-MKH
-§5-§6); process creation, waiting and exit bookkeeping are shared.
+:class:`ProcessOps` runs these steps for the executor: process creation, waiting and exit
+bookkeeping are here; the page-table work of fork, munmap and exec is the kernel's VMM's
+(:mod:`pfsim.guest.vmm`: Linux semantics in :mod:`pfsim.guest.flat_vmm`, ALMOS-MKH §5-§6 in
+the cluster VMM).
 
 Each step runs at the current simulated time; the calling thread is charged its CPU cost.
 """
@@ -15,11 +13,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pfsim.engine import Priority
-from pfsim.guest.memory import ZERO_GFN
-from pfsim.guest.mm import PTE_NOVMA, PTE_PRESENT, PTE_WRITE, AddressSpace, Vma
+from pfsim.guest.mm import AddressSpace
 from pfsim.guest.process import Process
 from pfsim.sched import Task, TaskState
 
@@ -40,10 +35,6 @@ def clone_address_space(mm: AddressSpace) -> AddressSpace:
     child._ends = mm._ends.copy()
     child._bases = mm._bases.copy()
     return child
-
-
-def _slots(vma: Vma) -> slice:
-    return slice(vma.slot_base, vma.slot_base + vma.nslots)
 
 
 def _nothing() -> None:
@@ -84,9 +75,7 @@ class ProcessOps:
         else:
             after = self.exec(cpu, texec, t)
         if self.kernel.config.sim.check_invariants:
-            from pfsim.cluster.invariants import check_all
-
-            check_all(self.kernel)
+            self.kernel.vmm.check_invariants()
         return after
 
     def _done(self, texec: TaskExec) -> None:
@@ -107,8 +96,7 @@ class ProcessOps:
     def _shootdown(self, cpu: int, process: Process) -> None:
         if not self._running_accesses(cpu, process):
             return
-        cluster = self.kernel.cluster
-        busy = cluster.fault_in_progress(cpu, self.sim.now) if cluster is not None else 0
+        busy = self.kernel.vmm.fault_in_progress(cpu, self.sim.now)
         if busy:  # the IPI is taken when the fault handler returns
             self.sim.at(busy, self._shootdown, cpu, process, priority=Priority.URGENT)
             return
@@ -140,46 +128,16 @@ class ProcessOps:
 
         task.data = TaskExec(kernel, task, child, step.steps, stack, 0, (0, 1))
         child.threads.append(task)
-        if kernel.cluster is not None:
-            from pfsim.cluster.lifecycle import almos_fork
-
-            cost = almos_fork(kernel.cluster, cpu, texec, child, step.cluster, t)
-            if cost < 0:  # no memory for the child's page tables: fork() fails
-                parent.children.remove(child)
-                kernel.cluster.fork_failures += 1
-                self._done(texec)
-                return t + kernel.config.guest.costs.fork
-        else:
-            cost = self._flat_fork(texec, child)
+        cost = kernel.vmm.fork(cpu, texec, child, step, t)
+        if cost < 0:  # no memory for the child's page tables: fork() fails
+            parent.children.remove(child)
+            self._done(texec)
+            return t + kernel.config.guest.costs.fork
         kernel.processes.append(child)
         self._done(texec)
         self._resync_others(cpu, parent)
         self.sim.at(t + cost, kernel.scheduler.add_task, task)
         return t + cost
-
-    def _flat_fork(self, texec: TaskExec, child: Process) -> int:
-        """copy_page_range: share every present page; write-protect private writable ones."""
-        kernel = self.kernel
-        parent_mm, mm = texec.process.mm, child.mm
-        present = (mm.state & PTE_PRESENT) != 0
-        protected = 0
-        for vma in mm.vmas:
-            if vma.shared:
-                continue
-            sl = _slots(vma)
-            writable = present[sl] & ((mm.state[sl] & PTE_WRITE) != 0)
-            protected += int(np.count_nonzero(writable))
-            mm.state[sl][writable] &= ~np.uint8(PTE_WRITE)
-            parent_mm.state[sl][writable] &= ~np.uint8(PTE_WRITE)
-        frames = mm.gfn[present]
-        frames = frames[frames != ZERO_GFN]
-        np.add.at(kernel.mem.refcount, frames, 1)
-        mm.rss = int(frames.size)
-        costs = kernel.config.guest.costs
-        cost = costs.fork + costs.fork_page * int(np.count_nonzero(present))
-        if protected:
-            cost += kernel.shootdown_cost(texec)
-        return cost
 
     # ------------------------------------------------------------------ exit and wait
 
@@ -230,42 +188,16 @@ class ProcessOps:
     def thread_exit(self, texec: TaskExec) -> None:
         """A thread reached the end of its steps."""
         self.wait_for.pop(texec.task, None)
-        if self.kernel.cluster is not None:
-            self.kernel.cluster.thread_exit(texec)
+        self.kernel.vmm.thread_exit(texec)
 
     # ------------------------------------------------------------------ munmap and exec
 
     def munmap(self, cpu: int, texec: TaskExec, name: str, t: int) -> int:
         """munmap() of a whole vseg (every copy with clusters)."""
-        kernel = self.kernel
-        cost = kernel.config.guest.syscall
-        if kernel.cluster is not None:
-            from pfsim.cluster.lifecycle import almos_munmap
-
-            cost += almos_munmap(kernel.cluster, cpu, texec, name)
-        else:
-            vma = next(v for v in texec.process.mm.vmas if v.name == name)
-            self._unmap(texec.process.mm, vma, keep=False)
-            cost += kernel.shootdown_cost(texec)
+        cost = self.kernel.config.guest.syscall + self.kernel.vmm.munmap(cpu, texec, name)
         self._done(texec)
         self._resync_others(cpu, texec.process)
         return t + cost
-
-    def _unmap(self, mm: AddressSpace, vma: Vma, keep: bool) -> None:
-        """Drop every page of ``vma``; without ``keep`` the VMA itself goes (nothing valid
-        remains: later accesses are SEGV_MAPERR)."""
-        sl = _slots(vma)
-        frames = mm.gfn[sl]
-        for gfn in frames[frames >= 0].tolist():
-            if gfn != ZERO_GFN:
-                self.kernel.mem.put(gfn)
-                mm.rss -= 1
-        mm.gfn[sl] = -1
-        if keep:
-            mm.state[sl] = np.where(mm.state[sl] & PTE_NOVMA, PTE_NOVMA, 0)
-        else:
-            vma.start = vma.end
-            mm.state[sl] = PTE_NOVMA
 
     def exec(self, cpu: int, texec: TaskExec, t: int) -> int:
         """exec(): other threads die; only code, data and this thread's stack stay, empty."""
@@ -275,13 +207,6 @@ class ProcessOps:
             if task is not texec.task and task.state != TaskState.DEAD:
                 kernel.executor.kill_task(task)
         cost = kernel.config.guest.syscall + kernel.config.guest.costs.fork
-        if kernel.cluster is not None:
-            from pfsim.cluster.lifecycle import almos_exec
-
-            cost += almos_exec(kernel.cluster, cpu, texec)
-        else:
-            for vma in process.mm.vmas:
-                keep = vma.type in ("code", "data") or vma is texec.stack
-                self._unmap(process.mm, vma, keep)
+        cost += kernel.vmm.exec(cpu, texec)
         self._done(texec)
         return t + cost

@@ -1,8 +1,10 @@
 """The guest kernel: builds processes from the config and owns memory, files, OOM and panic.
 
 What a running task *does* is in :mod:`pfsim.guest.executor`; how faults are resolved is in
-:mod:`pfsim.guest.fault`.  This module holds the state they share and the rare, global
-actions: killing a process (SIGSEGV, OOM), panicking the VM, reading file pages from disk.
+:mod:`pfsim.guest.fault`; the page tables belong to the VMM the kernel is built with
+(:mod:`pfsim.guest.vmm`: flat, or the cluster VMM chosen by the composition root).  This module
+holds the state they share and the rare, global actions: killing a process (SIGSEGV, OOM),
+panicking the VM, reading file pages from disk.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from pfsim.cluster.checks import almos_enabled
 from pfsim.config.schema import Config, ProcessConfig, VsegConfig
 from pfsim.engine import Priority, RandomStreams, Simulator
 from pfsim.errors import ConfigError
 from pfsim.guest.executor import TaskExec, VcpuExecutor
 from pfsim.guest.fault import FaultHandler
 from pfsim.guest.fork import ProcessOps
-from pfsim.guest.memory import PAGECACHE, PhysMem
 from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, AddressSpace, Vma
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
 from pfsim.guest.process import Process
+from pfsim.guest.vmm import Vmm
+from pfsim.machine.frames import PAGECACHE
 from pfsim.sched import Scheduler, Task, TaskState
 from pfsim.sched.policy import make_policy
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
@@ -43,21 +45,18 @@ class GuestKernel:
         config: the validated scenario.
         sim: the event loop.
         streams: the run's named random streams.
+        vmm: the class of the VMM, chosen by the composition root
+            (:class:`~pfsim.guest.flat_vmm.FlatVmm`, or the ALMOS-MKH cluster VMM).
     """
 
-    def __init__(self, config: Config, sim: Simulator, streams: RandomStreams) -> None:
+    def __init__(self, config: Config, sim: Simulator, streams: RandomStreams,
+                 vmm: type[Vmm]) -> None:
         self.config = config
         self.sim = sim
         self.streams = streams
         guest = config.guest
         self.smap = guest.mm.smap
-        self.mem = PhysMem(guest.memory // PAGE_SIZE, max(1, guest.mm.kernel_reserved // PAGE_SIZE))
-        self.cluster: Any = None
-        """The ALMOS-MKH cluster VMM (pfsim.cluster.vmm.ClusterVmm), None for the flat kernel."""
-        if almos_enabled(config):
-            from pfsim.cluster.vmm import new_memory
-
-            self.mem = new_memory(self)
+        self.mem = vmm.new_memory(config)
         self.disk = BlockDevice(guest.disk.latency, guest.disk.bandwidth)
         self.scheduler = Scheduler(sim, guest.vcpus, guest.sched.timeslice,
                                    guest.sched.context_switch, guest.sched.idle_balance, "guest",
@@ -66,10 +65,8 @@ class GuestKernel:
         self.scheduler.executor = self.executor
         self.scheduler.on_preempt = self.executor.preempt
         self.faults = FaultHandler(self)
-        if almos_enabled(config):
-            from pfsim.cluster.vmm import ClusterVmm
-
-            self.cluster = ClusterVmm(self)
+        self.vmm: Vmm = vmm(self)
+        """Page tables, the compiled access loop and the life-cycle steps' page-table work."""
         self.procs = ProcessOps(self)
         """fork, exit, wait, munmap and exec steps (both kernels)."""
         self.files: dict[str, File] = {}
@@ -116,8 +113,7 @@ class GuestKernel:
                 process.threads.append(task)
                 index += 1
         self.processes.append(process)
-        if self.cluster is not None:  # pins the threads, builds the page-table copies
-            self.cluster.attach_process(process, proc)
+        self.vmm.attach_process(process, proc)  # clusters: pins threads, builds copies
         return process
 
     def _add_vseg(self, process: Process, vseg: VsegConfig, where: str, layout: dict[str, int]) -> Vma:
@@ -176,9 +172,9 @@ class GuestKernel:
 
     def alloc_frame(self, texec: TaskExec, kind: int) -> int:
         """A free frame, shrinking the page cache and then OOM-killing if needed; -1 when the
-        faulting task itself died (or the VM panicked).  With clusters there is no reclaim and
-        no OOM killer (§8.5): -1 as soon as no frame is free."""
-        if self.cluster is not None:
+        faulting task itself died (or the VM panicked).  Under a VMM that does not reclaim (the
+        ALMOS-MKH clusters, §8.5: no OOM killer either): -1 as soon as no frame is free."""
+        if not self.vmm.reclaims:
             return self.mem.alloc(kind)
         while True:
             gfn = self.mem.alloc(kind)
@@ -304,16 +300,7 @@ class GuestKernel:
             return
         process.alive = False
         process.exited_ns = self.sim.now
-        if self.cluster is not None:
-            self.cluster.release_process(process)
-        else:
-            mm = process.mm
-            mapped = np.nonzero(mm.gfn >= 0)[0]
-            for gfn in mm.gfn[mapped].tolist():
-                self.mem.put(gfn)
-            mm.gfn[:] = -1
-            mm.state[:] = np.where(mm.state & 0x10, mm.state, 0)
-            mm.rss = 0
+        self.vmm.release_process(process)
         self.procs.process_exited(process)
         if self.pending_spawns == 0 and not any(p.alive for p in self.processes):
             self.sim.stop()  # the workload is over (host threads may still be runnable)
@@ -321,8 +308,7 @@ class GuestKernel:
     def halt_core(self, cpu: int, detail: dict[str, Any]) -> None:
         """ALMOS-MKH KERNEL_PANIC (2020 rule, §4.1): the faulting core sleeps forever; its
         current thread never runs again, the other cores go on."""
-        if self.cluster is not None:
-            self.cluster.core_halted(cpu, {"time_ns": self.sim.now, **detail})
+        self.vmm.core_halted(cpu, {"time_ns": self.sim.now, **detail})
         self.executor.halt_vcpu(cpu)
 
     def kernel_panic(self, detail: dict[str, Any]) -> None:

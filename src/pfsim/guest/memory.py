@@ -1,5 +1,6 @@
 """Guest physical memory: frames with reference counts and a free stack.
 
+Frame kinds (FREE, ANON, PAGECACHE, ZERO, KERNEL) are in :mod:`pfsim.machine.frames`.
 Frame 0 is the shared zero page; the first ``kernel_reserved`` bytes belong to the kernel.
 A frame's ``refcount`` counts its mappings plus one for the page cache when it holds a file
 page; it returns to the free stack at zero.
@@ -10,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pfsim.errors import InvariantViolation
-
-FREE, ANON, PAGECACHE, ZERO, KERNEL = 0, 1, 2, 3, 4
-ZERO_GFN = 0
+from pfsim.machine.frames import ANON, FREE, KERNEL, PAGECACHE, ZERO, ZERO_GFN
 
 
 class PhysMem:

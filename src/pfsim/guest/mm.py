@@ -2,8 +2,9 @@
 
 Each VMA reserves a run of *slots* in its address space's arrays, one per page it covers or
 may cover (a stack reserves its whole rlimit below its top).  A slot holds PTE flag bits
-(``state``) and the frame it maps (``gfn``).  Access streams are translated once from page
-numbers to slots, so the per-access check is two array reads in compiled code.
+(``state``) and the frame it maps (``gfn``); the bits are in :mod:`pfsim.machine.pte`.  Access
+streams are translated once from page numbers to slots, so the per-access check is two array
+reads in compiled code.
 """
 
 from __future__ import annotations
@@ -13,21 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from pfsim.guest.pagecache import File
+from pfsim.machine.pte import (
+    PTE_EXEC,
+    PTE_NOVMA,
+    PTE_PRESENT,
+    PTE_WRITE,
+    VM_ANON,
+    VM_EXEC,
+    VM_READ,
+    VM_SHARED,
+    VM_WRITE,
+)
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
-
-# PTE flag bits kept per slot
-PTE_PRESENT = 0x01
-PTE_WRITE = 0x02
-PTE_EXEC = 0x04
-PTE_ZERO = 0x08  # maps the shared zero page
-PTE_NOVMA = 0x10  # slot reserved (stack growth room) but outside the VMA today
-
-# VMA flag bits kept per slot (for the compiled fault fast path)
-VM_ANON = 0x01
-VM_WRITE = 0x02
-VM_EXEC = 0x04
-VM_READ = 0x08
-VM_SHARED = 0x10
 
 TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
 """First byte above user space on x86-64 with 4-level paging."""

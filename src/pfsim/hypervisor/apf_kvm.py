@@ -21,7 +21,7 @@ MSR_KVM_ASYNC_PF_* handlers, ``vcpu_enter_guest``; virt/kvm/async_pf.c for the w
             if (notpresent_injected or wakeup_all) and PV on: slot = token (~0 for wakeup_all),
             pageready_pending = True, raise the page-ready vector; always clear apf.halted
 
-The guest-visible ``kvm_vcpu_pv_apf_data`` is :class:`~pfsim.hypervisor.apf_kvm_abi.PvApfData`;
+The guest-visible ``kvm_vcpu_pv_apf_data`` is :class:`~pfsim.machine.apf_kvm_abi.PvApfData`;
 the guest owns it and hands it over with the MSR_KVM_ASYNC_PF_EN write.
 """
 
@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from pfsim.errors import InvariantViolation
-from pfsim.hypervisor.apf_kvm_abi import (
+from pfsim.hypervisor.apf_gfn_hash import GfnHash
+from pfsim.hypervisor.async_pf import AsyncPfQueues, AsyncPfWork, SetupFailure
+from pfsim.machine.apf_kvm_abi import (
     BROADCAST_TOKEN,
     KVM_ASYNC_PF_DELIVERY_AS_INT,
     KVM_ASYNC_PF_DELIVERY_AS_PF_VMEXIT,
@@ -40,10 +42,9 @@ from pfsim.hypervisor.apf_kvm_abi import (
     KVM_ASYNC_PF_SEND_ALWAYS,
     KVM_PV_REASON_PAGE_NOT_PRESENT,
     U32,
-    GfnHash,
     PvApfData,
 )
-from pfsim.hypervisor.async_pf import AsyncPfQueues, AsyncPfWork, SetupFailure, checked
+from pfsim.machine.checked import checked
 
 _PV_ENABLED = KVM_ASYNC_PF_ENABLED | KVM_ASYNC_PF_DELIVERY_AS_INT
 

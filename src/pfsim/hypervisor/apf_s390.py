@@ -20,7 +20,8 @@ arch/s390/kvm/interrupt.c ``__inject_pfault_init``, ``__inject_pfault_done``,
     vCPU reset: token = INVALID, wait for all work, drop the INIT slot (floating DONEs stay)
 
 Interrupts come out as :class:`S390ExtInterrupt`, which the guest executor hands to
-``PfaultGuest.pfault_interrupt`` on the delivering CPU.
+``PfaultGuest.pfault_interrupt`` on the delivering CPU.  The interrupt codes, PSW and CR0 bits
+and the DIAG 0x258 block both halves use are in :mod:`pfsim.machine.apf_s390_abi`.
 """
 
 from __future__ import annotations
@@ -31,46 +32,20 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pfsim.errors import InvariantViolation
-from pfsim.hypervisor.async_pf import (
-    ASYNC_PF_PER_VCPU,
-    AsyncPfQueues,
-    AsyncPfWork,
-    SetupFailure,
-    checked,
+from pfsim.hypervisor.async_pf import ASYNC_PF_PER_VCPU, AsyncPfQueues, AsyncPfWork, SetupFailure
+from pfsim.machine.apf_s390_abi import (
+    CR0_SERVICE_SIGNAL_SUBMASK,
+    DIAG258_ZARCH,
+    EXT_IRQ_CP_SERVICE,
+    PFAULT_DONE,
+    PFAULT_INIT,
+    PSW_MASK_EXT,
+    PfaultRefbk,
 )
+from pfsim.machine.checked import checked
 
-EXT_IRQ_CP_SERVICE = 0x2603
-PFAULT_INIT = 0x0600
-PFAULT_DONE = 0x0680
-PF_COMPLETE = 0x0080
 KVM_S390_PFAULT_TOKEN_INVALID = (1 << 64) - 1
 KVM_MAX_VCPUS = 255
-PSW_MASK_EXT = 1 << 56  # 0x0100000000000000: external interrupts enabled
-PSW_MASK_PSTATE = 1 << 48  # 0x0001000000000000: problem (user) state
-CR0_SERVICE_SIGNAL_SUBMASK = 0x200
-DIAG258_ZARCH = 0x8000000000000000
-
-
-def psw_mask(problem_state: bool, ext_enabled: bool = True) -> int:
-    """A guest PSW mask with the two bits pfault cares about."""
-    return (PSW_MASK_PSTATE if problem_state else 0) | (PSW_MASK_EXT if ext_enabled else 0)
-
-
-@dataclass(frozen=True)
-class PfaultRefbk:
-    """The DIAG 0x258 parameter block (``struct pfault_refbk`` / KVM's ``prs_parm``)."""
-
-    diagc: int = 0x258
-    fcode: int = 0
-    """0 = TOKEN (establish), 1 = CANCEL."""
-    dwlen: int = 5
-    versn: int = 2
-    gaddr: int = 0
-    """Guest real address of the 8-byte token."""
-    selmk: int = 0
-    cmpmk: int = 0
-    reserved: int = 0
-    """Must be 0x8000000000000000 for TOKEN ("z/Arch"), 0 for CANCEL."""
 
 
 class DiagResult(Enum):

@@ -20,41 +20,22 @@ is event-driven: :meth:`AsyncPfQueues.clear` returns the items the clearing vCPU
 for, and the clear finishes inside the ``work_returned`` of the last of them.
 
 Every free is recorded in :attr:`AsyncPfQueues.frees` so tests can check that each item is freed
-exactly once and never before its work function returned (INV-H3).  :func:`checked` is the
-``debug`` hook shared by the four protocol halves.
+exactly once and never before its work function returned (INV-H3).  The ``debug`` hook of the
+four protocol halves is :func:`pfsim.machine.checked.checked`.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import NamedTuple
 
 from pfsim.errors import InvariantViolation
 
 ASYNC_PF_PER_VCPU = 64
 """Per-vCPU limit on queued items (x86 and s390 both use 64)."""
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def checked(method: Callable[P, R]) -> Callable[P, R]:
-    """Decorator: when ``self.debug`` is true, run ``self.check_invariants()`` after the call."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        result = method(*args, **kwargs)
-        owner: Any = args[0]
-        if owner.debug:
-            owner.check_invariants()
-        return result
-
-    return wrapper
-
 
 class WorkState(Enum):
     """Where a work item's work function is."""

@@ -27,29 +27,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pfsim.config.schema import Config
 from pfsim.engine import Priority, RandomStreams, Simulator
-from pfsim.guest.memory import ZERO_GFN
-from pfsim.hypervisor.apf_modes import MODES, ApfMode
-from pfsim.hypervisor.hostmem import (
-    INIO,
-    NEVER,
-    RESIDENT,
-    S_FIRST_TOUCH,
-    SWAPCACHE,
-    SWAPPED,
-    HostMemory,
-)
+from pfsim.hypervisor.apf_hooks import ApfMode
+from pfsim.hypervisor.guest_side import GuestSide
+from pfsim.hypervisor.hostmem import HostMemory
 from pfsim.hypervisor.swap import SwapDevice, swap_params
 from pfsim.hypervisor.vcpu_notifier import KvmPreemptOps, KvmVcpu
+from pfsim.machine.frames import ZERO_GFN
+from pfsim.machine.hostmem_layout import INIO, NEVER, RESIDENT, S_FIRST_TOUCH, SWAPCACHE, SWAPPED
+from pfsim.machine.vmexit import Decision
 from pfsim.sched import PreemptNotifier, Scheduler, Task, TaskState
 from pfsim.sched.policy import make_policy
 from pfsim.units import PAGE_SIZE
-
-if TYPE_CHECKING:
-    from pfsim.guest.kernel import GuestKernel
 
 
 def _nothing() -> None:
@@ -65,13 +57,6 @@ class VcpuMode(IntEnum):
     PREEMPTED = 3  # thread runnable, waiting for a host CPU (steal)
 
 
-class Decision(IntEnum):
-    """What the guest side does after an EPT violation."""
-
-    CONTINUE = 0  # resolved; the vCPU spent ``cost`` in the host
-    BLOCKED = 1  # the vCPU thread sleeps in the host; the guest resumes later
-
-
 class Host:
     """The host of one VM.
 
@@ -79,10 +64,13 @@ class Host:
         config: the scenario (``hypervisor`` section enabled).
         sim, streams: engine and random streams.
         kernel: the guest kernel whose vCPUs the host runs.
+        apf_mode: builds the async-PF mode of ``hypervisor.async_pf`` for this host
+            (:data:`pfsim.apf_modes.MODES`; :class:`~pfsim.hypervisor.apf_hooks.ApfMode` for
+            ``off`` and ``halt``).
     """
 
     def __init__(self, config: Config, sim: Simulator, streams: RandomStreams,
-                 kernel: GuestKernel) -> None:
+                 kernel: GuestSide, apf_mode: Callable[[Host], ApfMode]) -> None:
         hyp = config.hypervisor
         self.config = config
         self.sim = sim
@@ -125,7 +113,7 @@ class Host:
         self.sync_fallbacks = 0
         self.halts = 0
         self.irq_pending = [False] * nv
-        self.apf: ApfMode = MODES[hyp.async_pf](self)
+        self.apf: ApfMode = apf_mode(self)
         self.apf.setup()
         for task in [*self.threads, *self.noise]:
             self.sched.add_task(task)

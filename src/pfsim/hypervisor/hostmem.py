@@ -1,14 +1,7 @@
 """One VM's memory as the host sees it: the second-level page table and the host frames.
 
-Per guest frame (gfn) the host keeps where its contents are:
-
-=========  ==================================================================
-NEVER      never touched: the first access is a host minor fault (zeroed page)
-RESIDENT   in a host frame and mapped in the EPT: guest accesses run freely
-SWAPCACHE  in a host frame (read ahead from swap) but not mapped: minor fault
-SWAPPED    only on the swap device: a major fault that reads it back
-INIO       being read from swap; faults on it wait for that read
-=========  ==================================================================
+Per guest frame (gfn) the host keeps where its contents are (NEVER, RESIDENT, SWAPCACHE,
+SWAPPED, INIO: :mod:`pfsim.machine.hostmem_layout`, with the layout of the arrays below).
 
 The VM may hold at most ``limit`` host frames.  When a fault needs a frame and none is free,
 the reclaim policy picks ``batch`` victims; a dirty victim (written since it last came from
@@ -16,7 +9,7 @@ swap, or never swapped) is written to swap first, and its frame cannot be reused
 write completes (each frame carries the time it becomes free).
 
 Per-access bookkeeping the policies need (dirty and referenced bits, the LRU list) is updated
-by the compiled access loop (:mod:`pfsim.guest.scan`) in the arrays held here.
+by the compiled access loop (:mod:`pfsim.machine.scan`) in the arrays held here.
 """
 
 from __future__ import annotations
@@ -27,19 +20,28 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pfsim.errors import InvariantViolation
+from pfsim.hypervisor.reclaim import RESIDENT as RESIDENT_POLICIES
+from pfsim.machine.hostmem_layout import (
+    B_DIRTY,
+    B_EPT,
+    B_REF,
+    B_WHERE,
+    F_FREE,
+    F_GFN,
+    INIO,
+    L_HFN,
+    RESIDENT,
+    S_INSERT,
+    S_LRU_HEAD,
+    S_LRU_TAIL,
+    S_NFREE,
+    S_TOUCH,
+    SWAPCACHE,
+    SWAPPED,
+)
 
 if TYPE_CHECKING:
     from pfsim.hypervisor.reclaim.resident import ResidentPolicy
-
-NEVER, RESIDENT, SWAPCACHE, SWAPPED, INIO = 0, 1, 2, 3, 4
-
-# NOTE: perf: the arrays the compiled loop needs are packed into a few 2-D arrays (each
-# numba argument costs ~0.35 us of dispatch); the attributes below are row views.
-B_EPT, B_WHERE, B_DIRTY, B_REF = 0, 1, 2, 3  # rows of gfn_bits (uint8, per gfn)
-L_HFN, L_LRU_PREV, L_LRU_NEXT = 0, 1, 2  # rows of gfn_links (int32, per gfn)
-F_GFN, F_FREE, F_RING = 0, 1, 2  # rows of frames (int32, per host frame)
-# slots of small (int64)
-S_NFREE, S_LRU_HEAD, S_LRU_TAIL, S_RING_HEAD, S_RING_SIZE, S_INSERT, S_TOUCH, S_FIRST_TOUCH = range(8)
 
 
 class HostMemory:
@@ -81,9 +83,7 @@ class HostMemory:
         self.pinned = np.zeros(nframes, dtype=np.bool_)
         self._slot_gfn = np.full(nframes, -1, dtype=np.int64)  # a gfn holds at most one slot
         self._next_slot = 0
-        from pfsim.hypervisor.reclaim import RESIDENT  # lazily: it imports the compiled loop
-
-        self.policy: ResidentPolicy = RESIDENT[policy](self, rng)
+        self.policy: ResidentPolicy = RESIDENT_POLICIES[policy](self, rng)
         self.small[S_INSERT] = self.policy.insert
         self.small[S_TOUCH] = self.policy.touch
         # counters

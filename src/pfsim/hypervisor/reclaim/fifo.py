@@ -23,6 +23,7 @@ from numba import njit
 from pfsim.errors import InvariantViolation
 from pfsim.hypervisor.reclaim.base import DenseTrace, ReclaimPolicy
 from pfsim.hypervisor.reclaim.resident import INSERT_FIFO, ResidentPolicy, ring_push
+from pfsim.machine.hostmem_layout import F_RING, S_RING_HEAD
 
 if TYPE_CHECKING:
     from pfsim.hypervisor.hostmem import HostMemory
@@ -75,8 +76,6 @@ class FifoResident(ResidentPolicy):
     insert = INSERT_FIFO
 
     def __init__(self, memory: HostMemory, rng: np.random.Generator) -> None:
-        from pfsim.hypervisor.hostmem import F_RING, S_RING_HEAD
-
         super().__init__(memory, rng)
         self.ring = memory.frames[F_RING]
         self.head_at = S_RING_HEAD

@@ -1,9 +1,10 @@
 """Reclaim inside a running simulation: the hooks a policy gives the host, and their base.
 
 The replay kernels (``fifo.py``, ``lru.py``...) see every request of a trace.  Inside a
-simulation the host sees guest accesses only through the bits the compiled access loop keeps
-per gfn (:class:`~pfsim.hypervisor.hostmem.HostMemory`): the ``referenced`` bit (CLOCK) and a
-move-to-front LRU list (LRU), so victims are chosen by the same rules:
+simulation the host sees guest accesses only through the bits the compiled access loop
+(:mod:`pfsim.machine.scan`) keeps per gfn (:class:`~pfsim.hypervisor.hostmem.HostMemory`): the
+``referenced`` bit (CLOCK) and a move-to-front LRU list (LRU), so victims are chosen by the
+same rules:
 
 Each policy module (``fifo.py``, ``lru.py``, ``clock.py``, ``random.py``) holds both its
 trace-replay kernel and its ``*Resident`` class; they follow the same rules:
@@ -27,10 +28,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-if TYPE_CHECKING:
-    from pfsim.hypervisor.hostmem import HostMemory
-
-from pfsim.guest.scan import (
+from pfsim.machine.hostmem_layout import (
+    L_LRU_NEXT,
+    L_LRU_PREV,
+    RESIDENT,
+    S_LRU_HEAD,
+    S_LRU_TAIL,
+    SWAPCACHE,
+)
+from pfsim.machine.scan import (
     INSERT_FIFO,
     INSERT_LRU,
     INSERT_NONE,
@@ -41,7 +47,8 @@ from pfsim.guest.scan import (
     ring_push,
 )
 
-_RESIDENT, _SWAPCACHE = 1, 2
+if TYPE_CHECKING:
+    from pfsim.hypervisor.hostmem import HostMemory
 
 
 @njit(cache=True, nogil=True)
@@ -67,8 +74,6 @@ class ResidentPolicy:
     insert = INSERT_NONE
 
     def __init__(self, memory: HostMemory, rng: np.random.Generator) -> None:
-        from pfsim.hypervisor.hostmem import L_LRU_NEXT, L_LRU_PREV, S_LRU_HEAD, S_LRU_TAIL
-
         self.memory = memory
         self.rng = rng
         # views into the host's packed arrays (the compiled loop updates them too)
@@ -87,7 +92,7 @@ class ResidentPolicy:
 
     def _evictable(self, gfn: int) -> bool:
         m = self.memory
-        return gfn >= 0 and not m.pinned[gfn] and m.where[gfn] in (_RESIDENT, _SWAPCACHE)
+        return gfn >= 0 and not m.pinned[gfn] and m.where[gfn] in (RESIDENT, SWAPCACHE)
 
 
 __all__ = ["INSERT_FIFO", "INSERT_LRU", "INSERT_NONE", "TOUCH_CLOCK", "TOUCH_LRU", "TOUCH_NONE",

@@ -1,9 +1,13 @@
 """Async-PF modes wired into the running simulation: ``kvm`` (x86 PV) and ``s390`` (pfault).
 
-The protocol state machines live in :mod:`pfsim.hypervisor.apf_kvm`,
-:mod:`pfsim.guest.apf_kvm`, :mod:`pfsim.hypervisor.apf_s390` and :mod:`pfsim.guest.apf_s390`;
-this module only connects them to the host (:class:`~pfsim.hypervisor.host.Host`) and to the
-guest executor, in the order the kernels do:
+Part of the composition root: each mode must know both halves of its protocol, so it lives
+above the guest and the hypervisor, which never import each other.  The protocol state
+machines live in :mod:`pfsim.hypervisor.apf_kvm`, :mod:`pfsim.guest.apf_kvm`,
+:mod:`pfsim.hypervisor.apf_s390` and :mod:`pfsim.guest.apf_s390` (their shared ABIs in
+:mod:`pfsim.machine`); this module only connects them to the host
+(:class:`~pfsim.hypervisor.host.Host`, which calls the hooks of
+:class:`~pfsim.hypervisor.apf_hooks.ApfMode`) and to the guest executor, in the order the
+kernels do:
 
 kvm:  EPT violation needing I/O → ``KvmApfHost.page_fault``:
       SYNC → the vCPU thread sleeps for the I/O (a sync fallback);
@@ -27,47 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from pfsim.guest.apf_kvm import KvmApfGuest, NotPresentOutcome, WakeKind
 from pfsim.guest.apf_s390 import PfaultGuest, PfaultOutcome, lpp_value, pfault_init_refbk
+from pfsim.hypervisor.apf_hooks import ApfMode
 from pfsim.hypervisor.apf_kvm import KvmApfHost, X86FaultContext, X86FaultOutcome
-from pfsim.hypervisor.apf_kvm_abi import BROADCAST_TOKEN
-from pfsim.hypervisor.apf_s390 import (
-    CR0_SERVICE_SIGNAL_SUBMASK,
-    PSW_MASK_EXT,
-    PSW_MASK_PSTATE,
-    PfaultHost,
-)
+from pfsim.hypervisor.apf_s390 import PfaultHost
+from pfsim.machine.apf_kvm_abi import BROADCAST_TOKEN
+from pfsim.machine.apf_s390_abi import CR0_SERVICE_SIGNAL_SUBMASK, PSW_MASK_EXT, PSW_MASK_PSTATE
 from pfsim.sched import Task
 
 if TYPE_CHECKING:
     from pfsim.hypervisor.host import Host
-
-
-class ApfMode:
-    """Hooks the host calls; the default does nothing asynchronous (modes off and halt)."""
-
-    name = "off"
-
-    def __init__(self, host: Host) -> None:
-        self.host = host
-
-    def setup(self) -> None:
-        """Per-vCPU handshake at boot."""
-
-    def major_fault(self, c: int, gfn: int, user: bool) -> bool:
-        """A fault on vCPU ``c`` must wait for ``gfn``'s swap-in: True when handled
-        asynchronously (else the host stalls or halts the vCPU)."""
-        return False
-
-    def on_entry(self, c: int, interrupt_pending: bool = False) -> bool:
-        """The vCPU (re-)enters the guest (``interrupt_pending``: an interrupt woke it); False
-        if it must halt instead."""
-        return True
-
-    def task_resumes(self, task: Task) -> bool:
-        """A task that slept for an async PF runs again: True when its wait is over."""
-        return True
-
-    def counters(self) -> dict[str, int]:
-        return {"not_present": 0, "page_ready": 0, "early_completions": 0}
 
 
 class KvmMode(ApfMode):
@@ -249,3 +221,5 @@ class S390Mode(ApfMode):
 
 
 MODES: dict[str, type[ApfMode]] = {"off": ApfMode, "halt": ApfMode, "kvm": KvmMode, "s390": S390Mode}
+"""The mode class of each ``hypervisor.async_pf`` value (off and halt: no asynchronous hooks;
+the host itself halts or stalls the vCPU)."""

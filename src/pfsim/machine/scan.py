@@ -1,4 +1,8 @@
-"""Compiled per-access loop: the simulator's hot path.
+"""Compiled per-access loop: the simulator's hot path, over the guest's and the host's tables.
+
+It sits in the machine layer because it touches both sides of the VM at every access: the
+guest executor runs it, the host's resident reclaim policies choose its per-access bookkeeping
+(``TOUCH_*``, ``INSERT_*``) and share its list primitives, and the compiled core calls it.
 
 :func:`run_accesses` runs a task's pre-translated access stream against the page table
 (flat ``uint8`` PTE bits per slot) and resolves the common faults in place, exactly as the
@@ -28,9 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pfsim.guest.memory import ANON, ZERO_GFN
-from pfsim.guest.mm import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
-from pfsim.hypervisor.hostmem import (
+from pfsim.machine.frames import ANON, ZERO_GFN
+from pfsim.machine.hostmem_layout import (
     B_DIRTY,
     B_EPT,
     B_REF,
@@ -50,6 +53,7 @@ from pfsim.hypervisor.hostmem import (
     S_RING_HEAD,
     S_TOUCH,
 )
+from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
 
 # NOTE: every compiled function the loop calls lives in this file: numba's on-disk cache
 # (cache=True) is invalidated by changes to the caller's own source file only, so a callee
@@ -189,7 +193,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         fetch: instruction fetches (never resolved here).
         out: receives OUT_* (end time, counts, stop reason); ``log``: [2, n] fault log.
         host, hbits, hlinks, hframes, hfree_at, hsmall: the host's packed arrays
-            (:mod:`pfsim.hypervisor.hostmem`).
+            (:mod:`pfsim.machine.hostmem_layout`).
 
     Returns:
         index of the first access left undone; ``out[OUT_REASON]`` says why.

@@ -1,51 +1,19 @@
-"""x86 KVM async-PF paravirtual ABI shared by guest and host, and the host's gfn hash.
+"""The x86 host's per-vCPU hash of gfns with an async PF outstanding.
 
-The MSR bits and the shared per-CPU area come from arch/x86/include/uapi/asm/kvm_para.h
-(linux-semantics.md §2.1); ``hash_32`` from include/linux/hash.h; :class:`GfnHash` is
 ``vcpu->arch.apf.gfns`` (src: arch/x86/kvm/x86.c ``kvm_add_async_pf_gfn``,
-``kvm_async_pf_gfn_slot``, ``kvm_del_async_pf_gfn``): 64 slots, linear probing,
-backward-shift deletion, empty slot = ``~0``.
+``kvm_async_pf_gfn_slot``, ``kvm_del_async_pf_gfn``): 64 slots, linear probing, backward-shift
+deletion, empty slot = ``~0``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pfsim.errors import InvariantViolation
 from pfsim.hypervisor.async_pf import ASYNC_PF_PER_VCPU
+from pfsim.machine.apf_kvm_abi import U32, hash_32
 
-KVM_ASYNC_PF_ENABLED = 1 << 0
-KVM_ASYNC_PF_SEND_ALWAYS = 1 << 1
-KVM_ASYNC_PF_DELIVERY_AS_PF_VMEXIT = 1 << 2
-KVM_ASYNC_PF_DELIVERY_AS_INT = 1 << 3
-KVM_PV_REASON_PAGE_NOT_PRESENT = 1
-KVM_PV_REASON_PAGE_READY = 2
-HYPERVISOR_CALLBACK_VECTOR = 0xF3
-BROADCAST_TOKEN = 0xFFFFFFFF
-"""Page-ready token ~0: wake every sleeper of the receiving CPU."""
-U32 = 0xFFFFFFFF
-GOLDEN_RATIO_32 = 0x61C88647
 GFN_EMPTY = (1 << 64) - 1
 """Empty gfn-hash slot (``~0`` as ``gfn_t``)."""
 APF_HASH_BITS = 6  # order_base_2(ASYNC_PF_PER_VCPU)
-
-
-def hash_32(val: int, bits: int) -> int:
-    """Linux ``hash_32``: multiply by GOLDEN_RATIO_32 in u32 and keep the top ``bits``."""
-    return ((val * GOLDEN_RATIO_32) & U32) >> (32 - bits)
-
-
-@dataclass
-class PvApfData:
-    """``struct kvm_vcpu_pv_apf_data``: per-CPU area shared by guest and host.
-
-    ``flags`` (host writes PAGE_NOT_PRESENT, guest reads and zeroes), ``token`` (host writes a
-    page-ready token, guest zeroes it: 0 = slot free), ``enabled`` (guest-private).
-    """
-
-    flags: int = 0
-    token: int = 0
-    enabled: int = 0
 
 
 class GfnHash:

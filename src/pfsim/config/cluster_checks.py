@@ -1,7 +1,9 @@
-"""Cross-field checks of the cluster-related config keys (called by the config loader).
+"""Cross-field checks of the cluster-related config keys (called by the config loader), and
+:func:`almos_enabled`, which says whether a config runs the ALMOS-MKH cluster VMM.
 
 Kept apart from :mod:`pfsim.config.load` so the loader only gains one call; every failure is
-a :class:`~pfsim.errors.ConfigError` naming the dotted key.
+a :class:`~pfsim.errors.ConfigError` naming the dotted key.  The cluster VMM itself is
+:mod:`pfsim.cluster`; this module reads only the config.
 """
 
 from __future__ import annotations

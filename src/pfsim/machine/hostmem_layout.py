@@ -1,0 +1,27 @@
+"""The layout of the host's memory arrays for one VM, and where a guest frame's contents are.
+
+:class:`pfsim.hypervisor.hostmem.HostMemory` owns the arrays; the compiled access loop
+(:mod:`pfsim.machine.scan`), the resident reclaim policies and the compiled core read and update
+them in place.  Per guest frame (gfn) the host keeps where its contents are:
+
+=========  ==================================================================
+NEVER      never touched: the first access is a host minor fault (zeroed page)
+RESIDENT   in a host frame and mapped in the EPT: guest accesses run freely
+SWAPCACHE  in a host frame (read ahead from swap) but not mapped: minor fault
+SWAPPED    only on the swap device: a major fault that reads it back
+INIO       being read from swap; faults on it wait for that read
+=========  ==================================================================
+"""
+
+from __future__ import annotations
+
+NEVER, RESIDENT, SWAPCACHE, SWAPPED, INIO = 0, 1, 2, 3, 4
+
+# NOTE: perf: the arrays the compiled loop needs are packed into a few 2-D arrays (each
+# numba argument costs ~0.35 us of dispatch); HostMemory's attributes are row views.
+B_EPT, B_WHERE, B_DIRTY, B_REF = 0, 1, 2, 3  # rows of gfn_bits (uint8, per gfn)
+L_HFN, L_LRU_PREV, L_LRU_NEXT = 0, 1, 2  # rows of gfn_links (int32, per gfn)
+F_GFN, F_FREE, F_RING = 0, 1, 2  # rows of frames (int32, per host frame)
+# slots of small (int64)
+(S_NFREE, S_LRU_HEAD, S_LRU_TAIL, S_RING_HEAD, S_RING_SIZE, S_INSERT, S_TOUCH,
+ S_FIRST_TOUCH) = range(8)
