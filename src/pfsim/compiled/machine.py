@@ -3,7 +3,7 @@
 A line-by-line port of :class:`pfsim.guest.executor.VcpuExecutor` (access and compute steps,
 sleep, exit, the anonymous fault path of :mod:`pfsim.guest.fault`),
 :class:`pfsim.hypervisor.host.Host` (host ticks, blocking, EPT violations, swap-in completion,
-kicks, the halt mode's guest timer) and :mod:`pfsim.hypervisor.apf_modes` (the glue of the kvm
+kicks, the halt mode's guest timer) and :mod:`pfsim.apf_modes` (the glue of the kvm
 and s390 protocols, whose state machines are in :mod:`pfsim.compiled.apf_kvm` and
 :mod:`pfsim.compiled.apf_s390`).  Every ``sim.at`` of the reference is an ``at`` here with the
 same time, priority and order, so the two engines run the same events in the same order; the
@@ -33,7 +33,6 @@ from pfsim.compiled.sched import (
     rq_of,
     schedule,
     set_mode,
-    task_put,
 )
 from pfsim.engine.arrayheap import (
     EV_A0,
@@ -46,7 +45,7 @@ from pfsim.engine.arrayheap import (
     heap_pop,
 )
 from pfsim.machine.frames import ANON, ZERO_GFN
-from pfsim.machine.hostmem_layout import B_EPT, B_WHERE, INIO, NEVER, RESIDENT, SWAPCACHE, SWAPPED
+from pfsim.machine.hostmem_layout import B_EPT, B_WHERE, NEVER, RESIDENT, SWAPCACHE, SWAPPED
 from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
 from pfsim.machine.scan import (
     OUT_ALLOCATED,

@@ -251,12 +251,10 @@ def _wake_prepare(m, sid, t):
         m.tk[S.TK_STATE, t] = S.RUNNING
         return -2
     m.tk[S.TK_STATE, t] = S.RUNNABLE
-    prev = m.tk[S.TK_CPU, t]
     cpu = select_cpu(m, sid, t, False)
     m.tk[S.TK_CPU, t] = cpu
     policy_place(m, sid, rq_of(m, sid, cpu), t, True)
     q_append(m, rq_of(m, sid, cpu), t)
-    _ = prev
     return cpu
 
 
