@@ -1,4 +1,4 @@
-"""x86 KVM async page fault, guest and host halves: linux-semantics.md §2-3, scenarios 10-19.
+"""x86 KVM async page fault, guest and host halves: scenarios 10-19 of docs/scenarios.md (Linux).
 
 Every test drives the protocol objects by hand in a fixed order, with the real
 :class:`~pfsim.sched.Scheduler` (2 guest CPUs, no idle balancing) for the guest's tasks.
@@ -278,8 +278,9 @@ def test_scenario_14_kernel_mode_fault_halts_without_page_ready():
 
 
 def test_scenario_14_guest_panics_if_the_host_injects_anyway():
-    """§2.4: an async #PF in kernel mode or with IF=0 panics the guest (reported, not raised);
-    flags 0 is an ordinary #PF; flags other than NOT_PRESENT warn and are consumed."""
+    """``__kvm_handle_async_pf``: an async #PF in kernel mode or with IF=0 panics the guest
+    (reported, not raised); flags 0 is an ordinary #PF; flags other than NOT_PRESENT warn and
+    are consumed."""
     w = world()
     guest, t = w.guest, w.tasks[T]
     assert guest.handle_async_pf(0, t, 0x1000, True, True) is NotPresentOutcome.NOT_ASYNC

@@ -1,4 +1,4 @@
-"""s390 pfault, guest and KVM host halves: linux-semantics.md §1 and scenarios 1-9 of §8.
+"""s390 pfault, guest and KVM host halves: scenarios 1-9 of docs/scenarios.md (Linux).
 
 Every test drives the protocol objects by hand in a fixed order, on the real
 :class:`~pfsim.sched.Scheduler` (2 guest CPUs, no idle balancing so placements are
@@ -167,7 +167,8 @@ def test_scenario_1_normal_order_init_then_done_on_the_other_vcpu():
 
 
 def test_scenario_1_wake_before_return_to_user_schedule_is_not_lost():
-    """Scenario 1 variant (§1.5 last paragraph, MUST rule 2).  INIT blocks T on CPU 0, but the
+    """Scenario 1 variant (``pfault_interrupt`` leaves the blocking to the return-to-user
+    schedule(), so a wake in between is not lost).  INIT blocks T on CPU 0, but the
     DONE is delivered on CPU 1 before CPU 0 reaches the return-to-user schedule(): wake_up finds
     T still on its CPU and only sets it RUNNING; schedule(preempted=False) then picks T again
     with no context switch.  pfault_wait 0, usage 1, list empty.
@@ -458,11 +459,11 @@ def test_init_for_a_task_that_is_not_current_warns_once():
 
 
 def test_diag258_handshake_return_codes_and_specification_cases():
-    """DIAG 0x258 (§1.9): TOKEN rc 0, again rc 8; CANCEL rc 0, again rc 4; program interrupts
-    for a misaligned block, bad version / length / code, compare not within select, misaligned
-    token address, missing z/Arch marker, non-zero CANCEL fields; ADDRESSING for an unreadable
-    block or a token outside memslots; problem state -> privileged operation; unknown
-    subcode -> exit to userspace."""
+    """DIAG 0x258 (arch/s390/kvm/diag.c ``__diag_page_ref_service``): TOKEN rc 0, again rc 8;
+    CANCEL rc 0, again rc 4; program interrupts for a misaligned block, bad version / length /
+    code, compare not within select, misaligned token address, missing z/Arch marker, non-zero
+    CANCEL fields; ADDRESSING for an unreadable block or a token outside memslots; problem
+    state -> privileged operation; unknown subcode -> exit to userspace."""
     host = PfaultHost(1, debug=True)
     good = pfault_init_refbk()
     zarch = 1 << 63

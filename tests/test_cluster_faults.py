@@ -1,4 +1,4 @@
-"""vmm_handle_page_fault scenarios of almos-mkh-semantics.md §12 (1-11, 18-20, 24).
+"""vmm_handle_page_fault scenarios of docs/scenarios.md (ALMOS-MKH scenarios 1-11, 18-20, 24).
 
 Costs and conventions are those of test_cluster_support.  The ``*_pgfault_cost`` counters
 are the time from the handler's entry (after the 300 ns exception entry) to its return.

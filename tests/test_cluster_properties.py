@@ -1,6 +1,6 @@
-"""Property test: random fork / write / read / exit programs keep the §11 invariants.
+"""Property test: random fork / write / read / exit programs keep the ALMOS-MKH invariants.
 
-After every simulator event (almos-mkh-semantics.md §11, checked by
+After every simulator event (the invariants of docs/clusters.md, checked by
 :func:`pfsim.cluster.invariants.check_all`): every non-reference copy's mapping of a public
 page equals the reference one (INV-2), no entry is WRITABLE and COW (INV-4), a page with
 forks pending is writable in no copy of any process, forks are never negative (INV-5), and

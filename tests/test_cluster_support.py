@@ -1,6 +1,6 @@
 """Builders shared by the cluster tests, and checks of the builders' own assumptions.
 
-Conventions of the scenarios (almos-mkh-semantics.md §12): 2 clusters of 2 vCPUs (vCPUs 0-1
+Conventions of the ALMOS-MKH scenarios (docs/scenarios.md): 2 clusters of 2 vCPUs (vCPUs 0-1
 in cluster 0, 2-3 in cluster 1) or 4 clusters of 2 vCPUs on a 2x2 mesh (cluster c at
 (c // 2, c % 2): 0-1, 0-2, 1-3, 2-3 are one hop apart, 0-3 and 1-2 two hops).  Processes
 have reference cluster 0 unless stated.  Vsegs start at BASE = 0x10000000 (vpn 0x10000,
@@ -60,8 +60,8 @@ def process(name: str, vsegs: list[dict[str, Any]], threads: list[dict[str, Any]
 
 
 def run_checked(data: dict[str, Any]) -> RunResult:
-    """Run with the §11 invariants (the flat VMM's reference counts with one cluster) checked
-    after every event."""
+    """Run with the invariants of docs/clusters.md (the flat VMM's reference counts with one
+    cluster) checked after every event."""
     sim = simulation(data)
     sim.sim.run(progress=lambda _now: sim.kernel.vmm.check_invariants(), progress_every=1)
     return RunResult(sim.run())

@@ -1,4 +1,4 @@
-"""x86 fault entry and mm scenarios of linux-semantics.md §8 (20, 22, 25, 26) and fault counts."""
+"""x86 fault entry and mm scenarios of docs/scenarios.md (Linux 20, 22, 25, 26), fault counts."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""fork, copy-on-write, munmap and exec: almos-mkh-semantics.md §12 scenarios 12-17 and 21-23,
-and the flat kernel's fork + COW (linux-semantics.md §8 scenario 21).
+"""fork, copy-on-write, munmap and exec: ALMOS-MKH scenarios 12-17 and 21-23 of docs/scenarios.md,
+and the flat kernel's fork + COW (Linux scenario 21 of docs/scenarios.md).
 
 Conventions of test_cluster_support.  DATA page A is the first page of vseg ``d`` (vpn
 0x10000, so page(v) = 0: a COW copy of it is placed in cluster 0).  "COW reset" is a COW
@@ -228,7 +228,7 @@ def test_concurrent_cow_from_two_clusters_scenario_23(user_error):
     the same instant (their naps differ by those 100 us).  X runs first: copy (forks 1 -> 0)
     and global update of the reference and both copies.  Y's exception was raised before the
     update; it locks the reference PTE after X releases it and finds COW cleared.  With
-    cow_race_is_user_error (recalled code) that is a USER_ERROR: P is terminated; without,
+    cow_race_is_user_error (the code as read) that is a USER_ERROR: P is terminated; without,
     Y resumes with no copy.  cow_races counts the race either way."""
     main = [touch(A, True), nap(300_000), _fork([nap(5_000_000)], 3, "c"), nap(3_000_000)]
     x = [nap(100_000), touch(A), nap(800_000), touch(A, True), nap(1_000_000)]
@@ -246,15 +246,15 @@ def test_concurrent_cow_from_two_clusters_scenario_23(user_error):
 
 
 def test_child_exit_releases_its_pending_forks():
-    """A child that exits without writing releases its pending forks (§6.3): the parent's
-    later write is a COW reset, not a copy."""
+    """A child that exits without writing releases its pending forks (``vmm_remove_vseg``): the
+    parent's later write is a COW reset, not a copy."""
     main = [touch(A, True), _fork([nap(10_000)], 1, "c"), {"op": "wait"}, touch(A, True)]
     result = run_checked(almos([process("p", [vseg("d", "data", 4)], [thread(0, main)])]))
     assert (result.processes["p"]["cow_copies"], result.processes["p"]["cow_reuses"]) == (0, 1)
 
 
 def test_flat_fork_copy_while_shared_reuse_when_exclusive_linux_scenario_21():
-    """linux-semantics.md scenario 21 on the flat kernel (clusters = 1): the parent writes
+    """Linux scenario 21 of docs/scenarios.md on the flat kernel (clusters = 1): the parent writes
     two anon pages (2 minor faults, 2 frames), forks a child that sleeps 1 ms and exits,
     writes page 0 at once: shared (refcount 2) -> copy (minor fault, third frame); waits for
     the child, writes page 1: refcount back to 1 -> reuse, no allocation.  Parent min_flt 4,

@@ -1,4 +1,4 @@
-"""Scheduler and preempt notifiers: linux-semantics.md §6 and scenarios 27-30.
+"""Scheduler and preempt notifiers: scenarios 27-30 of docs/scenarios.md (Linux).
 
 The scheduler is driven by a scripted executor: each task runs for fixed stretches and then
 yields (slice end), blocks or exits, so every switch happens at a hand-known time.

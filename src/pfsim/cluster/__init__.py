@@ -1,4 +1,5 @@
-"""ALMOS-MKH multi-cluster virtual memory (almos-mkh-semantics.md).
+"""ALMOS-MKH multi-cluster virtual memory (trunk/kernel/mm/vmm.c of the 2019-2020 ALMOS-MKH tree;
+docs/clusters.md).
 
 vCPUs are grouped into clusters, each with its own memory bank.  Every process has a
 reference cluster holding the complete vseg list (VSL) and page table (GPT); the other
@@ -14,7 +15,7 @@ modules:
 * :mod:`~pfsim.cluster.vmm`: the per-VM object the guest kernel and executor call (the guest's
   VMM interface, :class:`pfsim.guest.vmm.Vmm`);
 * :mod:`~pfsim.cluster.lifecycle`: fork, exit, munmap and exec on page-table copies;
-* :mod:`~pfsim.cluster.invariants`: §11 invariants as pure functions;
+* :mod:`~pfsim.cluster.invariants`: the invariants of docs/clusters.md as pure functions;
 * :mod:`~pfsim.cluster.result`: the cluster part of result.json.
 
 The cluster config checks and :func:`~pfsim.config.cluster_checks.almos_enabled` are in

@@ -1,13 +1,14 @@
 """ALMOS-MKH exception handling for the MMU faults of user threads (the Python reference).
 
 :meth:`AlmosFaults.exception` dispatches one refused access as ``hal_mmu_exception`` does
-(§4.1): an unmapped entry goes to :meth:`AlmosFaults.page_fault` (``vmm_handle_page_fault``,
-§4.2, in that order), a write to a mapped read-only entry to :meth:`AlmosFaults.cow`
-(``vmm_handle_cow``, §5.2), a fetch from a non-executable page and a user access to a kernel
-address end in USER_ERROR.  The handler does not compare the access with the vseg rights
-(M6): a store to an unmapped code page is first mapped read-only, then the re-executed store
-raises the write violation.  Outcomes are NON_FATAL (re-execute), USER_ERROR (the process
-is terminated) and KERNEL_PANIC (the faulting core halts).
+(hal_exception.c): an unmapped entry goes to :meth:`AlmosFaults.page_fault`
+(``vmm_handle_page_fault``, its steps in order, docs/clusters.md), a write to a mapped
+read-only entry to :meth:`AlmosFaults.cow` (``vmm_handle_cow``), a fetch from a
+non-executable page and a user access to a kernel address end in USER_ERROR.  The handler
+does not compare the access with the vseg rights (the MMU does): a store to an unmapped code
+page is first mapped read-only, then the re-executed store raises the write violation.
+Outcomes are NON_FATAL (re-execute), USER_ERROR (the process is terminated) and KERNEL_PANIC
+(the faulting core halts).
 
 The compiled loop (:mod:`pfsim.cluster.scan`) resolves the common page faults with the same
 steps and costs; this module stays the reference for them and handles everything else.
@@ -111,7 +112,7 @@ class AlmosFaults:
     def _remote(self, base: int, distance: int) -> int:
         return remote_cost(int(self.c[base]), int(self.c[K_HOP]), distance)
 
-    # ------------------------------------------------------------------ dispatch (§4.1)
+    # ------------------------------------------------------------- dispatch (hal_mmu_exception)
 
     def exception(self, cpu: int, texec: TaskExec, access: Access, t: int) -> FaultResult:
         """Handle the MMU exception ``access`` raised at time ``t`` on vCPU ``cpu``."""
@@ -167,7 +168,7 @@ class AlmosFaults:
         detail["outcome"] = KERNEL_PANIC
         return FaultResult(Action.HALT, clock.t - t, detail=detail)
 
-    # ------------------------------------------------------------------ vmm_get_vseg (§2.7)
+    # ------------------------------------------------------------------ vmm_get_vseg
 
     def lookup(self, local: int, gpt: ProcessGpt, v: int, clock: HandlerClock) -> bool:
         """Find vseg ``v`` (-1: no vseg) in the local VSL, copying it from the reference on a
@@ -193,7 +194,7 @@ class AlmosFaults:
         gpt.vsl[local, v] = 1
         return True
 
-    # ------------------------------------------------------------------ GPT helpers (§3.3)
+    # ------------------------------------------------------------------ GPT helpers (hal_gpt.c)
 
     def _pt2(self, gpt: ProcessGpt, copy: int, slot: int, clock: HandlerClock, local: int) -> bool:
         """``hal_gpt_lock_pte`` step 1: the PT2 of ``slot``'s region in ``copy`` exists, or the
@@ -241,7 +242,8 @@ class AlmosFaults:
 
     def page_fault(self, local: int, texec: TaskExec, gpt: ProcessGpt, slot: int, vpn: int,
                    clock: HandlerClock) -> _Outcome:
-        """§4.2 steps 1-5 for ``vpn`` faulting in cluster ``local``."""
+        """``vmm_handle_page_fault`` steps 1-5 (docs/clusters.md) for ``vpn`` faulting in cluster
+        ``local``."""
         start = clock.t
         v = int(gpt.slot_vseg[slot]) if slot >= 0 else -1
         if not self.lookup(local, gpt, v, clock):
@@ -301,7 +303,7 @@ class AlmosFaults:
                                False)
 
     def _no_memory(self, outcome: _Outcome, cow: bool) -> _Outcome:
-        """Memory exhaustion: 2020 KERNEL_PANIC, 2018 USER_ERROR (§8.5); COW per cow_oom_policy."""
+        """Memory exhaustion: 2020 KERNEL_PANIC, 2018 USER_ERROR; COW per cow_oom_policy."""
         if cow:
             if self.switches.cow_oom_policy == "kill_process":
                 outcome.outcome = USER_ERROR
@@ -309,7 +311,7 @@ class AlmosFaults:
             outcome.outcome = USER_ERROR
         return outcome
 
-    # ------------------------------------------------------------------ pages (§2.5, §2.6)
+    # ------------------------------------------------ pages (vmm_page_allocate, vmm_get_one_ppn)
 
     def target(self, gpt: ProcessGpt, v: int, typ: int, vpn: int, local: int) -> int:
         """``vmm_page_allocate``'s cluster for page ``vpn`` of vseg ``v``."""
@@ -362,7 +364,7 @@ class AlmosFaults:
         gpt.placement[v, where] += 1
         return frame
 
-    # ------------------------------------------------------------------ vmm_handle_cow (§5.2)
+    # ------------------------------------------------------------------ vmm_handle_cow
 
     def cow(self, local: int, texec: TaskExec, gpt: ProcessGpt, slot: int, vpn: int,
             clock: HandlerClock) -> _Outcome:
@@ -379,7 +381,7 @@ class AlmosFaults:
         old = int(gpt.state[copy, slot])
         if not (old & MAPPED and old & COW):  # step 4: a genuine write to a read-only page...
             self._unlock(gpt, copy, slot, start, clock, local)
-            if old & MAPPED and old & WRITABLE:  # ...or the loser of a COW race (§5.4)
+            if old & MAPPED and old & WRITABLE:  # ...or a COW race's loser (ALMOS-MKH scenario 23)
                 self.vmm.cow_races += 1
                 if not self.switches.cow_race_is_user_error:
                     return _Outcome(NON_FATAL, reason="cow")

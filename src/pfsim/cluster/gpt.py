@@ -9,8 +9,8 @@ arrays that the compiled loop reads directly:
 * ``vis``: the simulated time from which the entry's current value is visible to the MMU.
   Before ``vis`` the entry still shows its previous value: unmapped, or - when ``OLDRO`` is
   set - its old read-only mapping (a copy-on-write publication in flight);
-* ``lock_acq`` / ``lock_rel``: the last PTE-lock hold ``[acq, rel)`` (§3.3).  Setting a PTE
-  releases its lock, so a publication's ``vis`` equals the hold's ``rel``.
+* ``lock_acq`` / ``lock_rel``: the last PTE-lock hold ``[acq, rel)`` (``hal_gpt_lock_pte``).
+  Setting a PTE releases its lock, so a publication's ``vis`` equals the hold's ``rel``.
 
 Run-ahead: a thread's compiled loop resolves its faults ahead of the simulator's clock, so an
 entry a thread of the same cluster will map at a later time may already be set when another
@@ -50,7 +50,8 @@ REMOTE_SET = 0x80
 a COW publication)."""
 ATTR_MASK = MAPPED | WRITABLE | EXECUTABLE | COW
 
-# per-copy counters (columns of ProcessGpt.copy_counters), §9.2 names plus COW counts
+# per-copy counters (columns of ProcessGpt.copy_counters): ALMOS-MKH's *_pgfault_* names plus
+# COW counts
 FALSE_NR, LOCAL_NR, GLOBAL_NR, FALSE_COST, LOCAL_COST, GLOBAL_COST = 0, 1, 2, 3, 4, 5
 COW_COPIES, COW_REUSES = 6, 7
 COPY_COUNTER_NAMES = ("false_pgfault_nr", "local_pgfault_nr", "global_pgfault_nr",
@@ -58,7 +59,7 @@ COPY_COUNTER_NAMES = ("false_pgfault_nr", "local_pgfault_nr", "global_pgfault_nr
                       "cow_copies", "cow_reuses")
 
 PT2_SHIFT = 9
-"""A PT2 maps 512 small pages (2 MiB): region = vpn >> 9 (§3.2)."""
+"""A PT2 maps 512 small pages (2 MiB): region = vpn >> 9 (TSAR two-level table, hal_gpt.c)."""
 
 
 class ProcessGpt:
@@ -102,8 +103,9 @@ class ProcessGpt:
         self.vpn = np.zeros(nslots, dtype=np.int64)
         self.vseg_info = np.zeros((2, nv), dtype=np.int32)
         self.attr, self.vcxy = self.vseg_info
-        """``attr``: attributes a fault gives each vseg's pages (§3.1: from the vseg flags);
-        ``vcxy``: placement cluster of anon and remote vsegs (-1: placed by type)."""
+        """``attr``: attributes a fault gives each vseg's pages (``vmm_handle_page_fault`` builds
+        them from the vseg flags); ``vcxy``: placement cluster of anon and remote vsegs (-1:
+        placed by type)."""
         self.vcxy[:] = -1
         placement_cluster = placement_cluster or {}
         for v, vma in enumerate(self.vsegs):

@@ -1,4 +1,5 @@
-"""The invariants of almos-mkh-semantics.md §11 as pure functions over the model's state.
+"""The ALMOS-MKH invariants (INV-1..INV-7, listed in docs/clusters.md) as pure functions over the
+model's state.
 
 Each function takes the guest kernel (or parts of it), changes nothing, and raises
 :class:`~pfsim.errors.InvariantViolation` with the offending process, copy, slot and frame.
@@ -111,8 +112,9 @@ def check_frames_conserved(kernel: GuestKernel) -> None:
 
 
 def check_private_pages_local(name: str, gpt: ProcessGpt, bank: int, forked: bool) -> None:
-    """M5 / INV-6: a private page (CODE; STACK unless the process is a fork child, whose
-    stack starts as a copy of its parent's) mapped in copy ``c`` lies in cluster ``c``'s bank."""
+    """INV-6 and the placement of ``vmm_page_allocate``: a private page (CODE; STACK unless the
+    process is a fork child, whose stack starts as a copy of its parent's) mapped in copy ``c``
+    lies in cluster ``c``'s bank."""
     private = np.isin(gpt.vtype, (CODE,) if forked else PRIVATE_TYPES)
     for copy in range(gpt.n):
         mapped = ((gpt.state[copy] & MAPPED) != 0) & private
@@ -124,8 +126,8 @@ def check_private_pages_local(name: str, gpt: ProcessGpt, bank: int, forked: boo
 
 
 def check_all(kernel: GuestKernel) -> None:
-    """Every §11 invariant that holds at any event boundary, for a kernel built with the
-    cluster VMM (the flat VMM checks its reference counts itself:
+    """Every invariant (docs/clusters.md) that holds at any event boundary, for a kernel built
+    with the cluster VMM (the flat VMM checks its reference counts itself:
     :meth:`pfsim.guest.flat_vmm.FlatVmm.check_invariants`; ``kernel.vmm.check_invariants()``
     runs the right checks for either)."""
     now = kernel.sim.now

@@ -1,14 +1,15 @@
-"""fork, munmap and exec on ALMOS-MKH page-table copies (almos-mkh-semantics.md §6).
+"""fork, munmap and exec on ALMOS-MKH page-table copies (trunk/kernel/kern/process.c, mm/vmm.c).
 
-* :func:`almos_fork` follows ``process_make_fork`` (§6.1): the child's owner and reference
+* :func:`almos_fork` follows ``process_make_fork``: the child's owner and reference
   cluster Y is chosen (``place_fork`` or the DQDT); ``vmm_fork_copy`` registers the parent's
   reference vsegs except stacks in the child's VSL and copies the mapped entries of every
   type but CODE (FILE without COW), each copied page gaining one pending fork;
   ``thread_user_fork`` gives the child a copy of the forking thread's stack, COW in both;
   ``vmm_set_cow`` makes every writable DATA/ANON/REMOTE page COW in every parent copy.
 * :func:`almos_munmap` is ``vmm_global_delete_vseg``: the vseg leaves every copy, the pages
-  are released by the §6.3 rules (public pages by the reference only).
-* :func:`almos_exec` resets the address space to empty code and data vsegs (§6.2).
+  are released by the rules of ``vmm_remove_vseg`` (public pages by the reference only).
+* :func:`almos_exec` resets the address space to empty code and data vsegs (``process_make_exec``,
+  ``vmm_user_reset``).
 
 Each returns the CPU time charged to the calling thread (ns).  RPCs (PROCESS_MAKE_FORK,
 VMM_SET_COW, VMM_REMOVE_VSEG) are counted on the calling thread.
@@ -93,7 +94,7 @@ def almos_fork(vmm: ClusterVmm, cpu: int, texec: TaskExec, child: Process, place
     ref = pg.ref
     target = place if place is not None else dqdt_cluster(vmm)
     cg = ProcessGpt(child.mm, vmm.topology, target)
-    cg.vcxy[:] = pg.vcxy  # anon/remote placement is intrinsic to the vseg (§2.4)
+    cg.vcxy[:] = pg.vcxy  # anon/remote placement is intrinsic to the vseg (vseg_init_from_ref)
     cg.mapper_frame[:] = pg.mapper_frame
     child.mm.gfn[:] = -1
     child.mm.state[:] = 0

@@ -4,12 +4,13 @@ A handler runs whole at its fault time and carries its own clock (:class:`Handle
 Handlers take locks in the order they run (fault time, then event order), like tickets: each
 lock remembers its last hold ``[acq, rel)``, and a handler asking for it at time ``t < rel``
 spins until ``rel``.  The waiter is delayed, never skipped, and the wait is CPU time on its
-core (M4: a spinning thread keeps its core busy), counted in the thread's ``*_waits`` and
-``*_wait_ns``.  The compiled loop (:mod:`pfsim.cluster.scan`) inlines the same rules.
+core (a thread spinning on a PTE lock keeps its core busy: it is not descheduled), counted in
+the thread's ``*_waits`` and ``*_wait_ns``.  The compiled loop (:mod:`pfsim.cluster.scan`)
+inlines the same rules.
 
-The vseg-list lock follows remote_rwlock (§7.3): readers share it and wait only for a holding
-writer; a writer waits for the writer and the readers.  With ``vsl_lock = "queuelock"``
-every holder is exclusive.
+The vseg-list lock follows remote_rwlock (trunk/kernel/libk/remote_rwlock.c): readers share
+it and wait only for a holding writer; a writer waits for the writer and the readers.  With
+``vsl_lock = "queuelock"`` every holder is exclusive.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Guest memory split into one bank per cluster, with ALMOS-MKH's pending-fork counters.
 
-Frame ``g`` belongs to cluster ``g // bank`` (the CXY bits of a physical address, §1.1).
-Each bank keeps the first ``ceil(reserved / clusters)`` frames for its kernel instance and a
-free stack of its own; there is no fallback to another bank when one is empty (§2.5, §8.5).
+Frame ``g`` belongs to cluster ``g // bank`` (the CXY bits of a physical address name its
+cluster).  Each bank keeps the first ``ceil(reserved / clusters)`` frames for its kernel
+instance and a free stack of its own; there is no fallback to another bank when one is empty
+(``vmm_page_allocate``, ``ppm_alloc_pages``).
 Frame kinds and reference counts are those of :class:`~pfsim.guest.memory.PhysMem`, plus
 ``PAGETABLE`` for second-level page tables.  ``forks[g]`` is the ``page_t.forks`` counter of
-§5.1: how many forks still share the page.
+trunk/kernel/mm/page.h: how many forks still share the page.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Unmapping pages from a page-table copy: the release rules of ``vmm_remove_vseg`` (§6.3).
+"""Unmapping pages from a page-table copy: the release rules of ``vmm_remove_vseg``.
 
 For every mapped entry of a vseg in one copy, the entry is reset and the page is released:
 
@@ -7,9 +7,10 @@ For every mapped entry of a vseg in one copy, the entry is reset and the page is
 * DATA, ANON, REMOTE (public): by the reference copy only;
 
 and "released" means: if forks are still pending on the page, one is consumed instead (the
-other sharer keeps the page); otherwise the page is freed.  The reference applies the
-pending-fork test to DATA; applying it to every type is a modelling choice [I] that settles
-§13 (7): freeing a stack page a fork child still maps, or never freeing a COW page, would
+other sharer keeps the page); otherwise the page is freed.  ALMOS-MKH applies the
+pending-fork test to DATA; applying it to every type is pfsim's modelling choice, which settles
+an unverified point (the code frees CODE/STACK pages always, a vmm.h comment says "only when
+not COW"): freeing a stack page a fork child still maps, or never freeing a COW page, would
 both break the frame accounting (docs/clusters.md).
 """
 

@@ -14,8 +14,9 @@ its cluster (row ``local`` of the process's :class:`~pfsim.cluster.gpt.ProcessGp
 Everything else stops the loop at that access for the Python path: a vseg not yet in the
 local vseg list, a write to a read-only or COW entry, a fetch from a non-executable page,
 FILE vsegs, a mapper miss, a DATA page for an empty mesh position, a bank without the frames
-the fault needs, an access that would still be refused after the fault (the second exception
-of M6).  Such checks are made before anything changes, so stopping never undoes work.
+the fault needs, an access that would still be refused after the fault (the second exception:
+the fault handler does not check the vseg rights, the MMU does).  Such checks are made before
+anything changes, so stopping never undoes work.
 
 Accesses slower than ``think`` (faults, remote accesses) are logged (index, completion time)
 so a segment cut short can tell how many accesses were done by a given time.

@@ -3,7 +3,7 @@
 Cluster ``c`` sits at mesh position ``(x, y) = (c // y_size, c % y_size)`` (ALMOS-MKH's
 ``cxy = x << y_width | y`` with the fields packed densely).  Distances are Manhattan hops.
 A mesh may have more positions than the VM has clusters: the extra positions are *empty*
-clusters (no cores, no memory), which only matter to DATA placement (§2.5).
+clusters (no cores, no memory), which only matter to DATA placement (``vmm_page_allocate``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import numpy as np
 from pfsim.config.schema import ClusterConfig
 from pfsim.errors import ConfigError
 
-# ALMOS-MKH vseg types, in the source's enumeration order (vseg.h, §2.2)
+# ALMOS-MKH vseg types, in the source's enumeration order (vseg.h vseg_type_t)
 CODE, DATA, STACK, ANON, FILE, REMOTE = 0, 1, 2, 3, 4, 5
 TYPE_CODES = {"code": CODE, "data": DATA, "stack": STACK, "anon": ANON, "file": FILE,
               "remote": REMOTE}
 TYPE_NAMES = {code: name for name, code in TYPE_CODES.items()}
 PRIVATE_TYPES = (CODE, STACK)
-"""The page-fault code tests the *type* (STACK or CODE), not VSEG_PRIVATE (§2.3)."""
+"""The page-fault code tests the *type* (STACK or CODE), not VSEG_PRIVATE
+(``vmm_handle_page_fault``, ``vmm_handle_cow``)."""
 
 
 def default_mesh(clusters: int) -> tuple[int, int]:
@@ -71,8 +72,9 @@ class Topology:
         return cluster // self.y_size, cluster % self.y_size
 
     def distrib_index(self, vpn: int) -> int:
-        """The mesh position a DATA page goes to, before the empty-cluster fallback (§2.5):
-        ``vpn & (x_size*y_size - 1)``, or ``vpn % clusters`` with ``distrib_index = modulo``."""
+        """The mesh position a DATA page goes to, before the empty-cluster fallback
+        (``vmm_page_allocate``): ``vpn & (x_size*y_size - 1)``, or ``vpn % clusters`` with
+        ``distrib_index = modulo``."""
         if self.modulo:
             return vpn % self.n
         return vpn & (self.mesh_positions - 1)

@@ -92,7 +92,7 @@ class ClusterVmm(Vmm):
     """
 
     touches_in_time_order = True  # faults take PTE locks and the rwlock in simulated time
-    reclaims = False  # §8.5: no page-cache reclaim, no OOM killer
+    reclaims = False  # ALMOS-MKH has no swap, no page-cache reclaim, no OOM killer
 
     @classmethod
     def new_memory(cls, config: Config) -> ClusterMem:
@@ -120,7 +120,7 @@ class ClusterVmm(Vmm):
         self.fork_failures = 0
         self.faults = AlmosFaults(self)
         self.check = kernel.config.sim.check_invariants
-        """Check the §11 invariants after each exception handled in Python
+        """Check the invariants (docs/clusters.md) after each exception handled in Python
         (``sim.check_invariants``)."""
         self.tout = np.zeros(T_SIZE, dtype=np.int64)
         self.params = np.zeros(P_SIZE, dtype=np.int64)
@@ -154,8 +154,9 @@ class ClusterVmm(Vmm):
             self.load[cpu] -= 1
 
     def attach_process(self, process: Process, proc: ProcessConfig) -> None:
-        """Place a new process's threads, build its copies, register its vsegs (§2.7): code,
-        data and mmap vsegs in the reference VSL, each thread's stack in its cluster's."""
+        """Place a new process's threads, build its copies, register its vsegs (where exec and
+        ``vmm_create_vseg`` put them): code, data and mmap vsegs in the reference VSL, each
+        thread's stack in its cluster's."""
         threads = process.threads
         if proc.cluster is not None:
             ref = proc.cluster
@@ -181,7 +182,8 @@ class ClusterVmm(Vmm):
                 gpt.vsl[cluster, gpt.vseg_index(task.data.stack.name)] = 1
 
     def thread_exit(self, texec: TaskExec) -> None:
-        """A thread is destroyed: its stack vseg leaves its cluster's VSL, pages freed (§6.3)."""
+        """A thread is destroyed: its stack vseg leaves its cluster's VSL, pages freed
+        (``vmm_remove_vseg``)."""
         task = texec.task
         self.unplace(task)
         gpt: ProcessGpt | None = texec.process.vmm
@@ -194,7 +196,8 @@ class ClusterVmm(Vmm):
             gpt.vsl[cluster, v] = 0
 
     def release_process(self, process: Process) -> None:
-        """The process is gone: destroy every copy (§6.3 release rules), then its PT2s."""
+        """The process is gone: destroy every copy (``vmm_destroy``, with the release rules of
+        ``vmm_remove_vseg``), then its PT2s."""
         for task in process.threads:
             self.unplace(task)
         gpt: ProcessGpt | None = process.vmm

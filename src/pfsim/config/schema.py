@@ -77,7 +77,8 @@ class SchedConfig(_Section):
 
 
 class FaultCosts(_Section):
-    """CPU time of each step of the guest fault path (defaults from linux-semantics.md §7)."""
+    """CPU time of each step of the guest fault path (defaults: estimates anchored on published
+    fault and TLB-shootdown timings, docs/model.md "Costs")."""
 
     entry: Time = 300
     """Exception entry, error-code decode, VMA lookup and return to the faulting context."""
@@ -133,8 +134,8 @@ class MMConfig(_Section):
 
 
 class ClusterCosts(_Section):
-    """CPU time of the steps of the ALMOS-MKH fault, COW and fork paths (almos-mkh-semantics.md
-    §10: no published figure exists, so every default is an estimate to calibrate).
+    """CPU time of the steps of the ALMOS-MKH fault, COW and fork paths (no ALMOS-MKH fault, RPC
+    or remote-access latency is published, so every default is an estimate to calibrate).
 
     A ``remote_*`` cost is what an operation on another cluster's memory adds to the local
     one, for a neighbouring cluster; each extra mesh hop adds ``hop``.  Page allocation and
@@ -163,10 +164,10 @@ class ClusterCosts(_Section):
 
 
 class ClusterConfig(_Section):
-    """The ALMOS-MKH multi-cluster VMM (almos-mkh-semantics.md), table ``[guest.vmm]``, used
-    when ``guest.clusters`` is above 1 or ``model = "almos"``.  Each switch below settles a
-    point the reference marks uncertain ([S?] or §13); the default is the most likely
-    behaviour (docs/clusters.md)."""
+    """The ALMOS-MKH multi-cluster VMM (trunk/kernel/mm/vmm.c of the 2019-2020 ALMOS-MKH tree),
+    table ``[guest.vmm]``, used when ``guest.clusters`` is above 1 or ``model = "almos"``.  Each
+    switch below settles a point the ALMOS-MKH sources leave uncertain; the default is the most
+    likely behaviour (docs/clusters.md)."""
 
     model: Literal["auto", "almos"] = "auto"
     """auto: the flat kernel when clusters = 1, the ALMOS-MKH VMM otherwise; almos: the
@@ -175,30 +176,33 @@ class ClusterConfig(_Section):
     """[x_size, y_size] of the 2D mesh (x_size * y_size >= clusters; positions beyond
     ``clusters`` are empty clusters); default: the squarest power-of-two split of clusters."""
     distrib_index: Literal["mask", "modulo"] = "mask"
-    """DATA page placement index: vpn & (x_size*y_size - 1) as recalled (§2.5), or vpn % clusters."""
+    """DATA page placement index: vpn & (x_size*y_size - 1) as in ``vmm_page_allocate``, or
+    vpn % clusters."""
     remote_ops: Literal["direct", "rpc"] = "direct"
     """direct (2020): remote vseg lookups, page allocations and PTE updates are direct remote
     accesses; rpc (2018-2019): they are RPC_VMM_GET_VSEG, RPC_PMEM_GET_PAGES and
-    RPC_VMM_GLOBAL_UPDATE_PTE round trips (§8.3, §8.4)."""
+    RPC_VMM_GLOBAL_UPDATE_PTE round trips (docs/clusters.md)."""
     vsl_lock: Literal["rwlock", "queuelock"] = "rwlock"
     """Lock of each copy's vseg list: remote_rwlock (2019, readers share) or remote_queuelock
-    (2020 headers suggest it; every holder is exclusive) (§1.3, §13)."""
+    (2020 headers suggest it; every holder is exclusive) (docs/clusters.md)."""
     oom_rule: Literal["2020", "2018"] = "2020"
     """No page for a page fault: 2020 KERNEL_PANIC (the faulting core halts); 2018 USER_ERROR
-    (the process is killed) (§8.5, M9)."""
+    (the process is killed) (``vmm_handle_page_fault``; docs/clusters.md)."""
     cow_oom_policy: Literal["kill_process", "panic_core"] = "kill_process"
     """No page for a copy-on-write copy: the COW branch reports USER_ERROR (kill) or the
-    KERNEL_PANIC it got (halt the core) (§5.4)."""
+    KERNEL_PANIC it got (halt the core) (``vmm_handle_cow``, ``hal_mmu_exception``)."""
     cow_race_is_user_error: StrictBool = True
     """Two clusters write one COW page together: the loser finds COW already cleared and gets
-    USER_ERROR (code as recalled), or resumes without a copy when false (§5.4, scenario 23)."""
+    USER_ERROR (``vmm_handle_cow`` as read), or resumes without a copy when false (ALMOS-MKH
+    scenario 23 of docs/scenarios.md)."""
     lookahead: Time = 20_000
     """The compiled loop resolves a thread's page faults at most this far past the start of
     its segment; later ones wait for the next segment, so the faults of concurrent threads
     are handled nearly in time order (0: strictly in time order, slowest)."""
     cow_update_unmapped_copies: StrictBool = False
     """A COW publication also writes the entry into copies where it is not mapped (false:
-    only mapped copies are updated; the others pull it on a later false fault) (§5.3)."""
+    only mapped copies are updated; the others pull it on a later false fault)
+    (``vmm_global_update_pte``)."""
     costs: ClusterCosts = ClusterCosts()
 
 
@@ -225,8 +229,8 @@ class GuestConfig(_Section):
 
 
 class SwapConfig(_Section):
-    """The host swap device.  ``device`` picks a preset (linux-semantics.md §7.2); any value
-    given here overrides the preset's."""
+    """The host swap device.  ``device`` picks a preset (measured latencies, estimated bandwidths:
+    docs/hypervisor.md "Swap device"); any value given here overrides the preset's."""
 
     device: Literal["zram", "nvme", "sata-ssd", "hdd"] = "nvme"
     latency: Time | None = None
@@ -247,7 +251,8 @@ class SwapConfig(_Section):
 
 
 class HostCosts(_Section):
-    """CPU time the host spends on the vCPU's behalf (estimates of linux-semantics.md §7.3)."""
+    """CPU time the host spends on the vCPU's behalf (estimates from published VM-exit costs:
+    docs/hypervisor.md "Host costs")."""
 
     ept_violation: Time = 2_500
     """VM exit, EPT walk, map and re-entry for a page already in host memory."""

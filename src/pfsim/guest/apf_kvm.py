@@ -1,6 +1,6 @@
 """x86 KVM async page fault, guest side: the token sleep table, not-present and page-ready.
 
-Protocol (linux-semantics.md §2; src: arch/x86/kernel/kvm.c ``__kvm_handle_async_pf``,
+Protocol (Linux v5.10 and later; src: arch/x86/kernel/kvm.c ``__kvm_handle_async_pf``,
 ``kvm_async_pf_task_wait_schedule``, ``kvm_async_pf_queue_task``, ``kvm_async_pf_task_wake``,
 ``apf_task_wake_one``, ``apf_task_wake_all``, ``sysvec_kvm_asyncpf_interrupt``,
 ``kvm_guest_cpu_init``, ``kvm_guest_cpu_offline``)::
@@ -360,7 +360,8 @@ class KvmApfGuest:
     # ------------------------------------------------------------------ invariants
 
     def check_invariants(self) -> None:
-        """INV-X1..X3 (linux-semantics.md §2.6) and dummy accounting; X4 is the host's INV-H5.
+        """INV-X1..X3 (docs/hypervisor.md "Protocol invariants") and dummy accounting; X4 is the
+        host's INV-H5.
 
         X1: a token is in the table at most once, in its own bucket.  X2: a waiting task's
         node stays linked until a waker unlinks it, and the task leaves the wait only through

@@ -1,7 +1,7 @@
 """s390 pfault, guest side: the global wait list and the per-task tri-state ``pfault_wait``.
 
-Protocol (linux-semantics.md §1.4-1.8; src: arch/s390/mm/pfault.c ``pfault_interrupt``,
-``pfault_cpu_dead``, ``__pfault_init``, ``pfault_fini``)::
+Protocol (src: arch/s390/mm/pfault.c ``pfault_interrupt``, ``pfault_cpu_dead``,
+``__pfault_init``, ``pfault_fini``; Linux v6.7 and later, arch/s390/mm/fault.c before)::
 
     ext interrupt 0x2603 with (subcode & 0xff00) == 0x0600; token low word = pid of the task
     INIT (0x0600), on the CPU running T:  0 -> 1   +1 ref, on list, T D-state, need_resched
@@ -48,8 +48,10 @@ checks that it is 8-aligned."""
 def lpp_value(pid: int) -> int:
     """The token doubleword the host reads while ``pid`` runs: PID in the low word.
 
-    The exact lowcore layout was not re-verified (linux-semantics.md §1.3); the magic is kept
-    in the high word so the guest's ``param64 & 0xffffffff`` yields the pid.
+    The guest relies only on "low 32 bits = pid" (``pfault_interrupt`` takes
+    ``param64 & LPP_PID_MASK``); the exact lowcore layout (arch/s390/kernel/smp.c
+    ``pcpu_attach_task``) was not checked, so the magic is kept in the high word, where the
+    guest's ``param64 & 0xffffffff`` does not see it.
     """
     return (LPP_MAGIC << 32) | (pid & LPP_PID_MASK)
 
@@ -290,7 +292,7 @@ class PfaultGuest:
     # ------------------------------------------------------------------ invariants
 
     def check_invariants(self) -> None:
-        """INV-S1..S5 (linux-semantics.md §1.8); raises :class:`InvariantViolation`.
+        """INV-S1..S5 (docs/hypervisor.md, "Protocol invariants"); raises InvariantViolation.
 
         S4 (no lost wake-up) is a property of event sequences: here it shows as "a task on the
         list that sleeps sleeps in D-state and holds its reference"; the tests add "after a

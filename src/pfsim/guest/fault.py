@@ -1,11 +1,11 @@
 """The x86 page-fault entry and the generic fault handler, after arch/x86/mm/fault.c and
-mm/memory.c (linux-semantics.md §4 and §5).
+mm/memory.c (``exc_page_fault``, ``do_user_addr_fault``, ``access_error``; ``handle_mm_fault``).
 
 :meth:`FaultHandler.exc_page_fault` takes one refused access and returns what the faulting
 context must do next (:class:`FaultResult`): re-execute the access, sleep on a read, receive
-SIGSEGV, return -EFAULT from a uaccess, or oops.  Counting follows §4.5: a fault that returns
-RETRY (waits for I/O) counts nothing; its retry carries FAULT_FLAG_TRIED and counts as major;
-an access error counts neither min nor maj.
+SIGSEGV, return -EFAULT from a uaccess, or oops.  Counting follows ``mm_account_fault``: a
+fault that returns RETRY (waits for I/O) counts nothing; its retry carries FAULT_FLAG_TRIED and
+counts as major; an access error counts neither min nor maj.
 """
 
 from __future__ import annotations
@@ -182,7 +182,8 @@ class FaultHandler:
     # ------------------------------------------------------------------ handle_mm_fault
 
     def handle_mm_fault(self, texec: TaskExec, vma: Vma, access: Access, cost: int) -> FaultResult:
-        """Resolve a permitted fault; count it per §4.5 (RETRY counts nothing)."""
+        """Resolve a permitted fault; count it as ``mm_account_fault`` does (RETRY counts
+        nothing)."""
         mm = texec.process.mm
         slot = vma.slot(access.addr)
         pte = int(mm.state[slot])
@@ -245,7 +246,8 @@ class FaultHandler:
         return FaultResult(Action.RETRY, cost + self.costs.anon_page)
 
     def do_wp_page(self, texec: TaskExec, vma: Vma, slot: int, access: Access, cost: int) -> FaultResult:
-        """Write to a present, write-protected PTE: reuse, share-dirty or copy (§5.4)."""
+        """Write to a present, write-protected PTE: reuse, share-dirty or copy (mm/memory.c
+        ``do_wp_page``)."""
         mm = texec.process.mm
         pte = int(mm.state[slot])
         gfn = int(mm.gfn[slot])

@@ -2,9 +2,10 @@
 
 Fork copies every present PTE and write-protects private writable pages in parent and child;
 each copied frame gains a reference, so a later write copies while the page is shared and
-reuses it once exclusive (linux-semantics.md §5.4 and scenario 21).  munmap and exec drop the
-pages of whole VMAs.  Faults go to :class:`~pfsim.guest.fault.FaultHandler`; accesses run in
-the compiled loop of :mod:`pfsim.machine.scan`.
+reuses it once exclusive (mm/memory.c ``do_wp_page``; Linux scenario 21 of docs/scenarios.md).
+munmap and exec drop the pages of whole VMAs.  Faults go to
+:class:`~pfsim.guest.fault.FaultHandler`; accesses run in the compiled loop of
+:mod:`pfsim.machine.scan`.
 """
 
 from __future__ import annotations

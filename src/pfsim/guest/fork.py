@@ -2,7 +2,7 @@
 
 :class:`ProcessOps` runs these steps for the executor: process creation, waiting and exit
 bookkeeping are here; the page-table work of fork, munmap and exec is the kernel's VMM's
-(:mod:`pfsim.guest.vmm`: Linux semantics in :mod:`pfsim.guest.flat_vmm`, ALMOS-MKH §5-§6 in
+(:mod:`pfsim.guest.vmm`: Linux semantics in :mod:`pfsim.guest.flat_vmm`, ALMOS-MKH fork and COW in
 the cluster VMM).
 
 Each step runs at the current simulated time; the calling thread is charged its CPU cost.

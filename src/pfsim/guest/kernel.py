@@ -173,7 +173,7 @@ class GuestKernel:
     def alloc_frame(self, texec: TaskExec, kind: int) -> int:
         """A free frame, shrinking the page cache and then OOM-killing if needed; -1 when the
         faulting task itself died (or the VM panicked).  Under a VMM that does not reclaim (the
-        ALMOS-MKH clusters, §8.5: no OOM killer either): -1 as soon as no frame is free."""
+        ALMOS-MKH clusters: no swap and no OOM killer either): -1 as soon as no frame is free."""
         if not self.vmm.reclaims:
             return self.mem.alloc(kind)
         while True:
@@ -218,7 +218,8 @@ class GuestKernel:
         return best
 
     def start_read(self, texec: TaskExec, file: File, page: int, ra_pages: int) -> ReadRequest | None:
-        """Synchronous mmap read-around for a page-cache miss on ``page`` (§5.3).
+        """Synchronous mmap read-around for a page-cache miss on ``page`` (mm/filemap.c
+        ``filemap_fault``).
 
         Reads the ``ra_pages`` window starting at ``page - ra_pages/2`` (pages already cached
         or in flight are skipped) and marks the page ``ra_pages/4`` before the window's end
@@ -306,8 +307,9 @@ class GuestKernel:
             self.sim.stop()  # the workload is over (host threads may still be runnable)
 
     def halt_core(self, cpu: int, detail: dict[str, Any]) -> None:
-        """ALMOS-MKH KERNEL_PANIC (2020 rule, §4.1): the faulting core sleeps forever; its
-        current thread never runs again, the other cores go on."""
+        """ALMOS-MKH KERNEL_PANIC (2020 rule, ``hal_do_exception`` → ``hal_core_sleep``): the
+        faulting core sleeps forever; its current thread never runs again, the other cores go
+        on."""
         self.vmm.core_halted(cpu, {"time_ns": self.sim.now, **detail})
         self.executor.halt_vcpu(cpu)
 

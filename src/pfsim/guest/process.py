@@ -26,8 +26,10 @@ class Counters:
     local_pgfault_nr: int = 0
     global_pgfault_nr: int = 0
     pgfault: int = 0
-    """PGFAULT events: every fault that reached handle_mm_fault, errors included (§4.5)."""
-    # ALMOS-MKH (almos-mkh-semantics.md §9.2): time spent in vmm_handle_page_fault (ns)
+    """PGFAULT events: every fault that reached handle_mm_fault, errors included
+    (mm/memory.c ``mm_account_fault``)."""
+    # ALMOS-MKH (CONFIG_INSTRUMENTATION_PGFAULTS, thread.h thread_info_t): time spent in
+    # vmm_handle_page_fault (ns)
     false_pgfault_cost: int = 0
     local_pgfault_cost: int = 0
     global_pgfault_cost: int = 0

@@ -1,6 +1,6 @@
 """x86 KVM async page fault, host side: tokens, the gfn hash, not-present and page-ready, ACK.
 
-Protocol (linux-semantics.md §3; src: arch/x86/kvm/mmu/mmu.c ``__kvm_mmu_faultin_pfn``,
+Protocol (Linux v6.6-v6.15; src: arch/x86/kvm/mmu/mmu.c ``__kvm_mmu_faultin_pfn``,
 ``kvm_arch_setup_async_pf``, ``alloc_apf_token``; arch/x86/kvm/x86.c ``kvm_can_do_async_pf``,
 ``kvm_can_deliver_async_pf``, ``kvm_arch_async_page_not_present``,
 ``kvm_arch_async_page_present``, ``kvm_arch_async_page_present_queued``,
@@ -483,7 +483,8 @@ class KvmApfHost:
         return list(self.queues.vcpus[vcpu_id].queue)
 
     def check_invariants(self) -> None:
-        """INV-H1..H5 (linux-semantics.md §3.9); raises :class:`InvariantViolation`."""
+        """INV-H1..H5 (listed in docs/hypervisor.md "Protocol invariants"); raises
+        :class:`InvariantViolation`."""
         self.queues.check_invariants()  # H1, H3
         for v in self.vcpus:
             where = f"vCPU {v.vcpu_id}"

@@ -1,6 +1,6 @@
 """s390 pfault, KVM host side: the DIAG 0x258 handshake, the async/sync decision, INIT and DONE.
 
-Protocol (linux-semantics.md §1.9-1.10; src: arch/s390/kvm/diag.c ``__diag_page_ref_service``;
+Protocol (Linux v6.6-v6.15; src: arch/s390/kvm/diag.c ``__diag_page_ref_service``;
 arch/s390/kvm/kvm-s390.c ``kvm_arch_setup_async_pf``, ``kvm_arch_async_page_not_present``,
 ``kvm_arch_async_page_present``, ``vcpu_pre_run``, ``kvm_arch_vcpu_ioctl_normal_reset``;
 arch/s390/kvm/interrupt.c ``__inject_pfault_init``, ``__inject_pfault_done``,

@@ -1,6 +1,8 @@
 """Generic KVM async-page-fault work items: the per-vCPU ``queue`` / ``done`` lists and lifetimes.
 
-Protocol (linux-semantics.md §3.1-3.5, §3.8; src: virt/kvm/async_pf.c):
+Protocol (Linux v6.6-v6.15; src: virt/kvm/async_pf.c ``kvm_setup_async_pf``, ``async_pf_execute``,
+``kvm_check_async_pf_completion``, ``kvm_async_pf_wakeup_all``,
+``kvm_clear_async_pf_completion_queue``):
 
     kvm_setup_async_pf:   queued >= 64, error hva or no memory -> refuse (caller goes synchronous)
                           else link on queue, queued++  (the arch layer then injects "not present")
@@ -20,8 +22,8 @@ is event-driven: :meth:`AsyncPfQueues.clear` returns the items the clearing vCPU
 for, and the clear finishes inside the ``work_returned`` of the last of them.
 
 Every free is recorded in :attr:`AsyncPfQueues.frees` so tests can check that each item is freed
-exactly once and never before its work function returned (INV-H3).  The ``debug`` hook of the
-four protocol halves is :func:`pfsim.machine.checked.checked`.
+exactly once and never before its work function returned (INV-H3, docs/hypervisor.md).  The
+``debug`` hook of the four protocol halves is :func:`pfsim.machine.checked.checked`.
 """
 
 from __future__ import annotations

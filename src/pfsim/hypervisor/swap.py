@@ -5,7 +5,7 @@ pages over a channel shared by all requests at ``bandwidth``.  Requests start in
 order (FIFO), so every completion time is known when the request is submitted; the caller
 schedules the completion event.
 
-Presets (linux-semantics.md §7.2; sourced latencies, estimated bandwidths):
+Presets (published per-4 KiB read latencies, estimated bandwidths; sources in docs/hypervisor.md):
 
 ==========  ========  ==========  ===========  ============  ===========
 device      latency   bandwidth   queue depth  page_cluster  synchronous

@@ -1,10 +1,10 @@
 """KVM's use of preempt notifiers: ``vcpu_load`` / ``vcpu_put`` around a vCPU thread's switches.
 
-Mirrors virt/kvm/kvm_main.c (linux-semantics.md §6.3): between ``vcpu_load`` and ``vcpu_put``
-the vCPU thread carries a notifier; ``kvm_sched_out`` marks the vCPU ``preempted`` and
-``ready`` only when the thread was still runnable (preempted, not blocking) and inside
-KVM_RUN, then puts the architecture state; ``kvm_sched_in`` clears both flags and loads the
-state on the (possibly new) CPU.
+Mirrors virt/kvm/kvm_main.c (``vcpu_load``, ``vcpu_put``, ``kvm_sched_out``,
+``kvm_sched_in``): between ``vcpu_load`` and ``vcpu_put`` the vCPU thread carries a notifier;
+``kvm_sched_out`` marks the vCPU ``preempted`` and ``ready`` only when the thread was still
+runnable (preempted, not blocking) and inside KVM_RUN, then puts the architecture state;
+``kvm_sched_in`` clears both flags and loads the state on the (possibly new) CPU.
 """
 
 from __future__ import annotations

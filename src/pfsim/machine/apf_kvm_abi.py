@@ -1,8 +1,9 @@
 """x86 KVM async-PF paravirtual ABI shared by the guest half and the host half.
 
 The MSR bits and the shared per-CPU area come from arch/x86/include/uapi/asm/kvm_para.h
-(linux-semantics.md §2.1); ``hash_32`` from include/linux/hash.h (both sides hash with it: the
-guest's sleep table and the host's gfn hash, :mod:`pfsim.hypervisor.apf_gfn_hash`).
+(``kvm_vcpu_pv_apf_data``, MSR_KVM_ASYNC_PF_EN/_INT/_ACK); ``hash_32`` from
+include/linux/hash.h (both sides hash with it: the guest's sleep table and the host's gfn
+hash, :mod:`pfsim.hypervisor.apf_gfn_hash`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The external-interrupt code and subcodes of the pfault interrupts, the PSW and CR0 bits that
 decide whether a fault may be asynchronous, and the DIAG 0x258 parameter block
-(linux-semantics.md §1; src: arch/s390/mm/pfault.c ``struct pfault_refbk``,
+(src: arch/s390/mm/pfault.c ``struct pfault_refbk``, ``__pfault_init``,
 arch/s390/kvm/diag.c ``__diag_page_ref_service``, arch/s390/kvm/interrupt.c).
 """
 
