@@ -167,3 +167,17 @@ def test_oversubscribed_host_cpus_cost_steal_time():
 def test_hypervisor_runs_are_deterministic():
     a, b = _mixed("kvm"), _mixed("kvm")
     assert a.to_json() == b.to_json()
+
+
+def test_a_workload_that_ends_before_the_duration_ends_the_run():
+    """Every process exits at 21.002 ms (3 units of 7 ms after one 2 us switch); the host's
+    own events go on, but the run ends with the workload, as it does without a host: the
+    result reports 21.002 ms of simulated time, all of it busy, not ``sim.duration``."""
+    data = {"sim": {"duration": "1s"}, "guest": {"vcpus": 1},
+            "hypervisor": {"enabled": True, "host_cpus": 1},
+            "processes": [{"name": "p", "threads": [{"stack": False, "steps": [
+                {"op": "compute", "units": 3, "unit": "7ms"}]}]}]}
+    result = run_dict(data)
+    assert result["sim_time_ns"] == 21_002_000
+    assert result.processes["p"]["exited_ns"] == 21_002_000
+    assert result.vcpus[0]["busy_ns"] == 21_002_000

@@ -72,8 +72,8 @@ class Simulation:
         run.run(progress)
         until = self.config.sim.duration
         end, pending = write_back(run)
-        if until is not None and pending:
-            end = until
+        if until is not None and pending and not run.stopped:
+            end = until  # the limit ended the run (a stopped workload ends at its last event)
         if not pending and self.kernel.outcome == "ok":
             asleep = asleep_tasks(run)
             if asleep:
@@ -90,8 +90,8 @@ class Simulation:
     def _run_reference(self, progress: Callable[[int], None] | None) -> dict[str, Any]:
         until = self.config.sim.duration
         end = self.sim.run(until_ns=until, progress=progress)
-        if until is not None and self.sim.peek() is not None:
-            end = until
+        if until is not None and self.sim.peek() is not None and not self.sim.stopped:
+            end = until  # the limit ended the run (a stopped workload ends at its last event)
         if self.sim.peek() is None and self.kernel.outcome == "ok":
             asleep = [t.name for p in self.kernel.processes for t in p.threads if t.is_sleeping]
             if asleep:

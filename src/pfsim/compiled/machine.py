@@ -97,6 +97,18 @@ def _commit(m, cpu, done):
 
 
 @core
+def _units_by(m, cpu, t):
+    """``VcpuExecutor._units_by``: compute units of ``cpu``'s segment complete at ``t``; the
+    part of the next one already run becomes the task's TX_SPENT."""
+    unit = m.vc[S.VC_SEG_UNIT, cpu]
+    count = m.vc[S.VC_SEG_COUNT, cpu]
+    total = m.vc[S.VC_SEG_SPENT0, cpu] + max(0, t - m.vc[S.VC_SEG_T0, cpu])
+    done = min(count, total // unit)
+    m.tx[S.TX_SPENT, m.vc[S.VC_SEG_TASK, cpu]] = total - done * unit if done < count else 0
+    return done
+
+
+@core
 def truncate(m, cpu):
     """Stop ``cpu``'s segment now, keeping the work whose time has passed."""
     m.vc[S.VC_EPOCH, cpu] += 1
@@ -107,13 +119,13 @@ def truncate(m, cpu):
     t0 = m.vc[S.VC_SEG_T0, cpu]
     unit = m.vc[S.VC_SEG_UNIT, cpu]
     count = m.vc[S.VC_SEG_COUNT, cpu]
-    if t <= t0:
+    if not m.vc[S.VC_SEG_ACCESS, cpu]:
+        done = _units_by(m, cpu, t)
+    elif t <= t0:
         done = 0
-    elif m.vc[S.VC_SEG_ACCESS, cpu]:
+    else:
         pos0 = m.vc[S.VC_SEG_POS0, cpu]
         done = done_by(t, t0, unit, pos0, pos0 + count, m.flog[cpu], m.vc[S.VC_SEG_NLOG, cpu])
-    else:
-        done = min(count, (t - t0) // unit)
     _commit(m, cpu, done)
 
 
@@ -153,6 +165,7 @@ def _next_step(m, task, t):
     m.tx[S.TX_HAS_STEP, task] = 1
     m.tx[S.TX_DEADLINE, task] = FOREVER
     m.tx[S.TX_REMAINING, task] = FOREVER
+    m.tx[S.TX_SPENT, task] = 0
     m.tx[S.TX_POS, task] = 0
     m.tx[S.TX_LEN, task] = 0
     m.tx[S.TX_CHUNK, task] = -1
@@ -300,12 +313,15 @@ def run_task(m, cpu, task, t):
             return
         if kind == S.STEP_COMPUTE:
             unit = m.tx[S.TX_THINK, task]
-            count = min(m.tx[S.TX_REMAINING, task], (limit - t) // unit)
-            if count <= 0:
-                _arm(m, cpu, limit, S.EV_SLICE_EXPIRED if limit == slice_end else S.EV_RERUN)
-                return
-            _set_segment(m, cpu, task, t, 0, count, unit, 0, 0, 0, -1)
-            _arm(m, cpu, t + count * unit, S.EV_SEGMENT_END)
+            remaining = m.tx[S.TX_REMAINING, task]
+            spent = m.tx[S.TX_SPENT, task]
+            if (limit - t + spent) // unit >= remaining:
+                end = t + remaining * unit - spent
+            else:
+                end = limit
+            _set_segment(m, cpu, task, t, 0, remaining, unit, 0, 0, 0, -1)
+            m.vc[S.VC_SEG_SPENT0, cpu] = spent
+            _arm(m, cpu, end, S.EV_SEGMENT_END)
             return
         # sleep
         m.tx[S.TX_HAS_STEP, task] = 0
@@ -924,7 +940,10 @@ def dispatch(m, kind, a0, a1, a2):
             return
         m.vc[S.VC_SEG, cpu] = 0
         task = m.vc[S.VC_SEG_TASK, cpu]
-        _commit(m, cpu, m.vc[S.VC_SEG_COUNT, cpu])
+        if m.vc[S.VC_SEG_ACCESS, cpu]:
+            _commit(m, cpu, m.vc[S.VC_SEG_COUNT, cpu])
+        else:
+            _commit(m, cpu, _units_by(m, cpu, now(m)))
         t = now(m)
         if m.vc[S.VC_SEG_FAULT, cpu]:
             gfn = m.vc[S.VC_SEG_EPT_GFN, cpu]

@@ -395,6 +395,11 @@ class CompiledRun:
             raise InvariantViolation(f"compiled core error {err} ({m.g[S.G_ERR_ARG]}) {detail}")
 
 
+    @property
+    def stopped(self) -> bool:
+        """The workload ended the run (``Simulator.stop``), not ``until`` or an empty heap."""
+        return bool(self.m.g[S.G_STOPPED])
+
     def check_protocol(self) -> None:
         """The async-PF protocol invariants (``check_invariants`` of the reference's KvmApfHost,
         KvmApfGuest, PfaultHost and PfaultGuest) on the compiled state; raises on a breach."""

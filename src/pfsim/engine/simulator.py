@@ -95,3 +95,8 @@ class Simulator:
                 progress(self._now)
         self.events_processed += count
         return self._now
+
+    @property
+    def stopped(self) -> bool:
+        """The last ``run`` ended by ``stop()`` (not by an empty heap or ``until_ns``)."""
+        return self._stopped

@@ -63,7 +63,8 @@ def _chain(handlers: list[Any]) -> Any:
 @dataclass
 class Segment:
     """The stretch a vCPU is running: ``count`` items of ``unit_ns`` each from ``t0``
-    (accesses: plus the faults the compiled loop resolved, logged per vCPU)."""
+    (accesses: plus the faults the compiled loop resolved, logged per vCPU; compute: up to
+    ``count`` units, the first of which had ``spent0`` ns done already)."""
 
     texec: TaskExec
     t0: int
@@ -74,6 +75,7 @@ class Segment:
     fault: bool  # the item after the last one faults
     nlog: int = 0
     ept_gfn: int = -1  # the fault is an EPT violation on this gfn
+    spent0: int = 0  # compute: ns of the first unit run before t0
 
 
 class VcpuExecutor:
@@ -299,12 +301,15 @@ class VcpuExecutor:
                 self._arm(cpu, t_end, self._segment_end)
                 return
             if isinstance(step, ComputeStep):
-                count = min(texec.remaining, (limit - t) // step.unit)
-                if count <= 0:
-                    self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
-                    return
-                self.segment[cpu] = Segment(texec, t, 0, count, step.unit, "compute", False)
-                self._arm(cpu, t + count * step.unit, self._segment_end)
+                # run until the last unit completes or the limit, whichever is first; a unit
+                # cut by the limit is carried (texec.spent), so units longer than a slice end
+                if (limit - t + texec.spent) // step.unit >= texec.remaining:
+                    end = t + texec.remaining * step.unit - texec.spent
+                else:
+                    end = limit
+                self.segment[cpu] = Segment(texec, t, 0, texec.remaining, step.unit, "compute",
+                                            False, spent0=texec.spent)
+                self._arm(cpu, end, self._segment_end)
                 return
             if isinstance(step, TouchStep):
                 if self.kernel.vmm.touches_in_time_order and t > self.sim.now:
@@ -340,7 +345,7 @@ class VcpuExecutor:
         assert seg is not None
         self.segment[cpu] = None
         texec = seg.texec
-        self._commit(seg, seg.count)
+        self._commit(seg, seg.count if seg.kind == "access" else self._units_by(seg, self.sim.now))
         t = self.sim.now
         if seg.fault:
             if seg.ept_gfn >= 0:
@@ -366,6 +371,15 @@ class VcpuExecutor:
             counters.compute_units += done
             counters.work += done
             texec.remaining -= done
+
+    @staticmethod
+    def _units_by(seg: Segment, now: int) -> int:
+        """Compute units of ``seg`` complete at ``now``; the part of the next one already run
+        becomes ``texec.spent``."""
+        total = seg.spent0 + max(0, now - seg.t0)
+        done = min(seg.count, total // seg.unit_ns)
+        seg.texec.spent = total - done * seg.unit_ns if done < seg.count else 0
+        return done
 
     def _rerun(self, cpu: int, epoch: int) -> None:
         if epoch == self.epoch[cpu]:
@@ -506,13 +520,13 @@ class VcpuExecutor:
             return
         self.segment[cpu] = None
         now = self.sim.now
-        if now <= seg.t0:
+        if seg.kind == "compute":
+            done = self._units_by(seg, now)
+        elif now <= seg.t0:
             done = 0
-        elif seg.kind == "access":
+        else:
             done = done_by(now, seg.t0, seg.unit_ns, seg.pos0, seg.pos0 + seg.count,
                            self.log[cpu], seg.nlog)
-        else:
-            done = min(seg.count, (now - seg.t0) // seg.unit_ns)
         self._commit(seg, done)
 
     def kill_task(self, task: Task) -> None:

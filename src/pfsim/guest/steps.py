@@ -47,6 +47,9 @@ class TaskExec:
         # current step
         self.deadline = FOREVER
         self.remaining = FOREVER  # accesses, units or calls left
+        # compute: ns already run of the unit in progress.  A unit is CPU work, so it goes on
+        # where it stopped: across slice ends, preemptions and interrupts.
+        self.spent = 0
         self.stream: PatternStream | None = None
         self.slots = np.zeros(0, dtype=np.int32)
         self.writes = np.zeros(0, dtype=np.bool_)
@@ -72,6 +75,7 @@ class TaskExec:
         texec.step = step
         texec.deadline = FOREVER
         texec.remaining = FOREVER
+        texec.spent = 0
         texec.pos = 0
         texec.slots = np.zeros(0, dtype=np.int32)
         texec.writes = np.zeros(0, dtype=np.bool_)
