@@ -282,3 +282,24 @@ def test_flat_wait_blocks_until_children_exit_and_exit_kills_siblings():
                                   {"steps": [{"op": "compute", "units": 10_000_000}]}]}]})
     assert result.processes["p"]["exited_ns"] > result.processes["p.1"]["exited_ns"] >= 2_000_000
     assert result.processes["q"]["compute_units"] < 100
+
+
+@pytest.mark.parametrize("clusters", [1, 2])
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("pattern", ["uniform", "zipf", "sequential", "hotcold"])
+def test_access_after_own_munmap_is_sigsegv_maperr(clusters, fast, pattern):
+    """A thread writes the 16 pages of a vseg (16 first-touch minor faults), unmaps it, then
+    accesses it again: the pointers still hold the old range, no VMA covers it, so the first
+    access is SEGV_MAPERR and the process dies of SIGSEGV (Linux: do_user_addr_fault ->
+    bad_area_nosemaphore, before handle_mm_fault, so no min_flt/maj_flt is counted for it).
+    Both fault paths (the compiled loop and guest/fault.py) and both VMMs agree."""
+    steps = [{"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
+              "accesses": 16, "write_ratio": 1.0},
+             {"op": "munmap", "vseg": "h"},
+             {"op": "access", "vseg": "h", "pattern": pattern, "accesses": 5}]
+    data = {"sim": {}, "guest": {"vcpus": 2, "clusters": clusters, "fast_faults": fast},
+            "processes": [{"name": "p", "vsegs": [{"name": "h", "type": "anon", "size": "64KiB"}],
+                           "threads": [{"stack": False, "steps": steps}]}]}
+    p = run(data).processes["p"]
+    assert (p["segv"], p["exit"]) == (1, "segv")
+    assert (p["accesses"], p["min_flt"], p["maj_flt"]) == (16, 16, 0)

@@ -125,7 +125,10 @@ class TaskExec:
             vma = texec.stack if step.vseg == "@stack" else next(
                 v for v in texec.process.mm.vmas if v.name == step.vseg)
             assert vma is not None
-            start = vma.start + step.offset
+            # after its munmap a VMA is empty (start == end) but its old range is still what
+            # the program's pointers hold: the accesses go there and fault (SEGV_MAPERR)
+            base = vma.reserve_start if vma.start >= vma.end and vma.type != "stack" else vma.start
+            start = base + step.offset
             length = step.length if step.length is not None else vma.end - start
         else:
             assert step.addr is not None and step.length is not None
