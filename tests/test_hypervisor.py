@@ -181,3 +181,29 @@ def test_a_workload_that_ends_before_the_duration_ends_the_run():
     assert result["sim_time_ns"] == 21_002_000
     assert result.processes["p"]["exited_ns"] == 21_002_000
     assert result.vcpus[0]["busy_ns"] == 21_002_000
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_ept_violation_costs_the_vm_exit(mode):
+    """The guest writes pages 0..99 once (host limit 64 frames: 63 usable) and reads them
+    again (as in test_lru_swap_round_trip_counts: 100 minor and 100 major EPT violations).
+    Raising ``costs.ept_violation`` (VM exit, EPT walk, re-entry) by D adds D of stalled time
+    per EPT violation whose exit is not hidden behind a wait that lasts longer anyway:
+    - pass 1, pages 0..62 take free frames: exit + host fault, D each (63);
+    - pass 1, pages 63..99 evict a dirty page and wait for its write-back (16 us >> the
+      exit): D hidden (0);
+    - pass 2, 100 swap-ins: the vCPU waits for the read in the host (off, halt), or the
+      guest is told "page not present" (kvm, s390); the exit and re-entry around it are host
+      time in every mode: D each (100).
+    So stalled time grows by exactly 163 D."""
+    def stalled(ept):
+        vseg = {"name": "a", "type": "anon", "size": "1MiB"}
+        steps = [seq("a", 100, True), seq("a", 100, False)]
+        data = scenario(processes=[{"name": "p", "vsegs": [vseg],
+                                    "threads": [{"stack": False, "steps": steps}]}])
+        hv = host_config(mode, costs={"ept_violation": ept})
+        hv["host_cpus"] = 1
+        result = run_dict(with_host(data, hv))
+        assert result["host"]["ept_violations"] == 200
+        return result.vcpus[0]["stalled_ns"]
+    assert stalled(3_500) - stalled(2_500) == 163 * 1_000

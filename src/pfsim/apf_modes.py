@@ -78,7 +78,7 @@ class KvmMode(ApfMode):
         if outcome is X86FaultOutcome.ASYNC_INJECTED:
             assert result.token is not None
             token = result.token
-            host.guest_interrupt(c, host.costs.apf_inject, lambda: self._not_present(c, token, user))
+            host.guest_interrupt(c, host.costs.ept_violation + host.costs.apf_inject, lambda: self._not_present(c, token, user))
             return True
         # APF halt (repeated gfn, or kernel mode): the next entry halts the vCPU
         host.apf_halt(c)
@@ -190,7 +190,7 @@ class S390Mode(ApfMode):
         self.hv.work_started(work)
         host.when_page_in(gfn, lambda: self._work_done(work))
         # re-entry delivers the vCPU-local INIT
-        host.guest_interrupt(c, host.costs.apf_inject, lambda: self._pre_run(c))
+        host.guest_interrupt(c, host.costs.ept_violation + host.costs.apf_inject, lambda: self._pre_run(c))
         return True
 
     def _work_done(self, work: Any) -> None:

@@ -132,7 +132,7 @@ def truncate(m, cpu):
 @core
 def pause_vcpu(m, cpu):
     if m.vc[S.VC_SEG, cpu] and m.vc[S.VC_SEG_T0, cpu] > now(m):
-        m.vc[S.VC_OWED, cpu] = m.vc[S.VC_SEG_T0, cpu] - now(m)
+        m.vc[S.VC_OWED, cpu] += m.vc[S.VC_SEG_T0, cpu] - now(m)
     truncate(m, cpu)
     m.vc[S.VC_PAUSED, cpu] = 1
 
@@ -496,12 +496,20 @@ def _wait_for_page(m, c, gfn, user):
         return
     m.vc[S.VC_WAITING_GFN, c] = gfn
     _when_page_in(m, gfn, S.WAIT_PAGE_ARRIVED, c, gfn)
+    _exit_cost(m, c)
     if m.g[S.G_MODE] == S.MODE_HALT:
         m.hm[S.HM_HALTS] += 1
         _arm_guest_timer(m, c)
         host_block(m, c, S.VM_STALLED, S.INTERRUPTIBLE)
     else:
         host_block(m, c, S.VM_STALLED, S.UNINTERRUPTIBLE)
+
+
+@core
+def _exit_cost(m, c):
+    """``Host._exit_cost``: exit, EPT walk and re-entry, spent when the vCPU resumes."""
+    m.vc[S.VC_CHARGED_STALL, c] += m.cf[S.CF_EPT]
+    m.vc[S.VC_OWED, c] += m.cf[S.CF_EPT]
 
 
 @core
@@ -527,7 +535,14 @@ def _arm_guest_timer(m, c):
 
 @core
 def _guest_timer(m, c, epoch):
-    if (epoch == m.vc[S.VC_HALT_EPOCH, c] and m.vc[S.VC_VMODE, c] == S.VM_STALLED
+    if epoch == m.vc[S.VC_HALT_EPOCH, c]:
+        ipi_halted(m, c)
+
+
+@core
+def ipi_halted(m, c):
+    """``Host.ipi_halted``: an interrupt wakes a vCPU halted in the host."""
+    if (m.vc[S.VC_VMODE, c] == S.VM_STALLED
             and m.tk[S.TK_STATE, m.vc[S.VC_THREAD, c]] == S.INTERRUPTIBLE):
         m.vc[S.VC_WAITING_GFN, c] = -1
         m.vc[S.VC_IRQ_PENDING, c] = 1
@@ -599,7 +614,8 @@ def _apf_major_fault(m, c, gfn, user):
             K.kvm_work_started(m.kvm, work)
             _when_page_in(m, gfn, S.WAIT_KVM_WORK, work, c)
         if outcome == K.ASYNC_INJECTED:
-            _guest_interrupt(m, c, m.cf[S.CF_APF_INJECT], S.IRQ_KVM_NOT_PRESENT, token, user)
+            _guest_interrupt(m, c, m.cf[S.CF_EPT] + m.cf[S.CF_APF_INJECT], S.IRQ_KVM_NOT_PRESENT,
+                             token, user)
             return True
         _apf_halt(m, c)
         return True
@@ -615,7 +631,7 @@ def _apf_major_fault(m, c, gfn, user):
             return False
         Z.s390_work_started(m.s390, work)
         _when_page_in(m, gfn, S.WAIT_S390_WORK, work, c)
-        _guest_interrupt(m, c, m.cf[S.CF_APF_INJECT], S.IRQ_S390_PRE_RUN, 0, 0)
+        _guest_interrupt(m, c, m.cf[S.CF_EPT] + m.cf[S.CF_APF_INJECT], S.IRQ_S390_PRE_RUN, 0, 0)
         return True
     return False
 
@@ -624,6 +640,7 @@ def _apf_major_fault(m, c, gfn, user):
 def _apf_halt(m, c):
     m.hm[S.HM_HALTS] += 1
     if not _apf_on_entry(m, c, False):
+        _exit_cost(m, c)
         _arm_guest_timer(m, c)
         host_block(m, c, S.VM_STALLED, S.INTERRUPTIBLE)
 
@@ -972,7 +989,10 @@ def dispatch(m, kind, a0, a1, a2):
         cpu = a0
         if not m.vc[S.VC_NEED_RESCHED, cpu] or m.rq[S.RQ_CURRENT, rq_of(m, S.GUEST, cpu)] < 0:
             return
-        if m.vc[S.VC_PAUSED, cpu] or m.vc[S.VC_HELD, cpu]:
+        if m.vc[S.VC_HELD, cpu]:
+            return
+        if m.vc[S.VC_PAUSED, cpu]:  # a halted vCPU wakes for the IPI
+            ipi_halted(m, cpu)
             return
         pause_vcpu(m, cpu)
         m.vc[S.VC_PAUSED, cpu] = 0

@@ -142,9 +142,13 @@ class VcpuExecutor:
         """The vCPU's thread leaves its host CPU: stop the guest here."""
         seg = self.segment[cpu]
         if seg is not None and seg.t0 > self.sim.now:
-            self.owed[cpu] = seg.t0 - self.sim.now
+            self.owed[cpu] += seg.t0 - self.sim.now
         self.truncate(cpu)
         self.paused[cpu] = True
+
+    def owe(self, cpu: int, ns: int) -> None:
+        """The vCPU spends ``ns`` in the host before the guest goes on (when it resumes)."""
+        self.owed[cpu] += ns
 
     def resume_vcpu(self, cpu: int, now: int) -> None:
         """The vCPU's thread runs again: the guest goes on where it stopped (after the
@@ -178,8 +182,12 @@ class VcpuExecutor:
     def _resched_ipi(self, cpu: int) -> None:
         if not self.need_resched[cpu] or self.kernel.scheduler.current(cpu) is None:
             return
-        if self.paused[cpu] or self.held[cpu] or self.halted or self.vcpu_halted[cpu]:
+        if self.halted or self.vcpu_halted[cpu] or self.held[cpu]:
             return  # acted on when the vCPU runs guest code again
+        if self.paused[cpu]:  # the IPI reaches a vCPU the host holds: a halted one wakes
+            if self.host is not None:
+                self.host.ipi_halted(cpu)
+            return
         self.pause_vcpu(cpu)  # stop the running stretch here
         self.paused[cpu] = False
         self.need_resched[cpu] = False

@@ -58,6 +58,10 @@ class HostSide(Protocol):
     def charge_stall(self, c: int, cost: int) -> None:
         """Host work done on vCPU ``c``'s thread for the guest (counted stalled)."""
 
+    def ipi_halted(self, c: int) -> None:
+        """An interrupt for vCPU ``c`` while its thread is out of guest mode (a vCPU halted
+        in the host wakes for it)."""
+
     def first_touches(self, c: int, count: int, stall: int) -> None:
         """The compiled loop backed ``count`` never-touched gfns, stalling vCPU ``c``."""
 

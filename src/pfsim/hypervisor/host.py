@@ -274,6 +274,7 @@ class Host:
             return Decision.BLOCKED, 0
         self.waiting_gfn[c] = gfn
         self.when_page_in(gfn, lambda: self._page_arrived(c, gfn))
+        self._exit_cost(c)
         if self.mode == "halt" and self.kernel.executor.interrupts_enabled(c):
             self.halts += 1
             self._arm_guest_timer(c)
@@ -302,8 +303,15 @@ class Host:
         interrupt makes it runnable)."""
         self.halts += 1
         if not self.apf.on_entry(c):
+            self._exit_cost(c)
             self._arm_guest_timer(c)
             self._block(c, VcpuMode.STALLED, TaskState.INTERRUPTIBLE)
+
+    def _exit_cost(self, c: int) -> None:
+        """The VM exit, EPT walk and re-entry around a wait for a page (vcpu_enter_guest ->
+        kvm_mmu_page_fault, then vcpu_block): host time the vCPU spends when it resumes."""
+        self.charge_stall(c, self.costs.ept_violation)
+        self.kernel.executor.owe(c, self.costs.ept_violation)
 
     def entry_allowed(self, c: int) -> bool:
         """The vCPU thread is about to enter the guest: process the async-PF requests (deliver
@@ -365,8 +373,15 @@ class Host:
             self.sim.at(when, self._guest_timer, c, self.halt_epoch[c], priority=Priority.URGENT)
 
     def _guest_timer(self, c: int, epoch: int) -> None:
-        if epoch == self.halt_epoch[c] and self.vmode[c] == VcpuMode.STALLED \
-                and self.threads[c].state == TaskState.INTERRUPTIBLE:
+        if epoch == self.halt_epoch[c]:
+            self.ipi_halted(c)
+
+    def ipi_halted(self, c: int) -> None:
+        """An interrupt (the guest timer, a reschedule IPI) for vCPU ``c`` while its thread
+        is out of guest mode: a vCPU halted in the host (APF halt, halt mode) becomes runnable
+        (kvm_vcpu_kick; kvm_arch_vcpu_runnable: an injectable interrupt ends apf.halted); a
+        thread stalled in a synchronous fault or waiting for a host CPU takes it at entry."""
+        if self.vmode[c] == VcpuMode.STALLED and self.threads[c].state == TaskState.INTERRUPTIBLE:
             self.waiting_gfn[c] = -1
             self.irq_pending[c] = True
             self._wake(c)
