@@ -23,7 +23,8 @@ from pathlib import Path
 import libcachesim as lcs
 import numpy as np
 
-from pfsim.hypervisor.reclaim import DenseTrace, get_policy
+from pfsim.replacement import PageIds, make_policy
+from pfsim.replacement.opt import next_use_of
 
 POLICIES = [("lru", "LRU"), ("fifo", "FIFO"), ("clock", "Clock"), ("opt", "Belady")]
 ORACLE_GENERAL = np.dtype([("time", "<u4"), ("obj_id", "<u8"), ("obj_size", "<u4"),
@@ -46,6 +47,14 @@ def write_oracle_general(path: Path, pages: np.ndarray, next_use: np.ndarray) ->
     records["obj_size"] = 1
     records["next_access_vtime"] = np.where(next_use < pages.size, next_use, -1)
     records.tofile(path)
+
+
+def run_policy(name: str, ids: np.ndarray, n_pages: int, frames: int) -> int:
+    """Faults of policy ``name`` over the dense ids ``ids`` (one chunk)."""
+    policy = make_policy(name, frames)
+    policy.feed(ids, n_pages)
+    policy.finish()
+    return policy.faults
 
 
 def best_time(run, repeats: int) -> tuple[float, int]:
@@ -78,9 +87,9 @@ def time_libcachesim(trace_file: Path, cache_class: str, frames: int, requests: 
 FIRST_CALL = """
 import time
 import numpy as np
-from pfsim.hypervisor.reclaim import get_policy
+from pfsim.replacement import simulate
 start = time.perf_counter()
-get_policy({name!r}).simulate(np.array([1, 2, 1, 3]), 2)
+simulate({name!r}, np.array([1, 2, 1, 3]), 2)
 print(time.perf_counter() - start)
 """
 
@@ -110,22 +119,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    warm_up = DenseTrace(np.array([1, 2, 1, 3]))
     for name, _ in POLICIES:
-        get_policy(name).simulate(warm_up, 2)  # compile or load now, not in the timed runs
+        run_policy(name, np.array([0, 1, 0, 2], dtype=np.int32), 3, 2)  # compile/load now
 
     start = time.perf_counter()
     pages = zipf_trace(args.requests, args.pages, args.alpha, args.seed)
     generate_s = time.perf_counter() - start
     start = time.perf_counter()
-    dense = DenseTrace(pages)
+    page_ids = PageIds()
+    ids = page_ids.map(pages)
+    n_pages = page_ids.n_pages
     densify_s = time.perf_counter() - start
     start = time.perf_counter()
-    next_use = dense.next_use
+    next_use = next_use_of(ids, n_pages)
     next_use_s = time.perf_counter() - start
-    frames = dense.n_pages // 10
+    frames = n_pages // 10
     print(f"trace: {args.requests:,} requests over {args.pages:,} pages, Zipf alpha={args.alpha}, "
-          f"seed={args.seed}; {dense.n_pages:,} distinct pages, {frames:,} frames (10 %)")
+          f"seed={args.seed}; {n_pages:,} distinct pages, {frames:,} frames (10 %)")
     print(f"generate {generate_s:.2f} s; renumber to dense ids {densify_s:.3f} s; "
           f"next-use array (OPT only) {next_use_s:.3f} s")
 
@@ -138,8 +148,7 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         for name, cache_class in POLICIES:
-            policy = get_policy(name)
-            ours_s, ours = best_time(lambda policy=policy: policy.simulate(dense, frames),
+            ours_s, ours = best_time(lambda name=name: run_policy(name, ids, n_pages, frames),
                                      args.repeats)
             theirs_s, theirs = time_libcachesim(trace_file, cache_class, frames, args.requests,
                                                 args.repeats)

@@ -16,7 +16,7 @@ import pytest
 from helpers import run_dict, scenario
 
 from pfsim.engine import RandomStreams
-from pfsim.hypervisor.reclaim import get_policy
+from pfsim.replacement import simulate
 from pfsim.workload.patterns import PatternStream
 
 
@@ -51,7 +51,7 @@ def test_host_faults_equal_replay_faults(policy):
     data["hypervisor"] = {"enabled": True, "memory_limit": "256KiB", "reclaim": policy,
                           "reclaim_batch": 1, "swap": {"device": "nvme", "page_cluster": 0}}
     host = run_dict(data)["host"]
-    expected = get_policy(policy).simulate(frame_sequence(), 63)
+    expected = simulate(policy, frame_sequence(), 63)
     assert host["host_minor_faults"] + host["host_major_faults"] == expected
     assert host["host_minor_faults"] == PAGES  # every page's first touch
     assert host["swap_ins"] == expected - PAGES

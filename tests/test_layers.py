@@ -12,14 +12,16 @@ composition root, and any lower layer):
 ======================  =====================================================================
 utilities               errors, units
 foundations             engine (event loop, array heap, RNG), config (schema, loading),
-                        trace (trace readers), workload (access patterns)
+                        trace (trace readers), workload (access patterns), replacement
+                        (page-replacement policies replayed over traces, stack distances)
 machine                 what guest and host share: page-table and frame constants, the host
                         memory arrays, the compiled per-access loop, the async-PF ABIs
 sched                   tasks and schedulers (guest and host use the same)
 guest, hypervisor       the guest kernel and the host; neither imports the other
 cluster                 the ALMOS-MKH VMM (extends guest)
 compiled                the compiled core (ports guest and host to numba)
-composition root        simulation, apf_modes, api, cli, report, replay, ``pfsim`` itself
+composition root        simulation, apf_modes, api, cli, report, tracedriven
+                        (trace replay, miss-ratio curves), ``pfsim`` itself
 ======================  =====================================================================
 
 On top of the layer order, the package graph must have no cycle at all.
@@ -35,13 +37,13 @@ ROOT = SRC / "pfsim"
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "units"}),
-    frozenset({"engine", "config", "trace", "workload"}),
+    frozenset({"engine", "config", "trace", "workload", "replacement"}),
     frozenset({"machine"}),
     frozenset({"sched"}),
     frozenset({"guest", "hypervisor"}),
     frozenset({"cluster"}),
     frozenset({"compiled"}),
-    frozenset({"simulation", "apf_modes", "api", "cli", "report", "replay", "__init__",
+    frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "__init__",
                "__main__"}),
 )
 COMPOSITION_ROOT = len(LAYERS) - 1

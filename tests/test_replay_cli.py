@@ -1,4 +1,5 @@
-"""``pfsim replay``: the replay_trace backend and the command line, one run per trace format."""
+"""``pfsim replay``: the replay backend and the command line, one run per trace format, several
+policies and sizes in one pass."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from pfsim.errors import ConfigError
-from pfsim.replay import replay_trace
+from pfsim.tracedriven.replay import replay
 
 OSTEP_TRACE = [7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2]  # LRU: 9 faults in 3 frames, 6 distinct
 
@@ -22,11 +23,16 @@ def run_pfsim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_replay_trace_rows(tmp_path):
+def rows_of(stdout: str) -> list[str]:
+    """The row lines of ``pfsim replay``'s plain output (without the ``#`` header)."""
+    return [line for line in stdout.splitlines() if not line.startswith("#")]
+
+
+def test_replay_rows(tmp_path):
     """One row per frame count, keys in the documented order, counts worked out by hand."""
     path = tmp_path / "t.txt"
     path.write_text("\n".join(map(str, OSTEP_TRACE)))
-    rows = replay_trace(path, policy="lru", frames=[3, 1, 100], fmt=None)
+    rows = replay(path, policies=["lru"], frames=[3, 1, 100])
     assert [list(row) for row in rows] == [["policy", "frames", "requests", "faults",
                                             "miss_ratio"]] * 3
     assert [(row["frames"], row["faults"]) for row in rows] == [(3, 9), (1, 13), (100, 6)]
@@ -36,12 +42,40 @@ def test_replay_trace_rows(tmp_path):
     assert isinstance(rows[0]["miss_ratio"], float)
 
 
-def test_replay_trace_unknown_policy_names_option(tmp_path):
+def test_replay_unknown_policy_names_option(tmp_path):
     """An unknown policy is a ConfigError keyed ``--policy`` that lists the valid names."""
     with pytest.raises(ConfigError) as error:
-        replay_trace(tmp_path / "unread.txt", policy="arc", frames=[3])
-    assert str(error.value) == (
-        "--policy: unknown reclaim policy 'arc'; valid policies: clock, fifo, lru, opt, random")
+        replay(tmp_path / "unread.txt", policies="belady", frames=[3])
+    assert str(error.value).startswith(
+        "--policy: unknown replacement policy 'belady'; valid policies: ")
+
+
+def test_several_policies_and_sizes_in_one_pass(tmp_path):
+    """``--policy lru,fifo,clock,opt`` gives one row per (policy, frames), policy-major, with
+    the hand-worked OSTEP counts (see test_replacement_classic.py)."""
+    (tmp_path / "t.txt").write_text("\n".join(map(str, OSTEP_TRACE)))
+    result = run_pfsim("replay", "t.txt", "--policy", "lru,fifo,clock,opt", "--frames", "3,100",
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [(line.split()[0], line.split()[1], line.split()[3]) for line in
+            rows_of(result.stdout)] == [
+        ("policy=lru", "frames=3", "faults=9"), ("policy=lru", "frames=100", "faults=6"),
+        ("policy=fifo", "frames=3", "faults=10"), ("policy=fifo", "frames=100", "faults=6"),
+        ("policy=clock", "frames=3", "faults=8"), ("policy=clock", "frames=100", "faults=6"),
+        ("policy=opt", "frames=3", "faults=7"), ("policy=opt", "frames=100", "faults=6")]
+
+
+def test_frames_ranges_sizes_and_csv(tmp_path):
+    """``1:3``, ``8KiB`` (2 frames) and a CSV file with the same rows."""
+    (tmp_path / "t.txt").write_text("\n".join(map(str, OSTEP_TRACE)))
+    result = run_pfsim("replay", "t.txt", "--policy", "lru", "--frames", "1:3,8KiB,4:8:4",
+                       "--csv", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[1] for line in rows_of(result.stdout)] == [
+        "frames=1", "frames=2", "frames=3", "frames=4", "frames=8"]
+    csv_lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert csv_lines[0] == "policy,frames,requests,faults,miss_ratio"
+    assert csv_lines[3] == f"lru,3,13,9,{9 / 13!r}"
 
 
 def write_formats(directory: Path) -> dict[str, Path]:
@@ -63,7 +97,7 @@ def test_cli_each_format(tmp_path, fmt):
     path = write_formats(tmp_path)[fmt]
     result = run_pfsim("replay", path.name, "--policy", "lru", "--frames", "3,100", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    assert rows_of(result.stdout) == [
         "policy=lru frames=3 requests=13 faults=9 miss_ratio=0.692308",
         "policy=lru frames=100 requests=13 faults=6 miss_ratio=0.461538",
     ]
@@ -71,7 +105,7 @@ def test_cli_each_format(tmp_path, fmt):
 
 def test_cli_json_and_format_override(tmp_path):
     """--json prints one object per frame count; --format reads a misleading suffix."""
-    path = tmp_path / "trace.out"  # .out would mean lackey
+    path = tmp_path / "trace.lackey"  # .lackey would mean lackey
     path.write_text("\n".join(map(str, OSTEP_TRACE)))
     result = run_pfsim("replay", path.name, "--policy", "opt", "--frames", "3,4", "--json",
                        "--format", "text", cwd=tmp_path)
@@ -85,10 +119,19 @@ def test_cli_json_and_format_override(tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["bad.txt", "--policy", "lru", "--frames", "3"],
-     "pfsim: error: bad.txt:3: expected a page number or 0x address, got 'oops'"),
-    (["good.txt", "--policy", "belady", "--frames", "3"],
-     "pfsim: error: --policy: unknown reclaim policy 'belady'; "
-     "valid policies: clock, fifo, lru, opt, random"),
+     "pfsim: error: bad.txt:3: expected a page number or 0x address, got 'oops' "
+     "(--skip-bad-lines skips lines that are not accesses, such as a program's own output)"),
+    (["good.txt", "--policy", "lru", "--frames", "0"],
+     "pfsim: error: --frames: frame counts must be positive, got '0'"),
+    (["good.txt", "--policy", "lru", "--frames", "5:2"],
+     "pfsim: error: --frames: range '5:2' ends before it starts"),
+    (["good.txt", "--policy", "lru", "--frames", "6KiB"],
+     "pfsim: error: --frames: 6KiB is not a whole number of 4,096-byte pages"),
+    (["good.txt", "--policy", "lru", "--frames", "3", "--format", "xml"],
+     "pfsim: error: --format: unknown trace format 'xml'; valid formats: text, csv, npy, "
+     "lackey, oracleGeneral, perf, pinatrace"),
+    (["good.txt", "--policy", "lru", "--frames", "3", "--csv", "nodir/out.csv"],
+     "pfsim: error: --csv: directory nodir does not exist"),
 ])
 def test_cli_errors_exit_2_with_one_line(tmp_path, args, message):
     """A bad trace line or an unknown policy: exit status 2, one stderr line, no stdout."""
@@ -98,3 +141,12 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, args, message):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [message]
     assert result.stdout == ""
+
+
+def test_unknown_policy_on_the_command_line(tmp_path):
+    (tmp_path / "good.txt").write_text("1\n2\n")
+    result = run_pfsim("replay", "good.txt", "--policy", "lru,belady", "--frames", "3",
+                       cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("pfsim: error: --policy: unknown replacement policy "
+                                    "'belady'; valid policies: ")

@@ -5,6 +5,7 @@ Public API (for notebooks and scripts)::
     import pfsim
     config = pfsim.load_config("examples/quickstart.toml", overrides=["guest.vcpus=4"])
     result = pfsim.run(config)
+    rows = pfsim.replay("trace.lackey", policies=["lru", "clock"], frames="64:1024:64")
     result["processes"]["db"]["min_flt"]
 """
 
@@ -12,7 +13,7 @@ from pfsim.config import Config, load_config
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "RunResult", "__version__", "load_config", "run"]
+__all__ = ["Config", "RunResult", "__version__", "load_config", "replay", "run"]
 
 
 def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on first run)
@@ -20,4 +21,8 @@ def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on f
         from pfsim import api
 
         return getattr(api, name)
+    if name == "replay":  # trace replay: no pydantic, no simulation code
+        from pfsim.tracedriven.replay import replay
+
+        return replay
     raise AttributeError(name)

@@ -49,34 +49,86 @@ def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[s
     run_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides), quiet=quiet)
 
 
-@cli.command()
-@click.argument("trace", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--policy", required=True, help="Reclaim policy: fifo, lru, clock, random, opt.")
-@click.option("--frames", required=True, help="Frame counts, comma separated (e.g. 100,1000).")
-@click.option("--format", "fmt", default=None,
-              help="Trace format: text, csv, npy, lackey (default: from the file name and content).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per frame count.")
-@click.option("--seed", type=int, default=0, help="Seed of the random policy.")
-def replay(trace: Path, policy: str, frames: str, fmt: str | None, as_json: bool, seed: int) -> None:
-    """Replay a memory trace through host reclaim alone and report faults per frame count."""
-    import json
+def _trace_options(command):
+    """The options shared by the commands that read a trace (replay, mrc)."""
+    options = [
+        click.option("--format", "fmt", default=None, metavar="FORMAT",
+                     help="text, csv, npy, lackey, oracleGeneral, perf or pinatrace (default: "
+                          "from a specific suffix such as .csv or .lackey, else from the "
+                          "content). gzip and zstd are undone; TRACE '-' reads stdin."),
+        click.option("--unit", type=click.Choice(["page", "byte"]), default=None,
+                     help="Numbers are page numbers or byte addresses (default per format, "
+                          "stated in the output: text reads decimal as pages and 0x as bytes; "
+                          "npy and oracleGeneral pages; lackey, perf, pinatrace bytes)."),
+        click.option("--page-size", default="4KiB", show_default=True,
+                     help="Page (and frame) size: 4KiB, 2MiB, 1GiB... (a power of two)."),
+        click.option("--column", default=None, metavar="NAME",
+                     help="csv: the column holding the accesses (header name or 1-based "
+                          "number; default: page, vpn, obj_id, addr or address)."),
+        click.option("--lackey-kinds", default=None, metavar="ILSM",
+                     help="lackey: record kinds to keep (default LSM, the data accesses; "
+                          "I adds instruction fetches)."),
+        click.option("--skip-bad-lines", is_flag=True,
+                     help="Count and skip lines that do not parse (e.g. a program's output "
+                          "mixed into a lackey log) instead of stopping at the first."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    from pfsim.replay import replay_trace
+
+def _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, trace) -> dict:
+    from pfsim.errors import ConfigError
+    from pfsim.tracedriven.output import terminal_progress
+    from pfsim.units import parse_size
 
     try:
-        counts = [int(x) for x in frames.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {frames!r}",
-                                 param_hint="--frames") from None
-    if not counts or any(c <= 0 for c in counts):
-        raise click.BadParameter("frame counts must be positive integers", param_hint="--frames")
-    rows = replay_trace(trace, policy=policy, frames=counts, fmt=fmt, seed=seed)
-    for row in rows:
-        if as_json:
-            click.echo(json.dumps(row))
-        else:
-            click.echo(" ".join(f"{k}={v:.6f}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in row.items()))
+        size = parse_size(page_size.strip()) if not page_size.strip().isdigit() \
+            else int(page_size)
+    except ValueError as exc:
+        raise ConfigError("--page-size", str(exc)) from None
+    return {"fmt": fmt, "unit": unit, "page_size": size, "column": column,
+            "lackey_kinds": lackey_kinds, "skip_bad_lines": skip_bad_lines,
+            "progress": terminal_progress(str(trace))}
+
+
+@cli.command()
+@click.argument("trace")
+@click.option("--policy", required=True, metavar="P[,P...]",
+              help="Policies, comma separated, all replayed in one pass over the trace: fifo, "
+                   "lru, clock, random, opt, ...")
+@click.option("--frames", required=True, metavar="N[,N...]",
+              help="Frame counts: 100,1000; ranges start:stop:step (10:100:10, inclusive); "
+                   "sizes (256MiB, 1GiB: that memory in pages of --page-size).")
+@_trace_options
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per row (the header goes to stderr).")
+@click.option("--csv", "csv_path", default=None, type=click.Path(path_type=Path),
+              help="Also write the rows to this CSV file.")
+@click.option("--seed", type=int, default=0, help="Seed of the random policy.")
+def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, lackey_kinds,
+           skip_bad_lines, as_json: bool, csv_path: Path | None, seed: int) -> None:
+    """Replay the memory trace TRACE through page-replacement policies alone and report
+    faults per (policy, frames): one row each, in one pass over the trace."""
+    from pfsim.tracedriven.frames import parse_frames
+    from pfsim.tracedriven.output import check_output, echo_rows, write_csv
+    from pfsim.tracedriven.replay import parse_policies
+    from pfsim.tracedriven.replay import replay as run_replay
+
+    options = _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, trace)
+    counts = parse_frames(frames, options["page_size"])
+    names = parse_policies(policy)
+    if csv_path is not None:
+        check_output(csv_path, "--csv")
+    progress = options["progress"]
+    try:
+        rows = run_replay(trace, names, counts, seed=seed, **options)
+    finally:
+        if progress is not None:
+            progress.close()
+    echo_rows(rows, rows.trace, as_json)
+    if csv_path is not None:
+        write_csv(rows, csv_path)
 
 
 def main(argv: list[str] | None = None) -> None:

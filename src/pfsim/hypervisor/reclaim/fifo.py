@@ -1,16 +1,8 @@
-"""FIFO reclaim: evict the page that was loaded longest ago.
+"""FIFO reclaim inside a running simulation: evict in the order pages got their frame.
 
-Pseudocode (``slots`` is a ring of ``frames`` page numbers, ``hand`` its oldest slot)::
-
-    for page in trace:
-        if resident[page]: hit                      # a hit changes nothing
-        else:
-            fault
-            if used < frames: slots[used] = page; used += 1
-            else:
-                resident[slots[hand]] = False       # evict the oldest page
-                slots[hand] = page; hand = (hand + 1) % frames
-            resident[page] = True
+The same rule as the trace-replay kernel :mod:`pfsim.replacement.fifo` (whose docstring gives it
+in pseudocode); ``tests/test_host_reclaim_differential.py`` checks that both make the same
+decisions.
 """
 
 from __future__ import annotations
@@ -18,56 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
 from pfsim.errors import InvariantViolation
-from pfsim.hypervisor.reclaim.base import DenseTrace, ReclaimPolicy
 from pfsim.hypervisor.reclaim.resident import INSERT_FIFO, ResidentPolicy, ring_push
 from pfsim.machine.hostmem_layout import F_RING, S_RING_HEAD
 
 if TYPE_CHECKING:
     from pfsim.hypervisor.hostmem import HostMemory
-
-
-class FifoPolicy(ReclaimPolicy):
-    """First in, first out: the victim is the oldest loaded page; hits do not reorder."""
-
-    name = "fifo"
-
-    def _replay(self, trace: DenseTrace, frames: int, hits: np.ndarray) -> int:
-        return _fifo_kernel(trace.ids, trace.n_pages, frames, hits)
-
-
-@njit(cache=True)
-def _fifo_kernel(ids, n_pages, frames, hits):
-    """Fault count of FIFO over dense page ``ids``; sets ``hits[i] = 1`` on hits if recording."""
-    record = hits.size > 0
-    resident = np.zeros(n_pages, dtype=np.bool_)
-    slots = np.empty(frames, dtype=np.int64)
-    used = 0
-    hand = 0
-    faults = 0
-    for i in range(ids.size):
-        page = ids[i]
-        if resident[page]:
-            if record:
-                hits[i] = 1
-            continue
-        faults += 1
-        if used < frames:
-            slots[used] = page
-            used += 1
-        else:
-            resident[slots[hand]] = False
-            slots[hand] = page
-            hand += 1
-            if hand == frames:
-                hand = 0
-        resident[page] = True
-    return faults
-
-
-# ---------------------------------------------------------------- in a running simulation
 
 
 class FifoResident(ResidentPolicy):

@@ -1,15 +1,11 @@
-"""Slow, obvious versions of each reclaim policy, used only by the differential tests.
-
-Each function replays ``trace`` (page numbers) through ``frames`` frames and returns, per
-request, True for a hit and False for a fault. They are written for reading, not speed.
-"""
+"""Slow, obvious FIFO, LRU, CLOCK, random and OPT, for the differential tests."""
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 
-from pfsim.hypervisor.reclaim.random import (
+from pfsim.replacement.random import (
     SPLITMIX64_GAMMA,
     SPLITMIX64_MIX1,
     SPLITMIX64_MIX2,
@@ -116,12 +112,3 @@ def opt_hits(trace: Sequence[int], frames: int, seed: int = 0) -> list[bool]:
             memory.add(page)
         hits.append(hit)
     return hits
-
-
-REFERENCE: dict[str, Callable[[Sequence[int], int, int], list[bool]]] = {
-    "clock": clock_hits,
-    "fifo": fifo_hits,
-    "lru": lru_hits,
-    "opt": opt_hits,
-    "random": random_hits,
-}

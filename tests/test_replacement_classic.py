@@ -1,4 +1,5 @@
-"""Reclaim policies: hand-computed cases, fast kernels against reference.py, and libCacheSim."""
+"""FIFO, LRU, CLOCK, random, OPT: hand-computed cases, kernels against the references, libCacheSim,
+and the same results whatever the chunking of the trace."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfsim.errors import ConfigError
-from pfsim.hypervisor.reclaim import REGISTRY, DenseTrace, get_policy
-from pfsim.hypervisor.reclaim.reference import REFERENCE, splitmix64
+from pfsim.replacement import PageIds, hits, make_policy, simulate
+from pfsim.replacement.opt import next_use_of
+from pfsim.replacement.reference import REFERENCE, splitmix64
+
+CLASSIC = ["clock", "fifo", "lru", "opt", "random"]
 
 # The reference string of OSTEP chapter 22 and Silberschatz, 3 frames.
 OSTEP_TRACE = [7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2]
@@ -36,56 +40,53 @@ def test_ostep_string_by_hand():
         0, 3, 2 hit                             -> 8 faults
     """
     expected = {"fifo": 10, "lru": 9, "opt": 7, "clock": 8}
-    assert {name: get_policy(name).simulate(np.array(OSTEP_TRACE), 3) for name in expected} == \
+    assert {name: simulate(name, OSTEP_TRACE, 3) for name in expected} == \
         expected
 
 
 def test_ostep_string_lru_per_request():
     """LRU hits on the OSTEP string fall exactly on requests 4, 6, 11 and 12 (0-based)."""
-    hits = get_policy("lru").hits(np.array(OSTEP_TRACE), 3)
-    assert np.flatnonzero(hits).tolist() == [4, 6, 11, 12]
+    lru_hits = hits("lru", OSTEP_TRACE, 3)
+    assert np.flatnonzero(lru_hits).tolist() == [4, 6, 11, 12]
 
 
 def test_fifo_belady_anomaly():
     """FIFO on 1,2,3,4,1,2,5,1,2,3,4,5 faults 9 times with 3 frames but 10 with 4 (Belady 1969)."""
     trace = np.array([1, 2, 3, 4, 1, 2, 5, 1, 2, 3, 4, 5])
-    fifo = get_policy("fifo")
-    assert (fifo.simulate(trace, 3), fifo.simulate(trace, 4)) == (9, 10)
-    lru = get_policy("lru")
-    assert (lru.simulate(trace, 3), lru.simulate(trace, 4)) == (10, 8)
+    assert (simulate("fifo", trace, 3), simulate("fifo", trace, 4)) == (9, 10)
+    assert (simulate("lru", trace, 3), simulate("lru", trace, 4)) == (10, 8)
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", CLASSIC)
 def test_enough_frames_fault_once_per_page(name):
     """With at least as many frames as distinct pages, only first touches fault."""
     trace = np.random.default_rng(1).integers(0, 50, 2000) * 4096
     distinct = np.unique(trace).size
-    policy = get_policy(name, seed=7)
-    assert policy.simulate(trace, distinct) == distinct
-    assert policy.simulate(trace, 10 * distinct) == distinct
+    assert simulate(name, trace, distinct, seed=7) == distinct
+    assert simulate(name, trace, 10 * distinct, seed=7) == distinct
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", CLASSIC)
 def test_one_frame_faults_on_every_change_of_page(name):
     """With one frame, a request hits exactly when it repeats the previous page."""
     trace = np.array([3, 3, 5, 3, 3, 3, 9, 9, 5])
-    assert get_policy(name).simulate(trace, 1) == 5
+    assert simulate(name, trace, 1) == 5
 
 
 def test_opt_is_a_lower_bound():
     """No policy faults less than OPT on the same trace and memory size."""
     trace = np.random.default_rng(2).zipf(1.3, 3000) % 400
     for frames in (5, 40, 200):
-        best = get_policy("opt").simulate(trace, frames)
-        assert all(get_policy(name).simulate(trace, frames) >= best for name in REGISTRY)
+        best = simulate("opt", trace, frames)
+        assert all(simulate(name, trace, frames) >= best for name in CLASSIC)
 
 
 def test_random_is_seeded():
     """The same seed repeats the same hits; different seeds pick different victims."""
     trace = np.random.default_rng(4).integers(0, 30, 500)
-    outcomes = {get_policy("random", seed=seed).hits(trace, 10).tobytes() for seed in range(6)}
-    again = get_policy("random", seed=3).hits(trace, 10)
-    assert np.array_equal(again, get_policy("random", seed=3).hits(trace, 10))
+    outcomes = {hits("random", trace, 10, seed=seed).tobytes() for seed in range(6)}
+    again = hits("random", trace, 10, seed=3)
+    assert np.array_equal(again, hits("random", trace, 10, seed=3))
     assert len(outcomes) > 1
 
 
@@ -98,12 +99,17 @@ def test_splitmix64_matches_published_outputs():
     assert outputs == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
 
 
-def test_dense_trace_keeps_page_order_and_next_use():
-    """Dense ids follow page-number order; next_use points at the next request of the page."""
-    dense = DenseTrace(np.array([900, 5, 900, 2**50, 5]))
-    assert dense.ids.tolist() == [1, 0, 1, 2, 0]
-    assert dense.n_pages == 3
-    assert dense.next_use.tolist() == [2, 4, 5, 5, 5]
+def test_page_ids_number_pages_in_order_of_first_appearance():
+    """Dense ids 0, 1, 2... follow first appearance, across chunks and table growth."""
+    page_ids = PageIds()
+    assert page_ids.map(np.array([900, 5, 900, 2**50])).tolist() == [0, 1, 0, 2]
+    assert page_ids.map(np.array([5, 7])).tolist() == [1, 3]
+    pages = np.random.default_rng(8).integers(0, 2**62, 300_000)  # forces several rehashes
+    first_seen: dict[int, int] = {}
+    expected = [first_seen.setdefault(int(page), len(first_seen)) for page in pages]
+    fresh = PageIds()
+    assert fresh.map(pages[:1000]).tolist() + fresh.map(pages[1000:]).tolist() == expected
+    assert fresh.n_pages == len(first_seen)
 
 
 def test_next_use_matches_a_forward_scan():
@@ -111,21 +117,21 @@ def test_next_use_matches_a_forward_scan():
     trace = np.random.default_rng(5).integers(0, 40, 400)
     expected = [next((j for j in range(i + 1, trace.size) if trace[j] == trace[i]), trace.size)
                 for i in range(trace.size)]
-    assert DenseTrace(trace).next_use.tolist() == expected
+    assert next_use_of(trace.astype(np.int32), 40).tolist() == expected
 
 
 def test_unknown_policy_lists_valid_names():
-    """get_policy names the bad policy and every valid one."""
+    """make_policy names the bad policy and every valid one."""
     with pytest.raises(ConfigError) as error:
-        get_policy("lfu")
-    assert str(error.value) == (
-        "unknown reclaim policy 'lfu'; valid policies: clock, fifo, lru, opt, random")
+        make_policy("lfu", 4)
+    assert str(error.value).startswith("unknown replacement policy 'lfu'; valid policies: ")
+    assert "clock, fifo, lru, opt, random" in str(error.value)
 
 
 def test_frames_must_be_positive():
     """Zero frames is a programming error."""
     with pytest.raises(ValueError, match="positive"):
-        get_policy("lru").simulate(np.array([1, 2]), 0)
+        simulate("lru", [1, 2], 0)
 
 
 page_traces = st.tuples(
@@ -134,14 +140,36 @@ page_traces = st.tuples(
 ).map(lambda drawn: [page * drawn[1] for page in drawn[0]])
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", CLASSIC)
 @settings(max_examples=40, deadline=None)
 @given(trace=page_traces, frames=st.integers(1, 8), seed=st.integers(0, 2**64 - 1))
 def test_kernel_equals_reference_request_by_request(name, trace, frames, seed):
     """Each compiled kernel hits and faults on exactly the requests its reference version does."""
-    fast = get_policy(name, seed=seed).hits(np.array(trace, dtype=np.int64), frames)
+    fast = hits(name, np.array(trace, dtype=np.int64), frames, seed=seed)
     slow = REFERENCE[name](trace, frames, seed)
     assert fast.astype(bool).tolist() == slow
+
+
+@pytest.mark.parametrize("name", CLASSIC)
+@settings(max_examples=25, deadline=None)
+@given(trace=st.lists(st.integers(0, 30), min_size=1, max_size=300), frames=st.integers(1, 12),
+       cuts=st.lists(st.integers(0, 300), max_size=6))
+def test_chunked_feeding_equals_one_chunk(name, trace, frames, cuts):
+    """Feeding the trace in arbitrary chunks (state carried over, arrays grown between them)
+    gives the hits of the reference on the whole trace."""
+    pages = np.array(trace, dtype=np.int64)
+    page_ids = PageIds()
+    policy = make_policy(name, frames, seed=5)
+    bounds = sorted({0, pages.size, *(cut for cut in cuts if cut < pages.size)})
+    recorded = []
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        chunk_hits = np.zeros(stop - start, dtype=np.uint8)
+        policy.feed(page_ids.map(pages[start:stop]), page_ids.n_pages, chunk_hits)
+        recorded.append(chunk_hits)
+    policy.finish()
+    got = np.concatenate(recorded).astype(bool).tolist()
+    assert got == REFERENCE[name](trace, frames, 5)
+    assert policy.faults == got.count(False)
 
 
 def zipf_trace(alpha: float, pages: int, requests: int, seed: int) -> np.ndarray:
@@ -173,7 +201,7 @@ def test_matches_libcachesim(alpha, name, cache_class):
     trace = zipf_trace(alpha, pages=2000, requests=12_000, seed=11)
     for frames in (10, 100, 700):
         theirs = libcachesim_hits(lcs, getattr(lcs, cache_class)(frames), trace)
-        ours = get_policy(name).hits(trace, frames)
+        ours = hits(name, trace, frames)
         assert int((ours == 0).sum()) == int((theirs == 0).sum())
         assert np.array_equal(ours, theirs)
 
@@ -186,7 +214,8 @@ def test_opt_matches_libcachesim_belady(alpha):
     """
     lcs = pytest.importorskip("libcachesim")
     trace = zipf_trace(alpha, pages=2000, requests=12_000, seed=12)
-    dense = DenseTrace(trace)
+    ids = PageIds().map(trace)
+    next_use = next_use_of(ids, int(ids.max()) + 1)
     for frames in (10, 100, 700):
-        theirs = libcachesim_hits(lcs, lcs.Belady(frames), trace, dense.next_use)
-        assert get_policy("opt").simulate(dense, frames) == int((theirs == 0).sum())
+        theirs = libcachesim_hits(lcs, lcs.Belady(frames), trace, next_use)
+        assert simulate("opt", trace, frames) == int((theirs == 0).sum())

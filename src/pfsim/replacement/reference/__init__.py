@@ -1,0 +1,30 @@
+"""Slow, obvious versions of each replacement policy, used only by the differential tests.
+
+Each function replays ``trace`` (page numbers) through ``frames`` frames and returns, per
+request, True for a hit and False for a fault. They are written for reading, not speed: plain
+Python lists, dicts and deques, one request at a time, each following its published
+description (cited in the module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pfsim.replacement.reference.classic import (
+    clock_hits,
+    fifo_hits,
+    lru_hits,
+    opt_hits,
+    random_hits,
+    splitmix64,
+)
+
+REFERENCE: dict[str, Callable[[Sequence[int], int, int], list[bool]]] = {
+    "clock": clock_hits,
+    "fifo": fifo_hits,
+    "lru": lru_hits,
+    "opt": opt_hits,
+    "random": random_hits,
+}
+
+__all__ = ["REFERENCE", "splitmix64"]
