@@ -6,6 +6,7 @@ Public API (for notebooks and scripts)::
     config = pfsim.load_config("examples/quickstart.toml", overrides=["guest.vcpus=4"])
     result = pfsim.run(config)
     rows = pfsim.replay("trace.lackey", policies=["lru", "clock"], frames="64:1024:64")
+    curve = pfsim.mrc("trace.lackey"); curve.miss_ratio([64, 128]), curve.footprint
     result["processes"]["db"]["min_flt"]
 """
 
@@ -13,7 +14,7 @@ from pfsim.config import Config, load_config
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "RunResult", "__version__", "load_config", "replay", "run"]
+__all__ = ["Config", "RunResult", "__version__", "load_config", "mrc", "replay", "run"]
 
 
 def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on first run)
@@ -25,4 +26,8 @@ def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on f
         from pfsim.tracedriven.replay import replay
 
         return replay
+    if name == "mrc":
+        from pfsim.tracedriven.mrc import mrc
+
+        return mrc
     raise AttributeError(name)

@@ -92,6 +92,49 @@ def _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, 
             "progress": terminal_progress(str(trace))}
 
 
+def _trace_options(command):
+    """The options shared by the commands that read a trace (replay, mrc)."""
+    options = [
+        click.option("--format", "fmt", default=None, metavar="FORMAT",
+                     help="text, csv, npy, lackey, oracleGeneral, perf or pinatrace (default: "
+                          "from a specific suffix such as .csv or .lackey, else from the "
+                          "content). gzip and zstd are undone; TRACE '-' reads stdin."),
+        click.option("--unit", type=click.Choice(["page", "byte"]), default=None,
+                     help="Numbers are page numbers or byte addresses (default per format, "
+                          "stated in the output: text reads decimal as pages and 0x as bytes; "
+                          "npy and oracleGeneral pages; lackey, perf, pinatrace bytes)."),
+        click.option("--page-size", default="4KiB", show_default=True,
+                     help="Page (and frame) size: 4KiB, 2MiB, 1GiB... (a power of two)."),
+        click.option("--column", default=None, metavar="NAME",
+                     help="csv: the column holding the accesses (header name or 1-based "
+                          "number; default: page, vpn, obj_id, addr or address)."),
+        click.option("--lackey-kinds", default=None, metavar="ILSM",
+                     help="lackey: record kinds to keep (default LSM, the data accesses; "
+                          "I adds instruction fetches)."),
+        click.option("--skip-bad-lines", is_flag=True,
+                     help="Count and skip lines that do not parse (e.g. a program's output "
+                          "mixed into a lackey log) instead of stopping at the first."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, trace) -> dict:
+    from pfsim.errors import ConfigError
+    from pfsim.tracedriven.output import terminal_progress
+    from pfsim.units import parse_size
+
+    try:
+        size = parse_size(page_size.strip()) if not page_size.strip().isdigit() \
+            else int(page_size)
+    except ValueError as exc:
+        raise ConfigError("--page-size", str(exc)) from None
+    return {"fmt": fmt, "unit": unit, "page_size": size, "column": column,
+            "lackey_kinds": lackey_kinds, "skip_bad_lines": skip_bad_lines,
+            "progress": terminal_progress(str(trace))}
+
+
 @cli.command()
 @click.argument("trace")
 @click.option("--policy", required=True, metavar="P[,P...]",
@@ -129,6 +172,51 @@ def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, l
     echo_rows(rows, rows.trace, as_json)
     if csv_path is not None:
         write_csv(rows, csv_path)
+
+
+
+@cli.command()
+@click.argument("trace")
+@click.option("--frames", default=None, metavar="N[,N...]",
+              help="Frame counts of the rows, as for replay (default: powers of two up to the "
+                   "footprint, and the footprint).")
+@_trace_options
+@click.option("--sample-rate", type=float, default=None, metavar="R",
+              help="SHARDS spatial sampling at rate R in (0, 1] (e.g. 0.01) for traces too "
+                   "large for the exact curve: estimates, in memory shrunk by R.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per row (the header goes to stderr).")
+@click.option("--csv", "csv_path", default=None, type=click.Path(path_type=Path),
+              help="Also write the rows to this CSV file.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+              help="Draw the whole curve to this image (png, svg, pdf).")
+def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kinds,
+        skip_bad_lines, sample_rate: float | None, as_json: bool, csv_path: Path | None,
+        plot_path: Path | None) -> None:
+    """LRU's miss-ratio curve of TRACE in one pass (exact stack distances, or SHARDS
+    sampling), with the footprint and the compulsory misses; rows named as in replay."""
+    from pfsim.tracedriven.frames import parse_frames
+    from pfsim.tracedriven.mrc import mrc as run_mrc
+    from pfsim.tracedriven.output import check_output, echo_rows, mrc_summary, write_csv
+
+    options = _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, trace)
+    counts = parse_frames(frames, options["page_size"]) if frames is not None else None
+    for path, flag in ((csv_path, "--csv"), (plot_path, "--plot")):
+        if path is not None:
+            check_output(path, flag)
+    progress = options["progress"]
+    try:
+        curve = run_mrc(trace, counts, sample_rate=sample_rate, **options)
+    finally:
+        if progress is not None:
+            progress.close()
+    echo_rows(curve.rows, curve.trace, as_json, extra=mrc_summary(curve))
+    if csv_path is not None:
+        write_csv(curve.rows, csv_path)
+    if plot_path is not None:
+        from pfsim.tracedriven.plot import plot_curve
+
+        plot_curve(curve, plot_path, title=f"LRU miss-ratio curve of {trace}")
 
 
 def main(argv: list[str] | None = None) -> None:

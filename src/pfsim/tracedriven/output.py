@@ -45,11 +45,31 @@ def row_text(row: dict) -> str:
                     for key, value in row.items())
 
 
-def echo_rows(rows: Iterable[dict], trace: TraceFacts, as_json: bool) -> None:
+def bytes_text(size: int) -> str:
+    """``7.0 MiB``-style size."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.1f} {unit}"
+    return f"{size} B"
+
+
+def mrc_summary(curve) -> list[str]:
+    """The header lines ``pfsim mrc`` adds: footprint, compulsory misses, sampling."""
+    estimate = " (estimated)" if curve.sample_rate < 1 else ""
+    lines = [f"# footprint {curve.footprint:,} pages "
+             f"({bytes_text(curve.footprint * curve.page_size)}){estimate}, compulsory misses "
+             f"{curve.compulsory_misses:,}{estimate}"]
+    if curve.sample_rate < 1:
+        lines.append(f"# SHARDS sampling at rate {curve.sample_rate:g}: faults are estimates")
+    return lines
+
+
+def echo_rows(rows: Iterable[dict], trace: TraceFacts, as_json: bool,
+              extra: list[str] = ()) -> None:
     """Print the header (stderr with ``--json``) and the rows, warnings on stderr."""
     for warning in trace.warnings:
         print(f"pfsim: warning: {warning}", file=sys.stderr)
-    for line in header_lines(trace):
+    for line in [*header_lines(trace), *extra]:
         print(line, file=sys.stderr if as_json else sys.stdout)
     for row in rows:
         print(json.dumps(row) if as_json else row_text(row))
@@ -66,14 +86,15 @@ def check_output(path: Path, flag: str) -> None:
         raise ConfigError(flag, f"directory {parent} is not writable")
 
 
-def write_atomically(path: Path, flag: str, write) -> None:
+def write_atomically(path: Path, flag: str, write, binary: bool = False) -> None:
     """Call ``write(handle)`` on a temporary file beside ``path``, then rename it over ``path``
     (nothing half-written is left if anything fails)."""
     check_output(path, flag)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent)
                                 else ".")
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) \
+                as handle:
             write(handle)
         os.replace(temp, path)
     except OSError as exc:
