@@ -10,7 +10,7 @@ The layers, lowest first (a package may import its own layer's modules only in t
 composition root, and any lower layer):
 
 ======================  =====================================================================
-utilities               errors, units
+utilities               errors, units, numba_cache (where compiled code is cached)
 foundations             engine (event loop, array heap, RNG), config (schema, loading),
                         trace (trace readers), workload (access patterns), replacement
                         (page-replacement policies replayed over traces, stack distances)
@@ -21,7 +21,8 @@ guest, hypervisor       the guest kernel and the host; neither imports the other
 cluster                 the ALMOS-MKH VMM (extends guest)
 compiled                the compiled core (ports guest and host to numba)
 composition root        simulation, apf_modes, api, cli, report, tracedriven
-                        (trace replay, miss-ratio curves), ``pfsim`` itself
+                        (trace replay, miss-ratio curves), boundary (exit statuses), output
+                        (result files), footprint (memory estimate), ``pfsim`` itself
 ======================  =====================================================================
 
 On top of the layer order, the package graph must have no cycle at all.
@@ -36,7 +37,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 ROOT = SRC / "pfsim"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "units"}),
+    frozenset({"errors", "units", "numba_cache"}),
     frozenset({"engine", "config", "trace", "workload", "replacement"}),
     frozenset({"machine"}),
     frozenset({"sched"}),
@@ -44,7 +45,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cluster"}),
     frozenset({"compiled"}),
     frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "__init__",
-               "__main__"}),
+               "__main__", "boundary", "output", "footprint"}),
 )
 COMPOSITION_ROOT = len(LAYERS) - 1
 

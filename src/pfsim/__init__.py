@@ -7,10 +7,15 @@ Public API (for notebooks and scripts)::
     result = pfsim.run(config)
     rows = pfsim.replay("trace.lackey", policies=["lru", "clock"], frames="64:1024:64")
     curve = pfsim.mrc("trace.lackey"); curve.miss_ratio([64, 128]), curve.footprint
-    result["processes"]["db"]["min_flt"]
+    result.processes["kvstore"]["min_flt"]          # shortcut for the single VM
+    result["vms"]["vm0"]["processes"]["kvstore"]    # the same, as in result.json
 """
 
-from pfsim.config import Config, load_config
+from pfsim import numba_cache
+
+numba_cache.configure()  # before any compiled function is decorated (read-only installs)
+
+from pfsim.config import Config, load_config  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -3,26 +3,57 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pfsim.config import Config, load_config
 from pfsim.simulation import Simulation
 
 
+class FrozenList(tuple):  # type: ignore[type-arg]
+    """A read-only list of a result: a tuple that also compares equal to the same list."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+
+def freeze(value: Any) -> Any:
+    """``value`` with every dict made a read-only mapping and every list a FrozenList."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return FrozenList(freeze(item) for item in value)
+    return value
+
+
 class RunResult(Mapping[str, Any]):
     """The result of one run: a read-only mapping with exactly the structure of result.json.
 
-    Shortcuts for the single-VM case: ``result.processes``, ``result.tasks``, ``result.vcpus``
-    and ``result.outcome``.
+    Read-only at every depth (``result["vms"]["vm0"]["processes"]`` cannot be changed either);
+    :meth:`to_dict` gives a plain, mutable copy.  Shortcuts for the single-VM case:
+    ``result.processes``, ``result.tasks``, ``result.vcpus`` and ``result.outcome``.
     """
 
     def __init__(self, data: dict[str, Any]) -> None:
         self._data = data
+        self._frozen = freeze(data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RunResult, (self._data,))
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        return self._frozen[key]
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._data)
@@ -31,19 +62,19 @@ class RunResult(Mapping[str, Any]):
         return len(self._data)
 
     @property
-    def vm(self) -> dict[str, Any]:
-        return self._data["vms"]["vm0"]
+    def vm(self) -> Mapping[str, Any]:
+        return self._frozen["vms"]["vm0"]
 
     @property
-    def processes(self) -> dict[str, Any]:
+    def processes(self) -> Mapping[str, Any]:
         return self.vm["processes"]
 
     @property
-    def tasks(self) -> dict[str, Any]:
+    def tasks(self) -> Mapping[str, Any]:
         return self.vm["tasks"]
 
     @property
-    def vcpus(self) -> list[dict[str, Any]]:
+    def vcpus(self) -> Sequence[Mapping[str, Any]]:
         return self.vm["vcpus"]
 
     @property
@@ -67,6 +98,11 @@ def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | Non
         overrides: ``"dotted.key=value"`` strings applied before validation.
         seed: replaces ``sim.seed``.
         progress: called now and then with the simulated time (ns).
+
+    Raises:
+        pfsim.errors.ConfigError: the config is refused (ConfigErrors: several problems).
+        pfsim.errors.ResourceError: simulating it needs more memory than is available.
+        pfsim.errors.InvariantViolation: a bug in pfsim (please report it).
     """
     if not isinstance(config, Config) or overrides or seed is not None:
         source = config.model_dump(mode="json") if isinstance(config, Config) else config

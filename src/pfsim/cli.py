@@ -1,7 +1,7 @@
 """Command line: ``pfsim run`` and ``pfsim replay``.
 
 Every user mistake ends with one line on stderr (``pfsim: error: ...``) and exit status 2;
-no traceback, no half-written output directory.
+no traceback, no half-written output directory (exit statuses: :mod:`pfsim.boundary`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-
-from pfsim.errors import PfsimError
-
-EXIT_USAGE = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -220,29 +216,7 @@ def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kin
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``pfsim`` console script."""
-    try:
-        cli.main(args=argv, prog_name="pfsim", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("pfsim: aborted", err=True)
-        sys.exit(130)
-    except click.UsageError as exc:
-        hint = ""
-        if exc.ctx is not None and exc.ctx.command is not None:
-            hint = f" (see 'pfsim {exc.ctx.info_name} --help')" if exc.ctx.parent else ""
-        click.echo(f"pfsim: error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
-        sys.exit(EXIT_USAGE)
-    except click.ClickException as exc:
-        click.echo(f"pfsim: error: {exc.format_message()}".replace("\n", " "), err=True)
-        sys.exit(EXIT_USAGE)
-    except PfsimError as exc:
-        click.echo(f"pfsim: error: {exc}".replace("\n", " "), err=True)
-        sys.exit(EXIT_USAGE)
-    except BrokenPipeError:
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("pfsim: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(0)
+    """Entry point of the ``pfsim`` console script; exit statuses in :mod:`pfsim.boundary`."""
+    from pfsim.boundary import call
+
+    sys.exit(call(lambda: cli.main(args=argv, prog_name="pfsim", standalone_mode=False), argv))

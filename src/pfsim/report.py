@@ -15,7 +15,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pfsim.api import RunResult, run
-from pfsim.config import config_digest, load_config
+from pfsim.config import config_digest, config_warnings, load_config
+from pfsim.errors import clip
+from pfsim.footprint import check_resources
+from pfsim.output import OutputDir
 from pfsim.units import format_time
 
 PROGRESS_AFTER_S = 1.5
@@ -54,24 +57,36 @@ class _LazyProgress:
 
 def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overrides: list[str],
                 quiet: bool) -> None:
-    """Implementation of ``pfsim run`` (errors propagate as PfsimError)."""
+    """Implementation of ``pfsim run`` (errors propagate as PfsimError).
+
+    Everything the user gave is checked before the run: the config, the memory the scenario
+    needs and the output directory; a run that fails or is interrupted removes the output
+    directories it created and leaves an existing result.json as it was.
+    """
     config = load_config(config_path, overrides=overrides, seed=seed)
-    out_dir = out_dir if out_dir is not None else Path("out") / config_path.stem
+    for warning in config_warnings(config):
+        click.echo(f"pfsim: warning: {clip(warning, 400)}", err=True)
+    check_resources(config)
+    out = OutputDir(out_dir if out_dir is not None else Path("out") / config_path.stem).prepare()
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=140)
-    if not quiet:
-        click.echo(f"ARG config {config_path}  seed {config.sim.seed}  digest {config_digest(config)}"
-                      f"  vcpus {config.guest.vcpus}  memory {config.guest.memory >> 20}MiB"
-                      f"  processes {len(config.processes)}")
-    progress = _LazyProgress(config.sim.duration)
-    wall = time.monotonic()
     try:
-        result = run(config, progress=progress)
-    finally:
-        progress.close()
-    wall = time.monotonic() - wall
-    path = _write_atomic(out_dir, result)
+        if not quiet:
+            click.echo(f"ARG config {config_path}  seed {config.sim.seed}  digest "
+                       f"{config_digest(config)}  vcpus {config.guest.vcpus}  memory "
+                       f"{config.guest.memory >> 20}MiB  processes {len(config.processes)}")
+        progress = _LazyProgress(config.sim.duration)
+        wall = time.monotonic()
+        try:
+            result = run(config, progress=progress)
+        finally:
+            progress.close()
+        wall = time.monotonic() - wall
+        path = out.write("result.json", result.to_json())
+    except BaseException:
+        out.discard()
+        raise
     if not quiet:
         print_summary(console, result)
     click.echo(final_line(result, wall, path))
@@ -153,7 +168,9 @@ def _write_atomic(out_dir: Path, result: RunResult) -> Path:
 
 def print_summary(console: Console, result: RunResult) -> None:
     """Per-process and per-vCPU tables."""
-    procs = Table(title=f"processes (VM outcome: {result.outcome})", title_justify="left")
+    oom = result.vm["memory"]["oom_kills"]
+    killed = f"; OOM killer: {oom} process{'es' if oom > 1 else ''} killed" if oom else ""
+    procs = Table(title=f"processes (VM outcome: {result.outcome}{killed})", title_justify="left")
     for column in ("process", "threads", "work", "accesses", "min_flt", "maj_flt", "segv",
                    "cow copy/reuse", "exit"):
         procs.add_column(column, justify="left" if column in ("process", "exit") else "right")
@@ -195,7 +212,7 @@ def print_clusters(console: Console, result: RunResult) -> None:
         table.add_row(name, *(f"{p.get(c, 0):,}" for c in columns))
     console.print(table)
     placed = Table(title="cluster memory", title_justify="left")
-    for column in ("cluster", "vcpus", "frames allocated", "free frames"):
+    for column in ("cluster", "vcpus", "allocations (whole run)", "free frames at the end"):
         placed.add_column(column, justify="right")
     for c in info["clusters"]:
         placed.add_row(str(c["cluster"]), ",".join(map(str, c["vcpus"])),

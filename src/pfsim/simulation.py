@@ -15,6 +15,7 @@ from pfsim.config import Config, config_digest
 from pfsim.config.cluster_checks import almos_enabled
 from pfsim.engine import RandomStreams, Simulator
 from pfsim.errors import InvariantViolation
+from pfsim.footprint import check_resources
 from pfsim.guest.flat_vmm import FlatVmm
 from pfsim.guest.kernel import GuestKernel
 from pfsim.guest.vmm import Vmm
@@ -37,6 +38,7 @@ class Simulation:
     """One run of one scenario."""
 
     def __init__(self, config: Config) -> None:
+        check_resources(config)  # refuse a scenario too large before allocating anything
         self.config = config
         self.sim = Simulator()
         self.streams = RandomStreams(config.sim.seed)

@@ -7,19 +7,41 @@ process does not have, a vCPU that does not exist) are checked in :mod:`pfsim.co
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import functools
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
 
 from pfsim.units import parse_address, parse_size, parse_time
 
+INT64_MAX = (1 << 63) - 1
+ADDRESS_MAX = (1 << 64) - 1
+MAX_TIME_NS = 1 << 53
+"""Longest time a config may give (about 104 days).  The simulated clock is a signed 64-bit
+count of nanoseconds; this bound leaves room for the sums of times a run makes."""
+MAX_COST_NS = 1_000_000_000
+"""Longest CPU cost or device latency of one operation (1 s)."""
+PID_MAX_LIMIT = 4 * 1024 * 1024
+"""Most threads a 64-bit Linux system can have (PID_MAX_LIMIT, include/linux/threads.h)."""
+MAX_TEXT = 256
+"""Longest name or file name."""
+
 
 def _size(value: object) -> object:
-    return parse_size(value) if isinstance(value, (str, int)) else value
+    return parse_size(value) if isinstance(value, (str, int, float)) else value
 
 
 def _time(value: object) -> object:
-    return parse_time(value) if isinstance(value, (str, int)) else value
+    return parse_time(value) if isinstance(value, (str, int, float)) else value
 
 
 def _addr(value: object) -> object:
@@ -28,26 +50,74 @@ def _addr(value: object) -> object:
 
 Size = Annotated[StrictInt, BeforeValidator(_size), Field(ge=0)]
 """Bytes, written as ``"4KiB"``, ``"64MiB"``..."""
-Time = Annotated[StrictInt, BeforeValidator(_time), Field(ge=0)]
+Time = Annotated[StrictInt, BeforeValidator(_time), Field(ge=0, le=MAX_TIME_NS)]
 """Integer nanoseconds, written as ``"100ns"``, ``"16us"``, ``"2ms"``, ``"1s"``."""
+Cost = Annotated[StrictInt, BeforeValidator(_time), Field(ge=0, le=MAX_COST_NS)]
+"""CPU time or latency of one operation: a Time of at most 1 s."""
 Address = Annotated[StrictInt, BeforeValidator(_addr), Field(ge=0)]
-Ratio = Annotated[float, Field(ge=0.0, le=1.0, strict=False)]
+"""An unsigned 64-bit address (``"0xffff888000000000"`` or an integer), below 2**64."""
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+Bandwidth = Annotated[StrictInt, BeforeValidator(_size), Field(ge=4096)]
+"""Bytes per second, at least one 4 KiB page per second."""
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+LOWER = BeforeValidator(_lower)
+"""Choice names are matched without case (``"LRU"`` is ``"lru"``); every choice is lower case."""
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    """Every table of the config: unknown keys refused, no type coercion, finite floats,
+    integers within 64 bits, printable names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        _check_bounded(value, ADDRESS_MAX if _is_address(cls, info.field_name) else INT64_MAX)
+        return value
+
+
+@functools.cache
+def _is_address(model: type[BaseModel], name: str | None) -> bool:
+    """Does field ``name`` of ``model`` hold an :data:`Address` (unsigned 64 bits)?"""
+    field = model.model_fields.get(name or "")
+    return field is not None and _addr.__name__ in repr(field.annotation) + repr(field.metadata)
+
+
+def _check_bounded(value: Any, largest: int = INT64_MAX) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -INT64_MAX - 1 <= value <= largest:
+        number = str(value) if value.bit_length() <= 128 else f"a {value.bit_length()}-bit number"
+        what = "a 64-bit address" if largest == ADDRESS_MAX else "a signed 64-bit integer"
+        raise ValueError(f"{number} does not fit in {what} (at most {largest})")
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"a name of {len(value)} characters; at most {MAX_TEXT} are allowed")
+        if not value.isprintable():
+            raise ValueError(f"{value[:40]!r} holds a non-printable character; names are "
+                             "printable text")
+    if isinstance(value, list):
+        for item in value:
+            _check_bounded(item)
 
 
 class SimConfig(_Section):
     """Run control."""
 
-    seed: StrictInt = 0
+    seed: Annotated[StrictInt, Field(ge=0)] = 0
     """Seed of every random stream of the run (``--seed`` overrides it)."""
     duration: Time | None = None
     """Stop the run at this simulated time; None runs until every task has exited."""
     check_invariants: StrictBool = False
     """Check model invariants after every protocol event (slow; always on in tests)."""
-    engine: Literal["compiled", "reference"] = "compiled"
+    engine: Annotated[Literal["compiled", "reference"], LOWER] = "compiled"
     """compiled: the host-overcommit event loop (EPT violations, reclaim, swap, async PF,
     scheduling) runs in compiled code where it applies (its first use compiles it, once, in
     about a minute; cached afterwards); scenarios outside it run on the reference path.
@@ -58,7 +128,7 @@ class SimConfig(_Section):
 class SchedConfig(_Section):
     """Guest scheduler parameters (the host scheduler uses the same policy)."""
 
-    policy: Literal["cfs", "rr"] = "cfs"
+    policy: Annotated[Literal["cfs", "rr"], LOWER] = "cfs"
     """cfs: Linux's fair scheduler (vruntime, sleeper credit, wake-up preemption);
     rr: round robin with a fixed ``timeslice`` and no wake-up preemption."""
     timeslice: Time = 3_000_000
@@ -70,7 +140,7 @@ class SchedConfig(_Section):
     wakeup_granularity: Time = 1_000_000
     """CFS sched_wakeup_granularity: how far ahead (in vruntime) a woken task must be to
     preempt the running one."""
-    context_switch: Time = 2_000
+    context_switch: Cost = 2_000
     """CPU time of one real context switch (prev != next)."""
     idle_balance: StrictBool = True
     """An idle CPU pulls a runnable task from the busiest run queue."""
@@ -80,36 +150,36 @@ class FaultCosts(_Section):
     """CPU time of each step of the guest fault path (defaults: estimates anchored on published
     fault and TLB-shootdown timings, docs/model.md "Costs")."""
 
-    entry: Time = 300
+    entry: Cost = 300
     """Exception entry, error-code decode, VMA lookup and return to the faulting context."""
-    zero_page: Time = 500
+    zero_page: Cost = 500
     """Map the shared zero page on a read of untouched anonymous memory."""
-    anon_page: Time = 1_500
+    anon_page: Cost = 1_500
     """Allocate and zero a page (anonymous write, write after zero page)."""
-    cow_copy: Time = 2_500
+    cow_copy: Cost = 2_500
     """Allocate a page and copy 4 KiB (COW break of a shared page)."""
-    cow_reuse: Time = 400
+    cow_reuse: Cost = 400
     """Make an exclusively owned page writable again (COW without copy)."""
-    file_map: Time = 700
+    file_map: Cost = 700
     """Map a page-cache page (file read fault that hits the cache)."""
-    fault_around_page: Time = 40
+    fault_around_page: Cost = 40
     """Each extra page mapped by fault-around."""
-    signal: Time = 2_000
+    signal: Cost = 2_000
     """Deliver SIGSEGV and start killing the process."""
-    tlb_shootdown: Time = 1_500
+    tlb_shootdown: Cost = 1_500
     """IPI round trip to the other vCPUs running the mm (fork write-protect, munmap)."""
-    fork: Time = 40_000
+    fork: Cost = 40_000
     """Fixed CPU time of fork(): new process and thread descriptors, VMA copies."""
-    fork_page: Time = 20
+    fork_page: Cost = 20
     """Each page-table entry fork() copies (and write-protects for copy-on-write)."""
 
 
 class DiskConfig(_Section):
     """Guest block device that backs FILE, CODE and DATA vsegs (page-cache misses)."""
 
-    latency: Time = 100_000
+    latency: Cost = 100_000
     """Per-request latency."""
-    bandwidth: Size = 1 << 30
+    bandwidth: Bandwidth = 1 << 30
     """Bytes per second once a request is being served."""
     readahead: Size = 128 << 10
     """Read-around window of a page-cache miss on an mmap fault (ra_pages, default 32 pages)."""
@@ -124,7 +194,7 @@ class MMConfig(_Section):
     """Map the shared zero page on a first read of anonymous memory."""
     stack_guard_gap: Size = 1 << 20
     """Gap kept below a growing stack (stack_guard_gap = 256 pages)."""
-    oom: Literal["kill-largest", "panic"] = "kill-largest"
+    oom: Annotated[Literal["kill-largest", "panic"], LOWER] = "kill-largest"
     """When no frame is free: kill the process with the largest RSS, or panic the VM."""
     kernel_reserved: Size = 8 << 20
     """Guest memory the kernel keeps for itself (not available to user pages)."""
@@ -143,23 +213,23 @@ class ClusterCosts(_Section):
     (``[guest.vmm.costs]``).
     """
 
-    pte_op: Time = 20
+    pte_op: Cost = 20
     """One local PTE read, atomic compare-and-swap or write (lock, set, unlock)."""
-    vsl_lookup: Time = 60
+    vsl_lookup: Cost = 60
     """Search the local vseg list under its read lock."""
-    vseg_copy: Time = 400
+    vseg_copy: Cost = 400
     """Allocate a local vseg descriptor and initialise it from the reference one."""
-    pt2_alloc: Time = 1_500
+    pt2_alloc: Cost = 1_500
     """Allocate and zero a second-level page table (PT2) in the page table's cluster."""
-    remote_op: Time = 80
+    remote_op: Cost = 80
     """Extra for one word read, write or CAS in a neighbouring cluster's memory."""
-    remote_page: Time = 1_000
+    remote_page: Cost = 1_000
     """Extra for zeroing or copying a 4 KiB page in (or from) a neighbouring cluster."""
-    remote_access: Time = 40
+    remote_access: Cost = 40
     """Extra time of a user load or store to a page held by a neighbouring cluster."""
-    hop: Time = 10
+    hop: Cost = 10
     """Added to every remote cost for each mesh hop beyond the first."""
-    rpc: Time = 5_000
+    rpc: Cost = 5_000
     """RPC round trip to a neighbouring cluster (enqueue, IPI, server thread, reply)."""
 
 
@@ -169,26 +239,26 @@ class ClusterConfig(_Section):
     switch below settles a point the ALMOS-MKH sources leave uncertain; the default is the most
     likely behaviour (docs/clusters.md)."""
 
-    model: Literal["auto", "almos"] = "auto"
+    model: Annotated[Literal["auto", "almos"], LOWER] = "auto"
     """auto: the flat kernel when clusters = 1, the ALMOS-MKH VMM otherwise; almos: the
     ALMOS-MKH VMM even with one cluster."""
     mesh: list[Annotated[StrictInt, Field(ge=1)]] | None = None
     """[x_size, y_size] of the 2D mesh (x_size * y_size >= clusters; positions beyond
     ``clusters`` are empty clusters); default: the squarest power-of-two split of clusters."""
-    distrib_index: Literal["mask", "modulo"] = "mask"
+    distrib_index: Annotated[Literal["mask", "modulo"], LOWER] = "mask"
     """DATA page placement index: vpn & (x_size*y_size - 1) as in ``vmm_page_allocate``, or
     vpn % clusters."""
-    remote_ops: Literal["direct", "rpc"] = "direct"
+    remote_ops: Annotated[Literal["direct", "rpc"], LOWER] = "direct"
     """direct (2020): remote vseg lookups, page allocations and PTE updates are direct remote
     accesses; rpc (2018-2019): they are RPC_VMM_GET_VSEG, RPC_PMEM_GET_PAGES and
     RPC_VMM_GLOBAL_UPDATE_PTE round trips (docs/clusters.md)."""
-    vsl_lock: Literal["rwlock", "queuelock"] = "rwlock"
+    vsl_lock: Annotated[Literal["rwlock", "queuelock"], LOWER] = "rwlock"
     """Lock of each copy's vseg list: remote_rwlock (2019, readers share) or remote_queuelock
     (2020 headers suggest it; every holder is exclusive) (docs/clusters.md)."""
-    oom_rule: Literal["2020", "2018"] = "2020"
+    oom_rule: Annotated[Literal["2020", "2018"], LOWER] = "2020"
     """No page for a page fault: 2020 KERNEL_PANIC (the faulting core halts); 2018 USER_ERROR
     (the process is killed) (``vmm_handle_page_fault``; docs/clusters.md)."""
-    cow_oom_policy: Literal["kill_process", "panic_core"] = "kill_process"
+    cow_oom_policy: Annotated[Literal["kill_process", "panic_core"], LOWER] = "kill_process"
     """No page for a copy-on-write copy: the COW branch reports USER_ERROR (kill) or the
     KERNEL_PANIC it got (halt the core) (``vmm_handle_cow``, ``hal_mmu_exception``)."""
     cow_race_is_user_error: StrictBool = True
@@ -204,26 +274,33 @@ class ClusterConfig(_Section):
     only mapped copies are updated; the others pull it on a later false fault)
     (``vmm_global_update_pte``)."""
     costs: ClusterCosts = ClusterCosts()
+    """CPU time of the ALMOS-MKH fault, COW and fork steps (table ``[guest.vmm.costs]``)."""
 
 
 class GuestConfig(_Section):
     """The virtual machine seen from inside."""
 
     vcpus: Annotated[StrictInt, Field(ge=1, le=4096)] = 1
+    """Number of virtual CPUs."""
     memory: Size = 256 << 20
+    """Guest physical memory (a whole number of 4KiB pages), kernel_reserved included."""
     clusters: Annotated[StrictInt, Field(ge=1, le=1024)] = 1
     """Number of clusters (1 = a flat kernel)."""
-    syscall: Time = 300
+    syscall: Cost = 300
     """Entry and exit cost of a system call."""
-    copy_page: Time = 250
+    copy_page: Cost = 250
     """Kernel copy of one user page in copy_to_user / copy_from_user."""
     fast_faults: StrictBool = True
     """Resolve the common anonymous faults inside the compiled access loop (same results as
     the Python fault path, which stays the reference; false sends every fault through it)."""
     sched: SchedConfig = SchedConfig()
+    """The guest scheduler."""
     costs: FaultCosts = FaultCosts()
+    """CPU time of the steps of the guest fault path."""
     disk: DiskConfig = DiskConfig()
+    """The guest's block device (page-cache misses)."""
     mm: MMConfig = MMConfig()
+    """Guest memory-management policy (zero page, OOM, reserved memory, SMAP)."""
     vmm: ClusterConfig = ClusterConfig()
     """The ALMOS-MKH multi-cluster VMM: mesh, costs and the switches of uncertain behaviour."""
 
@@ -232,14 +309,15 @@ class SwapConfig(_Section):
     """The host swap device.  ``device`` picks a preset (measured latencies, estimated bandwidths:
     docs/hypervisor.md "Swap device"); any value given here overrides the preset's."""
 
-    device: Literal["zram", "nvme", "sata-ssd", "hdd"] = "nvme"
-    latency: Time | None = None
+    device: Annotated[Literal["zram", "nvme", "sata-ssd", "hdd"], LOWER] = "nvme"
+    """Preset of the swap device; the keys below override its values."""
+    latency: Cost | None = None
     """Per-request service latency (preset: zram 1.7us, nvme 16us, sata-ssd 100us, hdd 8ms)."""
-    distribution: Literal["fixed", "exponential", "lognormal"] = "fixed"
+    distribution: Annotated[Literal["fixed", "exponential", "lognormal"], LOWER] = "fixed"
     """How each request's latency is drawn around ``latency`` (its mean)."""
-    sigma: Annotated[float, Field(gt=0.0, le=4.0, strict=False)] = 0.5
+    sigma: Annotated[float, Field(gt=0.0, le=4.0)] = 0.5
     """Lognormal shape parameter."""
-    bandwidth: Size | None = None
+    bandwidth: Bandwidth | None = None
     """Bytes per second of transfer (preset: zram 8GiB, nvme 2GiB, sata-ssd 500MiB, hdd 150MiB)."""
     queue_depth: Annotated[StrictInt, Field(ge=1)] | None = None
     """Requests served at once (preset: zram 1, nvme 64, sata-ssd 32, hdd 1)."""
@@ -254,15 +332,15 @@ class HostCosts(_Section):
     """CPU time the host spends on the vCPU's behalf (estimates from published VM-exit costs:
     docs/hypervisor.md "Host costs")."""
 
-    ept_violation: Time = 2_500
+    ept_violation: Cost = 2_500
     """VM exit, EPT walk, map and re-entry for a page already in host memory."""
-    host_fault: Time = 1_500
+    host_fault: Cost = 1_500
     """Host anonymous first-touch fault (allocate and zero), on top of the EPT violation."""
-    swapcache_hit: Time = 800
+    swapcache_hit: Cost = 800
     """Map a page found in the host swap cache (readahead brought it in)."""
-    apf_inject: Time = 1_500
+    apf_inject: Cost = 1_500
     """Set up an async PF and inject 'page not present' into the guest."""
-    page_ready: Time = 1_000
+    page_ready: Cost = 1_000
     """Deliver 'page ready' (kvm: interrupt + ACK; s390: completion interrupt) and wake."""
 
 
@@ -272,37 +350,47 @@ class HypervisorConfig(_Section):
     enabled: StrictBool = False
     """Model the host (false: vCPUs always run and guest memory is always backed)."""
     host_cpus: Annotated[StrictInt, Field(ge=1, le=4096)] = 4
-    host_tasks: Annotated[StrictInt, Field(ge=0)] = 0
+    """Physical CPUs of the host that run the vCPU threads and the host tasks."""
+    host_tasks: Annotated[StrictInt, Field(ge=0, le=PID_MAX_LIMIT)] = 0
     """Always-runnable host threads competing with the vCPU threads for host CPUs."""
     memory_limit: Size | None = None
     """Host memory granted to the VM (a memory cgroup limit); None: as much as the guest has."""
-    reclaim: Literal["fifo", "lru", "clock", "random"] = "lru"
+    reclaim: Annotated[Literal["fifo", "lru", "clock", "random"], LOWER] = "lru"
+    """Host page-replacement policy when the VM reaches ``memory_limit``."""
     reclaim_batch: Annotated[StrictInt, Field(ge=1, le=4096)] = 32
     """Pages reclaimed at once when the VM reaches its limit."""
-    async_pf: Literal["off", "halt", "kvm", "s390"] = "off"
+    async_pf: Annotated[Literal["off", "halt", "kvm", "s390"], LOWER] = "off"
     """off: the vCPU stalls for a swap-in; halt: host-side halt, interrupts still delivered;
     kvm: x86 paravirtual async PF; s390: pfault."""
     apf_debug: StrictBool = False
     """Check the async-PF protocol invariants after every protocol event."""
     timeslice: Time = 6_000_000
     """Host scheduler slice for vCPU threads and host tasks."""
-    context_switch: Time = 3_000
+    context_switch: Cost = 3_000
+    """CPU time of one host context switch between vCPU threads or host tasks."""
     costs: HostCosts = HostCosts()
+    """CPU time the host spends on the vCPU's behalf."""
     swap: SwapConfig = SwapConfig()
+    """The host swap device."""
 
 
-VsegType = Literal["code", "data", "stack", "anon", "file", "remote"]
+VsegType = Annotated[Literal["code", "data", "stack", "anon", "file", "remote"], LOWER]
 
 
 class VsegConfig(_Section):
     """A virtual segment (VMA) of a process."""
 
     name: str
+    """Name steps use to refer to the vseg (unique in its process)."""
     type: VsegType
+    """code (private file mapping, rx), data (private file mapping, rw), stack (grows down to
+    stack_max), anon (anonymous memory), file (shared file mapping), remote (ALMOS-MKH:
+    anonymous memory placed in a chosen cluster)."""
     size: Annotated[StrictInt, BeforeValidator(_size), Field(gt=0)]
+    """Length in bytes (rounded up to whole pages); a stack's initial size."""
     base: Address | None = None
     """Start address (page aligned); chosen by the layout when absent. For a stack, its top."""
-    prot: Literal["r", "rw", "rx", "rwx"] | None = None
+    prot: Annotated[Literal["r", "rw", "rx", "rwx"], LOWER] | None = None
     """Access rights; default by type: code rx, all others rw."""
     file: str | None = None
     """Backing file name for code, data and file vsegs (shared page cache); default: private."""
@@ -325,7 +413,9 @@ class _Target(_Step):
     addr: Address | None = None
     """Absolute start address instead of a vseg (may lie outside every vseg)."""
     offset: Size = 0
+    """Start of the range within the vseg, in bytes."""
     length: Size | None = None
+    """Length of the range in bytes (default: from offset to the end of the vseg)."""
     split: StrictBool = False
     """The threads of the group divide the range: thread i of n works on the i-th 1/n of it."""
 
@@ -334,18 +424,27 @@ class AccessStep(_Target):
     """User-mode loads and stores over a range, one page number per access."""
 
     op: Literal["access"]
-    pattern: Literal["sequential", "uniform", "zipf", "hotcold"] = "uniform"
+    """Step kind: ``access``."""
+    pattern: Annotated[Literal["sequential", "uniform", "zipf", "hotcold"], LOWER] = "uniform"
+    """sequential (byte k*stride, wrapping), uniform (every page equally likely), zipf (page of
+    rank r with probability ~ 1/r**alpha), hotcold (a moving hot set, see hot_fraction)."""
     accesses: Annotated[StrictInt, Field(gt=0)] | None = None
+    """Number of accesses (give this or duration)."""
     duration: Time | None = None
+    """Run accesses for this much simulated time from the start of the step (give this or
+    accesses)."""
     write_ratio: Ratio = 0.0
-    think: Annotated[StrictInt, BeforeValidator(_time), Field(gt=0)] = 100
+    """Probability that an access is a store (0 to 1)."""
+    think: Annotated[Time, Field(gt=0)] = 100
     """CPU time of one access including the work around it."""
     stride: Annotated[StrictInt, BeforeValidator(_size), Field(gt=0)] = 64
     """Sequential pattern: bytes between consecutive accesses (wraps at the end)."""
-    alpha: Annotated[float, Field(gt=0.0, strict=False)] = 0.99
+    alpha: Annotated[float, Field(gt=0.0, le=100.0)] = 0.99
     """Zipf exponent (any positive value; 1.0 is classic Zipf)."""
-    hot_fraction: Annotated[float, Field(gt=0.0, lt=1.0, strict=False)] = 0.1
+    hot_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    """Hot/cold pattern: fraction of the range that is hot (between 0 and 1)."""
     hot_probability: Ratio = 0.9
+    """Hot/cold pattern: probability that an access goes to the hot set."""
     phase: Annotated[StrictInt, Field(gt=0)] = 100_000
     """Hot/cold pattern: accesses per phase; the hot set moves at each phase."""
     fetch: StrictBool = False
@@ -356,9 +455,12 @@ class ComputeStep(_Step):
     """CPU-bound work that touches no new memory and counts work units."""
 
     op: Literal["compute"]
+    """Step kind: ``compute``."""
     units: Annotated[StrictInt, Field(gt=0)] | None = None
+    """Number of work units (give this or duration)."""
     duration: Time | None = None
-    unit: Annotated[StrictInt, BeforeValidator(_time), Field(gt=0)] = 1_000
+    """Compute for this much simulated time from the start of the step (give this or units)."""
+    unit: Annotated[Time, Field(gt=0)] = 1_000
     """CPU time of one work unit."""
 
 
@@ -366,18 +468,27 @@ class SyscallStep(_Target):
     """read()/write()-like calls: the kernel copies to (read) or from (write) a user buffer."""
 
     op: Literal["syscall"]
-    kind: Literal["read", "write"] = "read"
+    """Step kind: ``syscall``."""
+    kind: Annotated[Literal["read", "write"], LOWER] = "read"
+    """read: the kernel copies into the user buffer (copy_to_user); write: it copies from it
+    (copy_from_user)."""
     repeat: Annotated[StrictInt, Field(gt=0)] = 1
+    """Number of calls."""
 
 
 class TouchStep(_Step):
     """One access at an absolute address, in user or kernel mode."""
 
     op: Literal["touch"]
+    """Step kind: ``touch``."""
     addr: Address
+    """The address accessed (hex string or integer)."""
     write: StrictBool = False
-    think: Annotated[StrictInt, BeforeValidator(_time), Field(gt=0)] = 100
-    mode: Literal["user", "kernel"] = "user"
+    """A store instead of a load."""
+    think: Annotated[Time, Field(gt=0)] = 100
+    """CPU time of the access including the work around it."""
+    mode: Annotated[Literal["user", "kernel"], LOWER] = "user"
+    """user: a user-mode access; kernel: a kernel access to the address (see fixup)."""
     fixup: StrictBool = True
     """Kernel mode only: the access has an exception-table entry (a uaccess helper)."""
 
@@ -386,7 +497,9 @@ class SleepStep(_Step):
     """Block interruptibly for a while (a timer wake-up)."""
 
     op: Literal["sleep"]
+    """Step kind: ``sleep``."""
     duration: Time
+    """How long the thread sleeps."""
 
 
 class ForkStep(_Step):
@@ -394,7 +507,9 @@ class ForkStep(_Step):
     thread (with a copy of this thread's stack) runs ``steps``."""
 
     op: Literal["fork"]
+    """Step kind: ``fork``."""
     steps: list[Step] = Field(min_length=1)
+    """What the child's thread does (at least one step)."""
     name: str | None = None
     """The child's name in the results (default: parent name, '.', fork index)."""
     cluster: Annotated[StrictInt, Field(ge=0)] | None = None
@@ -408,6 +523,7 @@ class ExitStep(_Step):
     """exit(): the whole process exits now; its other threads are killed."""
 
     op: Literal["exit"]
+    """Step kind: ``exit``."""
 
 
 class WaitStep(_Step):
@@ -415,14 +531,18 @@ class WaitStep(_Step):
     child not reaped yet)."""
 
     op: Literal["wait"]
+    """Step kind: ``wait``."""
     count: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Children to wait for (default: every child not reaped yet)."""
 
 
 class MunmapStep(_Step):
     """munmap() of a whole vseg, in every page-table copy."""
 
     op: Literal["munmap"]
+    """Step kind: ``munmap``."""
     vseg: str
+    """The vseg to unmap (a vseg of the process that is not a stack)."""
 
 
 class ExecStep(_Step):
@@ -430,6 +550,7 @@ class ExecStep(_Step):
     stack is removed; those are emptied (nothing mapped) and the thread goes on."""
 
     op: Literal["exec"]
+    """Step kind: ``exec``."""
 
 
 Step = Annotated[
@@ -443,22 +564,27 @@ ForkStep.model_rebuild()
 class ThreadConfig(_Section):
     """A group of identical threads of a process."""
 
-    count: Annotated[StrictInt, Field(ge=1)] = 1
+    count: Annotated[StrictInt, Field(ge=1, le=PID_MAX_LIMIT)] = 1
+    """Number of threads in the group (at most PID_MAX_LIMIT, 4194304)."""
     cpu: Annotated[StrictInt, Field(ge=0)] | None = None
     """Pin the threads to this vCPU (default: any vCPU)."""
     stack: StrictBool = True
     """Give each thread its own STACK vseg."""
     steps: list[Step] = Field(min_length=1)
+    """What each thread of the group does, in order; the thread exits after the last step."""
 
 
 class ProcessConfig(_Section):
     """A process: an address space and its threads."""
 
     name: str
+    """Name of the process in the results (unique, printable, at most 256 characters)."""
     start: Time = 0
     """Simulated time at which the process is created."""
     vsegs: list[VsegConfig] = []
+    """The process's virtual segments (VMAs); thread stacks are added automatically."""
     threads: list[ThreadConfig] = Field(min_length=1)
+    """Groups of identical threads (at least one)."""
     cluster: Annotated[StrictInt, Field(ge=0)] | None = None
     """ALMOS clusters: the owner (= reference) cluster, where the process is created; default:
     the cluster of the first thread group's vCPU when pinned, else cluster 0."""
@@ -468,6 +594,10 @@ class Config(_Section):
     """A whole scenario."""
 
     sim: SimConfig = SimConfig()
+    """Run control: seed, duration, engine."""
     guest: GuestConfig = GuestConfig()
+    """The virtual machine: vCPUs, memory, scheduler, fault costs, disk, memory policy."""
     hypervisor: HypervisorConfig = HypervisorConfig()
+    """The host under the VM (off unless ``enabled = true``)."""
     processes: list[ProcessConfig] = Field(min_length=1)
+    """The processes the guest runs (at least one)."""

@@ -9,6 +9,7 @@ reads in compiled code.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,24 +107,48 @@ class AddressSpace:
         self._bases = np.zeros(0, dtype=np.int64)
 
     def add_vma(self, vma: Vma) -> None:
-        """Append ``vma``'s slots; slots below its start (stack room) are marked outside."""
-        vma.slot_base = len(self.state)
-        state = np.zeros(vma.nslots, dtype=np.uint8)
-        state[: (vma.start - vma.reserve_start) >> PAGE_SHIFT] = PTE_NOVMA
-        self.state = np.concatenate([self.state, state])
-        self.gfn = np.concatenate([self.gfn, np.full(vma.nslots, -1, dtype=np.int32)])
-        self.vflags = np.concatenate([self.vflags, np.full(vma.nslots, vma.vm_flags(), dtype=np.uint8)])
-        self.vmas.append(vma)
-        self.vmas.sort(key=lambda v: v.start)
-        self._starts = np.array([v.reserve_start >> PAGE_SHIFT for v in self.vmas], dtype=np.int64)
-        self._ends = np.array([v.end >> PAGE_SHIFT for v in self.vmas], dtype=np.int64)
-        self._bases = np.array([v.slot_base for v in self.vmas], dtype=np.int64)
+        """Append ``vma``'s slots; slots below its start (stack room) are marked outside.
+
+        The slot arrays grow by doubling (``state``, ``gfn`` and ``vflags`` are views of
+        larger buffers), so adding n VMAs costs O(total slots), not O(n * total slots).
+        """
+        vma.slot_base = n = len(self.state)
+        self._reserve(n + vma.nslots)
+        self.state = self._buffers[0][: n + vma.nslots]
+        self.gfn = self._buffers[1][: n + vma.nslots]
+        self.vflags = self._buffers[2][: n + vma.nslots]
+        self.state[n:] = 0
+        self.state[n: n + ((vma.start - vma.reserve_start) >> PAGE_SHIFT)] = PTE_NOVMA
+        self.gfn[n:] = -1
+        self.vflags[n:] = vma.vm_flags()
+        index = bisect.bisect_right(self.vmas, vma.start, key=lambda v: v.start)
+        self.vmas.insert(index, vma)
+        self._starts = np.insert(self._starts, index, vma.reserve_start >> PAGE_SHIFT)
+        self._ends = np.insert(self._ends, index, vma.end >> PAGE_SHIFT)
+        self._bases = np.insert(self._bases, index, vma.slot_base)
+
+    def _reserve(self, size: int) -> None:
+        """Make the slot buffers hold at least ``size`` slots, keeping the current contents
+        (the arrays may have been replaced by copies, e.g. in a forked address space)."""
+        buffers = getattr(self, "_buffers", None)
+        if (buffers is not None and buffers[0].size >= size and self.state.base is buffers[0]
+                and self.gfn.base is buffers[1] and self.vflags.base is buffers[2]):
+            return
+        n = len(self.state)
+        capacity = max(size, 2 * n, 1024)
+        fresh = (np.zeros(capacity, dtype=np.uint8), np.full(capacity, -1, dtype=np.int32),
+                 np.zeros(capacity, dtype=np.uint8))
+        for buffer, current in zip(fresh, (self.state, self.gfn, self.vflags), strict=True):
+            buffer[:n] = current
+        self._buffers = fresh
 
     def overlaps(self, start: int, end: int) -> Vma | None:
-        for vma in self.vmas:
-            if start < vma.end and vma.reserve_start < end:
-                return vma
-        return None
+        """The first VMA (in address order) whose reserved range meets [start, end)."""
+        if not self.vmas:
+            return None
+        clash = np.flatnonzero((start >> PAGE_SHIFT < self._ends)
+                               & (self._starts < (end + PAGE_SIZE - 1) >> PAGE_SHIFT))
+        return self.vmas[int(clash[0])] if clash.size else None
 
     def find_vma(self, addr: int) -> Vma | None:
         """``find_vma``: the first VMA whose end is above ``addr`` (it may start above it)."""

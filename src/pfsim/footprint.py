@@ -1,0 +1,139 @@
+"""How much memory simulating a scenario takes, estimated before anything is allocated.
+
+A scenario that cannot fit (``guest.memory = "64TiB"`` asks for 16 G frames of bookkeeping)
+is refused with the estimate and the key that drives it, instead of failing in the middle of
+building the machine with numpy's ``_ArrayMemoryError`` or being killed by the OOM killer.
+
+The coefficients are bytes of the simulator's own arrays per unit of the scenario, measured
+as peak RSS growth (``resource.getrusage``) over a run of a large case and rounded up:
+
+===========================  ===========  ==================================================
+unit                         bytes        measured on (8-16 GiB guests, numpy 2.4, numba 0.68)
+===========================  ===========  ==================================================
+guest frame, flat kernel     16           11 (refcount, kind, free stack, checks)
+guest frame, host model      +64          +43 per frame and +13 per frame of the limit
+guest frame, clusters        24           14
+vseg page (page-table slot)  8 per copy   5-6 (state, gfn, vflags); one copy per cluster
+zipf range page              32           25 (weights and CDF, cached per range)
+thread                       16 KiB       25-28 KiB with its stack's 2048 slots (task, executor)
+===========================  ===========  ==================================================
+
+plus :data:`BASELINE` for the interpreter, numpy, numba and the compiled code.
+``tests/test_footprint.py`` measures a large case against its estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pfsim.config import Config
+from pfsim.config.cluster_checks import almos_enabled
+from pfsim.errors import ResourceError
+from pfsim.units import PAGE_SIZE
+
+BASELINE = 256 << 20
+PER_FRAME = 16
+PER_FRAME_HOST = 64
+PER_FRAME_CLUSTERS = 24
+PER_SLOT = 8
+PER_ZIPF_PAGE = 32
+PER_THREAD = 16 << 10
+STACK_RESERVE = 8 << 20  # a thread stack reserves slots down to its stack_max (default 8 MiB)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """An estimate: total bytes and the config key of its largest term."""
+
+    total: int
+    key: str
+    key_bytes: int
+
+
+def estimate(config: Config) -> Footprint:
+    """Bytes of memory simulating ``config`` takes (see the module docstring)."""
+    guest = config.guest
+    frames = guest.memory // PAGE_SIZE
+    clusters = almos_enabled(config)
+    copies = guest.clusters if clusters else 1
+    terms: dict[str, int] = {}
+
+    def add(key: str, size: int) -> None:
+        terms[key] = terms.get(key, 0) + size
+
+    per_frame = PER_FRAME_CLUSTERS if clusters else PER_FRAME
+    add("guest.memory", frames * per_frame)
+    if config.hypervisor.enabled:
+        add("guest.memory", frames * PER_FRAME_HOST)
+    for p, proc in enumerate(config.processes):
+        for v, vseg in enumerate(proc.vsegs):
+            reserve = max(vseg.size, vseg.stack_max if vseg.type == "stack" else 0)
+            add(f"processes[{p}].vsegs[{v}].size", -(-reserve // PAGE_SIZE) * PER_SLOT * copies)
+        for t, group in enumerate(proc.threads):
+            stack = STACK_RESERVE // PAGE_SIZE * PER_SLOT * copies if group.stack else 0
+            add(f"processes[{p}].threads[{t}].count", group.count * (PER_THREAD + stack))
+            for key, pages in _zipf_ranges(proc, group.steps, f"processes[{p}].threads[{t}]"):
+                add(key, pages * PER_ZIPF_PAGE)
+    add("hypervisor.host_tasks", config.hypervisor.host_tasks * PER_THREAD)
+    key = max(terms, key=lambda k: terms[k])
+    return Footprint(BASELINE + sum(terms.values()), key, terms[key])
+
+
+def _zipf_ranges(proc: Any, steps: list[Any], where: str) -> list[tuple[str, int]]:
+    """(key, pages) of every zipf access range of ``steps`` (fork children included)."""
+    sizes = {vseg.name: vseg.size for vseg in proc.vsegs}
+    found = []
+    for s, step in enumerate(steps):
+        here = f"{where}.steps[{s}]"
+        if step.op == "access" and step.pattern == "zipf":
+            length = step.length if step.length is not None else sizes.get(step.vseg, 0)
+            found.append((f"{here}.length" if step.length is not None else f"{here}.vseg",
+                          -(-length // PAGE_SIZE)))
+        elif step.op == "fork":
+            found.extend(_zipf_ranges(proc, step.steps, here))
+    return found
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still use: MemAvailable, lowered by a cgroup v2 memory limit;
+    None where neither can be read."""
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            room = max(0, int(limit) - used)
+            available = room if available is None else min(available, room)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def check_resources(config: Config, available: int | None = None) -> Footprint:
+    """Refuse ``config`` when its estimate exceeds the memory available.
+
+    Raises:
+        ResourceError: one line with the estimate, the driving key and what is available.
+    """
+    footprint = estimate(config)
+    available = available_memory() if available is None else available
+    if available is not None and footprint.total > available:
+        raise ResourceError(
+            f"{footprint.key}: simulating this scenario needs about {_gib(footprint.total)} of "
+            f"memory ({_gib(footprint.key_bytes)} of it for {footprint.key}), more than the "
+            f"{_gib(available)} this machine has available; make {footprint.key} smaller")
+    return footprint
+
+
+def _gib(size: int) -> str:
+    if size >= 1 << 40:
+        return f"{size / (1 << 40):,.1f} TiB"
+    return f"{size / (1 << 30):.1f} GiB"
