@@ -21,8 +21,9 @@ guest, hypervisor       the guest kernel and the host; neither imports the other
 cluster                 the ALMOS-MKH VMM (extends guest)
 compiled                the compiled core (ports guest and host to numba)
 composition root        simulation, apf_modes, api, cli, report, tracedriven
-                        (trace replay, miss-ratio curves), boundary (exit statuses), output
-                        (result files), footprint (memory estimate), ``pfsim`` itself
+                        (trace replay, miss-ratio curves), sweeps (parameter
+                        sweeps on Dask), boundary (exit statuses), output (result files),
+                        footprint (memory estimate), ``pfsim`` itself
 ======================  =====================================================================
 
 On top of the layer order, the package graph must have no cycle at all.
@@ -44,7 +45,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"guest", "hypervisor"}),
     frozenset({"cluster"}),
     frozenset({"compiled"}),
-    frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "__init__",
+    frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "sweeps", "__init__",
                "__main__", "boundary", "output", "footprint"}),
 )
 COMPOSITION_ROOT = len(LAYERS) - 1

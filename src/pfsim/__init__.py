@@ -7,6 +7,7 @@ Public API (for notebooks and scripts)::
     result = pfsim.run(config)
     rows = pfsim.replay("trace.lackey", policies=["lru", "clock"], frames="64:1024:64")
     curve = pfsim.mrc("trace.lackey"); curve.miss_ratio([64, 128]), curve.footprint
+    frame = pfsim.sweep("examples/sweep-apf.toml")   # pandas DataFrame, a row per point
     result.processes["kvstore"]["min_flt"]          # shortcut for the single VM
     result["vms"]["vm0"]["processes"]["kvstore"]    # the same, as in result.json
 """
@@ -19,7 +20,8 @@ from pfsim.config import Config, load_config  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "RunResult", "__version__", "load_config", "mrc", "replay", "run"]
+__all__ = ["Config", "RunResult", "__version__", "load_config", "mrc", "replay", "run",
+           "sweep"]
 
 
 def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on first run)
@@ -35,4 +37,8 @@ def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on f
         from pfsim.tracedriven.mrc import mrc
 
         return mrc
+    if name == "sweep":  # pandas and Dask load only with it
+        from pfsim.sweeps.api import sweep
+
+        return sweep
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""Command line: ``pfsim run`` and ``pfsim replay``.
+"""Command line: ``pfsim run``, ``pfsim sweep``, ``pfsim replay`` and ``pfsim mrc``.
 
 Every user mistake ends with one line on stderr (``pfsim: error: ...``) and exit status 2;
 no traceback, no half-written output directory (exit statuses: :mod:`pfsim.boundary`).
@@ -26,66 +26,27 @@ def cli() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set guest.vcpus=4 (repeatable).")
 @click.option("--quiet", is_flag=True, help="Print only the final summary line.")
-@click.option("--compare", "compare", default=None, metavar="KEY=V1,V2,...",
+@click.option("--compare", "compare", multiple=True, metavar="KEY=V1,V2,...",
               help="Run one variant per value of KEY with the same seed and print them side by "
-                   "side, e.g. --compare hypervisor.async_pf=off,halt,kvm,s390.")
+                   "side, e.g. --compare hypervisor.async_pf=off,halt,kvm,s390; repeat it for "
+                   "a grid (every combination), run in parallel.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--compare: worker processes (default: all cores; 1 runs the variants one "
+                   "after another in this process).")
 def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[str, ...],
-        quiet: bool, compare: str | None) -> None:
+        quiet: bool, compare: tuple[str, ...], workers: int | None) -> None:
     """Run the scenario CONFIG (a TOML file), print a summary and write result.json."""
     from pfsim.report import compare_command, run_command
 
-    if compare is not None:
-        key, sep, values = compare.partition("=")
-        choices = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key.strip() or len(choices) < 1:
-            raise click.BadParameter("expected KEY=V1,V2,...", param_hint="--compare")
+    if compare:
+        from pfsim.sweeps.compare import parse_compare
+
         compare_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides),
-                        key=key.strip(), values=choices)
+                        axes=parse_compare(compare), workers=workers)
         return
+    if workers is not None:
+        raise click.BadParameter("only applies with --compare", param_hint="--workers")
     run_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides), quiet=quiet)
-
-
-def _trace_options(command):
-    """The options shared by the commands that read a trace (replay, mrc)."""
-    options = [
-        click.option("--format", "fmt", default=None, metavar="FORMAT",
-                     help="text, csv, npy, lackey, oracleGeneral, perf or pinatrace (default: "
-                          "from a specific suffix such as .csv or .lackey, else from the "
-                          "content). gzip and zstd are undone; TRACE '-' reads stdin."),
-        click.option("--unit", type=click.Choice(["page", "byte"]), default=None,
-                     help="Numbers are page numbers or byte addresses (default per format, "
-                          "stated in the output: text reads decimal as pages and 0x as bytes; "
-                          "npy and oracleGeneral pages; lackey, perf, pinatrace bytes)."),
-        click.option("--page-size", default="4KiB", show_default=True,
-                     help="Page (and frame) size: 4KiB, 2MiB, 1GiB... (a power of two)."),
-        click.option("--column", default=None, metavar="NAME",
-                     help="csv: the column holding the accesses (header name or 1-based "
-                          "number; default: page, vpn, obj_id, addr or address)."),
-        click.option("--lackey-kinds", default=None, metavar="ILSM",
-                     help="lackey: record kinds to keep (default LSM, the data accesses; "
-                          "I adds instruction fetches)."),
-        click.option("--skip-bad-lines", is_flag=True,
-                     help="Count and skip lines that do not parse (e.g. a program's output "
-                          "mixed into a lackey log) instead of stopping at the first."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, trace) -> dict:
-    from pfsim.errors import ConfigError
-    from pfsim.tracedriven.output import terminal_progress
-    from pfsim.units import parse_size
-
-    try:
-        size = parse_size(page_size.strip()) if not page_size.strip().isdigit() \
-            else int(page_size)
-    except ValueError as exc:
-        raise ConfigError("--page-size", str(exc)) from None
-    return {"fmt": fmt, "unit": unit, "page_size": size, "column": column,
-            "lackey_kinds": lackey_kinds, "skip_bad_lines": skip_bad_lines,
-            "progress": terminal_progress(str(trace))}
 
 
 def _trace_options(command):
@@ -213,6 +174,35 @@ def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kin
         from pfsim.tracedriven.plot import plot_curve
 
         plot_curve(curve, plot_path, title=f"LRU miss-ratio curve of {trace}")
+
+
+@cli.command()
+@click.argument("sweep_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory (default: out/<sweep file name>); a second run resumes.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value of every point (repeatable).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the local Dask cluster (default: all cores).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="Run on an existing Dask cluster instead of a local one.")
+@click.option("--serial", is_flag=True,
+              help="Run the points one after another in this process, without Dask.")
+@click.option("--retry-failed", is_flag=True, help="Run the points that failed before again.")
+@click.option("--point-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Stop a point after this long and record it as failed.")
+@click.option("--quiet", is_flag=True, help="No progress, only the summary.")
+def sweep(sweep_file: Path, out_dir: Path | None, overrides: tuple[str, ...], workers: int | None,
+          scheduler: str | None, serial: bool, retry_failed: bool, point_timeout: float | None,
+          quiet: bool) -> None:
+    """Run the sweep FILE: a base scenario over axes of parameters and seeds, in parallel on
+    Dask; finished points are kept, so running it again resumes.  Writes one directory per
+    point, sweep.parquet, sweep.csv and summary.csv, and prints mean and 95% CI per group."""
+    from pfsim.sweeps.command import sweep_command
+
+    sweep_command(sweep_file, out=out_dir, overrides=list(overrides), workers=workers,
+                  scheduler=scheduler, serial=serial, retry_failed=retry_failed,
+                  point_timeout=point_timeout, quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -93,46 +91,56 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
 
 
 def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
-                    overrides: list[str], key: str, values: list[str]) -> None:
-    """Implementation of ``pfsim run --compare KEY=V1,V2,...``: one run per value, same seed."""
-    configs = [load_config(config_path, overrides=[*overrides, f"{key}={v}"], seed=seed)
-               for v in values]  # all validated before anything runs or is written
+                    overrides: list[str], axes: list[tuple[str, list[str]]],
+                    workers: int | None = None) -> None:
+    """Implementation of ``pfsim run --compare KEY=V1,V2,... [--compare ...]``: one run per
+    combination of the values, same seed, in parallel (pfsim.sweeps.compare)."""
+    from pfsim.sweeps.compare import plan_compare, run_compare
+
     out_dir = out_dir if out_dir is not None else Path("out") / config_path.stem
+    variants = plan_compare(config_path, seed, overrides, axes, out_dir)  # all validated first
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=160)
-    click.echo(f"ARG config {config_path}  seed {configs[0].sim.seed}  compare {key} = {', '.join(values)}")
-    rows = []
-    for value, config in zip(values, configs, strict=True):
-        progress = _LazyProgress(config.sim.duration)
-        wall = time.monotonic()
-        try:
-            result = run(config, progress=progress)
-        finally:
-            progress.close()
-        wall = time.monotonic() - wall
-        path = _write_atomic(out_dir / f"{key}={value}", result)
-        rows.append((value, result, wall, path))
-    print_comparison(console, key, rows)
-    for value, result, wall, path in rows:
-        click.echo(f"FINAL {key}={value} " + final_line(result, wall, path)[len("FINAL "):])
+    click.echo(f"ARG config {config_path}  seed {variants[0].config.sim.seed}  compare "
+               + "  ".join(f"{key} = {', '.join(values)}" for key, values in axes))
+    run_compare(variants, workers=workers)
+    keys = [key for key, _values in axes]
+    rows = [(tuple(value for _key, value in v.values), RunResult(v.result), v.wall_s, v.path)
+            for v in variants if v.result is not None]
+    if rows:
+        print_comparison(console, keys, rows)
+    for variant in variants:
+        if variant.result is None:
+            click.echo(f"FAILED {variant.label}: {variant.error}")
+            continue
+        line = final_line(RunResult(variant.result), variant.wall_s, variant.path)
+        click.echo(f"FINAL {variant.label} " + line[len("FINAL "):])
+    if any(variant.result is None for variant in variants):
+        sys.exit(1)
 
 
-def print_comparison(console: Console, key: str, rows: list[tuple[str, RunResult, float, Path]]) -> None:
+def print_comparison(console: Console, keys: list[str] | str,
+                     rows: list[tuple[tuple[str, ...] | str, RunResult, float, Path]]) -> None:
     """One row per variant: work, ratio to the first, vCPU time split, faults, async PF."""
-    table = Table(title=f"comparison over {key}", title_justify="left")
-    for column in (key.rsplit(".", 1)[-1], "work", "ratio", "busy", "stalled", "idle", "min_flt", "maj_flt",
+    keys = [keys] if isinstance(keys, str) else keys
+    table = Table(title=f"comparison over {' x '.join(keys)}", title_justify="left")
+    names = [key.rsplit(".", 1)[-1] for key in keys]
+    for column in names:
+        table.add_column(column, justify="left")
+    for column in ("work", "ratio", "busy", "stalled", "idle", "min_flt", "maj_flt",
                    "host faults", "swap-ins", "not_present", "page_ready", "sync_fallbacks", "outcome"):
-        table.add_column(column, justify="right" if columns_right(column, key) else "left")
+        table.add_column(column, justify="left" if column == "outcome" else "right")
     base = None
-    for value, result, _wall, _path in rows:
+    for values, result, _wall, _path in rows:
+        values = (values,) if isinstance(values, str) else values
         totals = _totals(result)
         base = base or max(totals["work"], 1)
         vcpus = result.vcpus
         span = max(1, result["sim_time_ns"] * len(vcpus))
         apf = result.vm["async_pf"]
         host = result["host"]
-        table.add_row(value, f"{totals['work']:,}", f"{totals['work'] / base:.3f}",
+        table.add_row(*values, f"{totals['work']:,}", f"{totals['work'] / base:.3f}",
                       f"{100 * sum(v['busy_ns'] for v in vcpus) / span:.1f}%",
                       f"{100 * sum(v['stalled_ns'] for v in vcpus) / span:.1f}%",
                       f"{100 * sum(v['idle_ns'] for v in vcpus) / span:.1f}%",
@@ -143,27 +151,12 @@ def print_comparison(console: Console, key: str, rows: list[tuple[str, RunResult
     console.print(table)
 
 
-def columns_right(column: str, key: str) -> bool:
-    """Numbers are right-aligned; the variant and outcome columns are not."""
-    return column not in (key.rsplit(".", 1)[-1], "outcome")
-
-
 def _totals(result: RunResult) -> dict[str, int]:
     totals = {"work": 0, "min_flt": 0, "maj_flt": 0, "segv": 0}
     for p in result.processes.values():
         for key in totals:
             totals[key] += p[key]
     return totals
-
-
-def _write_atomic(out_dir: Path, result: RunResult) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / "result.json"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".result.", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(result.to_json())
-    os.replace(tmp, target)
-    return target
 
 
 def print_summary(console: Console, result: RunResult) -> None:

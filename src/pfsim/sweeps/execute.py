@@ -1,0 +1,257 @@
+"""Run points on Dask (``dask.distributed``): an in-process LocalCluster using all cores, or an
+existing cluster (``--scheduler tcp://HOST:8786``); or one after another in this process.
+
+Each point is one Dask task (:func:`pfsim.sweeps.worker.run_point`) in a worker process with
+one thread, so points run in parallel on separate cores and numba's compiled code runs without
+the GIL in the way.  Results come back to this process, which writes them (the workers need no
+access to the output directory).
+
+The first compile.  The compiled core takes about a minute to compile in a fresh environment
+and is then cached beside the sources (or in ``NUMBA_CACHE_DIR``); loading it takes about half
+a second.  Measured on a 2-core machine with an empty cache, two workers that each compile on
+their first point both take the minute (and slow each other down), while compiling once here,
+before any worker starts a point, costs the minute once and the workers then load the cache
+(it runs while the cluster starts).  Every worker then runs the same short warm-up as a pinned task, so no
+point's wall time includes loading code.  On an external cluster whose workers do not share
+this machine's cache, each worker compiles in its warm-up task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pfsim.config import Config
+from pfsim.sweeps.spec import SweepError
+from pfsim.sweeps.worker import run_point, warm
+
+Done = Callable[[int, dict[str, Any]], None]
+"""Called in this process with (index of the task, its outcome) as each task ends."""
+
+HARD_GRACE_S = 5.0
+"""A point still running this long after its --point-timeout (it gives the simulation no
+chance to stop, e.g. a setup or a compile that takes longer) is cancelled and its worker
+restarted."""
+POLL_S = 0.05
+START_TOPIC = "pfsim-point-start"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where points run: ``serial`` in this process, else Dask (``scheduler`` address, or a
+    LocalCluster of ``workers`` processes, default all cores)."""
+
+    serial: bool = False
+    workers: int | None = None
+    scheduler: str | None = None
+
+    def describe(self, tasks: int) -> str:
+        if self.serial:
+            return "serial (this process)"
+        if self.scheduler:
+            return f"Dask scheduler {self.scheduler}"
+        return f"Dask LocalCluster, {self.local_workers(tasks)} worker processes"
+
+    def local_workers(self, tasks: int) -> int:
+        return max(1, min(self.workers or available_cores(), max(tasks, 1)))
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_tasks(configs: Sequence[Config], engine: Engine, on_done: Done,
+              timeout_s: float | None = None, keys: Sequence[str] | None = None) -> dict[str, float]:
+    """Run every config and call ``on_done`` as each ends; returns timings of the phases
+    (``start_s``: cluster start, ``warm_s``: the first compile or cache load)."""
+    if not configs:
+        return {"start_s": 0.0, "warm_s": 0.0}
+    if engine.serial:
+        started = time.monotonic()
+        warm(configs[0])
+        timings = {"start_s": 0.0, "warm_s": time.monotonic() - started}
+        for index, config in enumerate(configs):
+            on_done(index, run_point(config, timeout_s))
+        return timings
+    keys = list(keys) if keys is not None else [f"point-{i}" for i in range(len(configs))]
+    started = time.monotonic()
+    with ThreadPoolExecutor(1, thread_name_prefix="pfsim-warm") as pool:
+        # compile (or load) here while the cluster starts, when its workers share this machine
+        local = pool.submit(warm, configs[0]) if engine.scheduler is None else None
+        with _client(engine, len(configs)) as client:
+            timings = {"start_s": time.monotonic() - started}
+            if local is not None:
+                local.result()
+            _warm_workers(client, configs[0])
+            timings["warm_s"] = time.monotonic() - started - timings["start_s"]
+            _run_on_dask(client, configs, keys, on_done, timeout_s)
+    return timings
+
+
+@contextlib.contextmanager
+def _client(engine: Engine, tasks: int) -> Iterator[Any]:
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if engine.scheduler:
+        try:
+            client = Client(engine.scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise SweepError(f"--scheduler {engine.scheduler}: cannot connect ({exc})") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    settings = {
+        # a point that kills its worker (a crash, the memory limit) is tried on one other
+        # worker, then reported; the default (3) would crash three more workers first
+        "distributed.scheduler.allowed-failures": 1,
+        # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's
+        # dynamic mmap threshold: every array a point allocates is then a fresh mmap whose
+        # pages fault in again.  Measured on the overcommit example: 50 % more CPU time per
+        # point than in this process; without it, the same as here.
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        # the statistical profiler feeds the dashboard, which a sweep does not start
+        "distributed.worker.profile.enabled": False,
+    }
+    with dask.config.set(settings):
+        cluster = LocalCluster(n_workers=engine.local_workers(tasks), threads_per_worker=1,
+                               processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                               preload=["pfsim.sweeps.worker"])
+        client = Client(cluster)
+        try:
+            yield client
+        except BaseException:
+            _kill_workers(cluster)  # Ctrl-C: do not wait for the points they are running
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
+            with contextlib.suppress(Exception):
+                cluster.close()
+
+
+def _kill_workers(cluster: Any) -> None:
+    """End the worker processes this cluster started (a graceful close waits seconds for the
+    points they are running)."""
+    import signal
+
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(getattr(getattr(nanny, "process", None), "process", None), "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _warm_workers(client: Any, config: Config) -> None:
+    """Load (or compile) the first point's code in every worker: one pinned task each, in
+    parallel."""
+    workers = list(client.scheduler_info(n_workers=-1)["workers"]) if _takes_n_workers(client) \
+        else list(client.scheduler_info()["workers"])
+    futures = [client.submit(warm, config, workers=[address], allow_other_workers=False,
+                             pure=False, key=f"pfsim-warm-{n}") for n, address in enumerate(workers)]
+    client.gather(futures, errors="skip")
+
+
+def _takes_n_workers(client: Any) -> bool:
+    import inspect
+
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+
+
+def _dask_point(config: Config, timeout_s: float | None) -> dict[str, Any]:
+    """run_point in a Dask worker, which first tells the client it started (for the hard
+    timeout)."""
+    from distributed import get_worker
+
+    with contextlib.suppress(Exception):
+        worker = get_worker()
+        worker.log_event(START_TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
+    return run_point(config, timeout_s)
+
+
+def _run_on_dask(client: Any, configs: Sequence[Config], keys: Sequence[str], on_done: Done,
+                 timeout_s: float | None) -> None:
+    from dask.distributed import as_completed
+
+    started: dict[str, tuple[float, str]] = {}
+
+    def record_start(event: Any) -> None:
+        _stamp, message = event
+        started[message["key"]] = (time.monotonic(), message["worker"])
+
+    if timeout_s is not None:
+        client.subscribe_topic(START_TOPIC, record_start)
+    futures = {}
+    for index, (config, key) in enumerate(zip(configs, keys, strict=True)):
+        future = client.submit(_dask_point, config, timeout_s, key=f"pfsim-{key}", pure=False)
+        futures[future.key] = (index, future)
+    pending = as_completed([future for _index, future in futures.values()])
+    try:
+        while not pending.is_empty():
+            batch = pending.next_batch(block=False)
+            for future in batch:
+                index, _ = futures.pop(future.key, (None, None))
+                if index is None:
+                    continue  # cancelled after a hard timeout, already reported
+                on_done(index, _outcome(future))
+                future.release()
+            if not batch:
+                if timeout_s is not None:
+                    _hard_timeouts(client, futures, started, timeout_s, on_done)
+                time.sleep(POLL_S)
+    finally:
+        if timeout_s is not None:
+            with contextlib.suppress(Exception):
+                client.unsubscribe_topic(START_TOPIC)
+        for _index, future in futures.values():
+            future.cancel()
+
+
+def _outcome(future: Any) -> dict[str, Any]:
+    if future.status == "finished":
+        return future.result()
+    try:
+        exc = future.exception()
+    except Exception as why:  # noqa: BLE001 (a cancelled future)
+        exc = why
+    from pfsim.sweeps.worker import one_line
+
+    name = type(exc).__name__
+    error = f"{name}: {exc}" if name != "KilledWorker" else \
+        f"the worker process died while running this point ({exc})"
+    return {"status": "failed", "error": one_line(error), "detail": "", "wall_s": None,
+            "cpu_s": None, "result": None}
+
+
+def _hard_timeouts(client: Any, futures: dict[str, tuple[int, Any]],
+                   started: dict[str, tuple[float, str]], timeout_s: float, on_done: Done) -> None:
+    now = time.monotonic()
+    limit = timeout_s + HARD_GRACE_S
+    for key, (when, worker) in list(started.items()):
+        if key not in futures:
+            started.pop(key)
+            continue
+        if now - when <= limit:
+            continue
+        index, future = futures.pop(key)
+        started.pop(key)
+        future.cancel()
+        with contextlib.suppress(Exception):
+            client.restart_workers([worker], raise_for_error=False)
+        on_done(index, {"status": "failed", "result": None, "detail": "",
+                        "wall_s": now - when, "cpu_s": None,
+                        "error": f"exceeded --point-timeout {timeout_s:g}s and did not stop; its "
+                                 f"worker was restarted"})
