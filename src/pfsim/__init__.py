@@ -16,7 +16,6 @@ from pfsim import numba_cache
 
 numba_cache.configure()  # before any compiled function is decorated (read-only installs)
 
-from pfsim.config import Config, load_config  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -25,6 +24,10 @@ __all__ = ["Config", "RunResult", "__version__", "load_config", "mrc", "replay",
 
 
 def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on first run)
+    if name in ("Config", "load_config"):  # pydantic: not for `pfsim replay` or `pfsim mrc`
+        from pfsim import config
+
+        return getattr(config, name)
     if name in ("run", "RunResult"):
         from pfsim import api
 

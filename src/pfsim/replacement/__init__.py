@@ -17,6 +17,7 @@ from pfsim.replacement.lru import LruPolicy
 from pfsim.replacement.opt import OptPolicy
 from pfsim.replacement.pageids import PageIds
 from pfsim.replacement.random import RandomPolicy
+from pfsim.replacement.sieve import SievePolicy
 
 REGISTRY: dict[str, type[Policy]] = {
     "clock": ClockPolicy,
@@ -24,6 +25,7 @@ REGISTRY: dict[str, type[Policy]] = {
     "lru": LruPolicy,
     "opt": OptPolicy,
     "random": RandomPolicy,
+    "sieve": SievePolicy,
 }
 
 __all__ = ["REGISTRY", "PageIds", "Policy", "hits", "make_policy", "policy_names", "simulate"]

@@ -18,6 +18,7 @@ from pfsim.replacement.reference.classic import (
     random_hits,
     splitmix64,
 )
+from pfsim.replacement.reference.sieve import sieve_hits
 
 REFERENCE: dict[str, Callable[[Sequence[int], int, int], list[bool]]] = {
     "clock": clock_hits,
@@ -25,6 +26,7 @@ REFERENCE: dict[str, Callable[[Sequence[int], int, int], list[bool]]] = {
     "lru": lru_hits,
     "opt": opt_hits,
     "random": random_hits,
+    "sieve": sieve_hits,
 }
 
 __all__ = ["REFERENCE", "splitmix64"]
