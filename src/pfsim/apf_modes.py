@@ -35,7 +35,12 @@ from pfsim.hypervisor.apf_hooks import ApfMode
 from pfsim.hypervisor.apf_kvm import KvmApfHost, X86FaultContext, X86FaultOutcome
 from pfsim.hypervisor.apf_s390 import PfaultHost
 from pfsim.machine.apf_kvm_abi import BROADCAST_TOKEN
-from pfsim.machine.apf_s390_abi import CR0_SERVICE_SIGNAL_SUBMASK, PSW_MASK_EXT, PSW_MASK_PSTATE
+from pfsim.machine.apf_s390_abi import (
+    CR0_SERVICE_SIGNAL_SUBMASK,
+    PFAULT_DONE,
+    PSW_MASK_EXT,
+    PSW_MASK_PSTATE,
+)
 from pfsim.sched import Task
 
 if TYPE_CHECKING:
@@ -121,7 +126,7 @@ class KvmMode(ApfMode):
             if not any(comp.page_ready for comp in completions):
                 return
             ready = self.guest.page_ready_interrupt(c)
-            self.host.charge_stall(c, self.host.costs.page_ready)
+            self.host.spend_at_entry(c, self.host.costs.page_ready)
             if ready.wake is not None and ready.wake.kind is WakeKind.RETRY:
                 return
             completions = self.hv.msr_write_ack(c, 1).completions if ready.ack else []
@@ -203,7 +208,8 @@ class S390Mode(ApfMode):
         user = True
         while (irq := self.hv.pre_run(c, self._psw(user))) is not None:
             outcome = self.guest.pfault_interrupt(c, irq.code, irq.subcode, irq.param64)
-            self.host.charge_stall(c, self.host.costs.page_ready)
+            if irq.subcode == PFAULT_DONE:  # the INIT's delivery is in apf_inject
+                self.host.spend_at_entry(c, self.host.costs.page_ready)
             if outcome in (PfaultOutcome.BLOCK, PfaultOutcome.REBLOCK):
                 continue
 

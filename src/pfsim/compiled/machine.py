@@ -249,17 +249,21 @@ def run_task(m, cpu, task, t):
     """``VcpuExecutor._run``: advance ``task`` on ``cpu`` from ``t`` until it needs an event."""
     if m.vc[S.VC_HELD, cpu]:
         return
-    if m.vc[S.VC_NEED_RESCHED, cpu]:
-        m.vc[S.VC_NEED_RESCHED, cpu] = 0
+    if m.vc[S.VC_NEED_RESCHED, cpu]:  # cleared by the schedule() it asks for (start)
         state = m.tk[S.TK_STATE, task]
         sleeping = state == S.INTERRUPTIBLE or state == S.UNINTERRUPTIBLE
         if t == now(m) and m.vc[S.VC_OWED, cpu] == 0:
+            m.vc[S.VC_NEED_RESCHED, cpu] = 0
             m.vc[S.VC_EPOCH, cpu] += 1
             schedule(m, S.GUEST, cpu, not sleeping)
         else:
             _arm(m, cpu, t, S.EV_BLOCK if sleeping else S.EV_SLICE_EXPIRED)
         return
     if m.tx[S.TX_APF_WAIT, task]:  # kvm_async_pf_task_wait_schedule's loop
+        state = m.tk[S.TK_STATE, m.tx[S.TX_TASK, task]]
+        if state == S.INTERRUPTIBLE or state == S.UNINTERRUPTIBLE:
+            _arm(m, cpu, t, S.EV_BLOCK)  # interrupted on its way to schedule(): go on to it
+            return
         if not K.kvm_wait_resume(m.kvm, m.tx[S.TX_TASK, task], m.tk[S.TK_STATE]):
             _arm(m, cpu, t, S.EV_BLOCK)
             return
@@ -506,6 +510,13 @@ def _wait_for_page(m, c, gfn, user):
 
 
 @core
+def _spend_at_entry(m, c, cost):
+    """``Host.spend_at_entry``: host work on the way in; the guest goes on ``cost`` later."""
+    m.vc[S.VC_CHARGED_STALL, c] += cost
+    m.vc[S.VC_OWED, c] += cost
+
+
+@core
 def _exit_cost(m, c):
     """``Host._exit_cost``: exit, EPT walk and re-entry, spent when the vCPU resumes."""
     m.vc[S.VC_CHARGED_STALL, c] += m.cf[S.CF_EPT]
@@ -677,7 +688,7 @@ def _kvm_deliver(m, c, ncomp):
         ack, kind, nwoken = K.kvm_page_ready_interrupt(m.kvm, c, m.woken)
         for i in range(nwoken):
             guest_wake_up(m, m.woken[i])
-        m.vc[S.VC_CHARGED_STALL, c] += m.cf[S.CF_PAGE_READY]
+        _spend_at_entry(m, c, m.cf[S.CF_PAGE_READY])
         if kind == K.RETRY:
             return
         ncomp = K.kvm_msr_write_ack(m.kvm, c, m.comp) if ack else 0
@@ -698,7 +709,8 @@ def _s390_pre_run(m, c):
             guest_wake_up(m, wake_task)
         if resched:
             m.vc[S.VC_NEED_RESCHED, c] = 1
-        m.vc[S.VC_CHARGED_STALL, c] += m.cf[S.CF_PAGE_READY]
+        if subcode == Z.PFAULT_DONE:  # the INIT's delivery is in apf_inject
+            _spend_at_entry(m, c, m.cf[S.CF_PAGE_READY])
 
 
 @core
@@ -770,6 +782,7 @@ def _go_on(m, cpu, base, idle_if_nothing):
     if task >= 0:
         run_task(m, cpu, task, base + owed)
     elif m.rq[S.RQ_QLEN, r] > 0:
+        m.vc[S.VC_OWED, cpu] = owed  # the task it picks starts after it
         schedule(m, S.GUEST, cpu, True)
     elif idle_if_nothing:  # Host.vcpu_idle
         m.vc[S.VC_HALT_EPOCH, cpu] += 1
@@ -832,10 +845,13 @@ def _deliver_injected(m, cpu, kind, a):
 @core
 def _executor_start(m, cpu, task, t):
     """``VcpuExecutor.start``."""
+    m.vc[S.VC_NEED_RESCHED, cpu] = 0  # __schedule: clear_tsk_need_resched
     if m.vc[S.VC_PAUSED, cpu]:
         m.vc[S.VC_OWED, cpu] = max(m.vc[S.VC_OWED, cpu], t - now(m))
         return
-    run_task(m, cpu, task, t)
+    owed = m.vc[S.VC_OWED, cpu]
+    m.vc[S.VC_OWED, cpu] = 0
+    run_task(m, cpu, task, t + owed)
 
 
 @core

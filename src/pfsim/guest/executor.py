@@ -129,12 +129,14 @@ class VcpuExecutor:
     def start(self, cpu: int, task: Task, now: int) -> None:
         """The scheduler put ``task`` on ``cpu``; it runs from ``now`` (or when the vCPU's
         thread next gets a host CPU)."""
+        self.need_resched[cpu] = False  # __schedule: clear_tsk_need_resched
         if self.halted or self.vcpu_halted[cpu]:
             return
         if self.paused[cpu]:
             self.owed[cpu] = max(self.owed[cpu], now - self.sim.now)
             return
-        self._run(cpu, task.data, now)
+        owed, self.owed[cpu] = self.owed[cpu], 0  # host time left from the entry
+        self._run(cpu, task.data, now + owed)
 
     # ------------------------------------------------------------------ host control
 
@@ -169,6 +171,7 @@ class VcpuExecutor:
         if task is not None:
             self._run(cpu, task.data, now + owed)
         elif sched.cpus[cpu].queue:
+            self.owed[cpu] = owed  # the task it picks starts after it (start)
             sched.schedule(cpu)
         else:
             self.host.vcpu_idle(cpu)
@@ -228,6 +231,7 @@ class VcpuExecutor:
         if task is not None:
             self._run(cpu, task.data, self.sim.now + owed)
         elif sched.cpus[cpu].queue:
+            self.owed[cpu] = owed  # the task it picks starts after it (start)
             sched.schedule(cpu)
 
     def interrupts_enabled(self, cpu: int) -> bool:
@@ -247,15 +251,18 @@ class VcpuExecutor:
         if self.held[cpu]:  # the host is about to inject an event: it resumes the guest
             return
         if self.need_resched[cpu]:  # set by an interrupt handler: schedule() on the way out
-            self.need_resched[cpu] = False
             sleeping = texec.task.is_sleeping
             if t == self.sim.now and self.owed[cpu] == 0:
+                self.need_resched[cpu] = False
                 self.epoch[cpu] += 1
                 self.kernel.scheduler.schedule(cpu, preempted=not sleeping)
             else:
                 self._arm(cpu, t, self._block if sleeping else self._slice_expired)
             return
         if texec.apf_wait:  # kvm_async_pf_task_wait_schedule's loop
+            if texec.task.is_sleeping:  # interrupted on its way to schedule(): go on to it
+                self._arm(cpu, t, self._block)
+                return
             if not self.host.apf.task_resumes(texec.task):
                 self._arm(cpu, t, self._block)
                 return

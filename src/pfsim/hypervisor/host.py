@@ -136,6 +136,12 @@ class Host:
         """Host work done on the vCPU thread for the guest (counted stalled, not busy)."""
         self.charged_stall[c] += cost
 
+    def spend_at_entry(self, c: int, cost: int) -> None:
+        """Host work on the way into the guest (delivering an interrupt): the guest goes on
+        ``cost`` ns later, and that time is stalled."""
+        self.charge_stall(c, cost)
+        self.kernel.executor.owe(c, cost)
+
     def vcpu_times(self, c: int, end: int) -> dict[str, int]:
         times = list(self.time_in[c])
         times[self.vmode[c]] += end - self.since[c]
