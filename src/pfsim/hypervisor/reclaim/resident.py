@@ -1,13 +1,11 @@
 """Reclaim inside a running simulation: the hooks a policy gives the host, and their base.
 
-The replay kernels (``fifo.py``, ``lru.py``...) see every request of a trace.  Inside a
+The trace-replay kernels (:mod:`pfsim.replacement`) see every request of a trace.  Inside a
 simulation the host sees guest accesses only through the bits the compiled access loop
 (:mod:`pfsim.machine.scan`) keeps per gfn (:class:`~pfsim.hypervisor.hostmem.HostMemory`): the
-``referenced`` bit (CLOCK) and a move-to-front LRU list (LRU), so victims are chosen by the
-same rules:
-
-Each policy module (``fifo.py``, ``lru.py``, ``clock.py``, ``random.py``) holds both its
-trace-replay kernel and its ``*Resident`` class; they follow the same rules:
+``referenced`` bit (CLOCK) and a move-to-front LRU list (LRU).  Each policy module here
+(``fifo.py``, ``lru.py``, ``clock.py``, ``random.py``) holds its ``*Resident`` class, which
+chooses victims by the same rules as the replay kernel of the same name:
 
 * fifo:   evict in the order pages got their frame;
 * lru:    evict the page touched least recently (exact: every access moves its page to the
