@@ -52,3 +52,18 @@ def test_no_pointer_to_notes_outside_the_repository():
         text = path.read_text()
         for pattern in patterns:
             assert not pattern.search(text), f"{path.relative_to(ROOT)} matches {pattern.pattern}"
+
+
+def test_readme_commands_are_what_ci_runs():
+    """README's two commands: the quickstart installs pfsim without the test extra (no test
+    tools in a user's first install), the tests add it; .ci/run runs the same commands."""
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    quickstart, tests = blocks[0].strip(), blocks[1].strip()
+    assert quickstart == ("python3 -m venv .venv && .venv/bin/pip install . && "
+                          ".venv/bin/pfsim run examples/quickstart.toml")
+    assert tests == '.venv/bin/pip install ".[test]" && .venv/bin/python -m pytest -q'
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.startswith((".venv/", "python3"))]
+    assert ci == ["python3 -m venv .venv", ".venv/bin/pip install -q .",
+                  '.venv/bin/pfsim run examples/quickstart.toml --out "$(mktemp -d)/quickstart"',
+                  '.venv/bin/pip install -q ".[test]"', ".venv/bin/python -m pytest -q"]

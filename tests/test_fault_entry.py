@@ -295,5 +295,14 @@ def test_out_of_memory_kills_the_largest_process():
     assert result.vm["memory"]["free_frames"] == 2048  # everything returned at exit
 
 
-def test_page_size_constant():
-    assert PAGE_SIZE == 4096
+def test_faults_follow_4096_byte_pages():
+    """Byte-granular writes: 8193 consecutive bytes span pages 0, 1 and 2 (3 first-touch
+    faults); writes 4095 bytes apart at offsets 0, 4095 and 8190 touch pages 0, 0 and 1 (2)."""
+    def faults(length: int, stride: str, accesses: int) -> int:
+        steps = [{"op": "access", "vseg": "h", "length": length, "pattern": "sequential",
+                  "stride": stride, "accesses": accesses, "write_ratio": 1.0}]
+        vsegs = [{"name": "h", "type": "anon", "size": 4 * PAGE_SIZE}]
+        return run_dict(scenario(steps=steps, vsegs=vsegs)).processes["p"]["min_flt"]
+
+    assert faults(8193, "1B", 8193) == 3
+    assert faults(8192, "4095B", 3) == 2

@@ -37,10 +37,15 @@ def test_times(text, value):
     assert parse_time(text) == value
 
 
-@pytest.mark.parametrize("bad", ["4 parsecs", "KiB", "1.0000001KiB", "-3ms", True])
+@pytest.mark.parametrize("bad", ["4 parsecs", "KiB", "1.0000001KiB", "-3ms", True, "64MB ms"])
 def test_bad_units_are_refused(bad):
     with pytest.raises(ValueError):
         parse_size(bad) if not str(bad).endswith("ms") else parse_time(bad)
+
+
+def test_a_decimal_size_unit_in_a_duration_is_a_plain_error():
+    with pytest.raises(ValueError, match="a duration is a string with a unit in ns, us, ms, s"):
+        parse_time("64MB")
 
 
 def test_addresses():

@@ -5,7 +5,8 @@ is refused with the estimate and the key that drives it, instead of failing in t
 building the machine with numpy's ``_ArrayMemoryError`` or being killed by the OOM killer.
 
 The coefficients are bytes of the simulator's own arrays per unit of the scenario, measured
-as peak RSS growth (``resource.getrusage``) over a run of a large case and rounded up:
+as the peak resident memory of a run of a large case above what the process held before it
+(``VmHWM`` of /proc/self/status, restarted through /proc/self/clear_refs) and rounded up:
 
 ===========================  ===========  ==================================================
 unit                         bytes        measured on (8-16 GiB guests, numpy 2.4, numba 0.68)

@@ -31,7 +31,7 @@ def _split(text: str, units: dict[str, int], hint: str) -> int:
     match = _NUMBER_UNIT.match(text)
     if not match or match.group(2) not in units:
         unit = match.group(2) if match else None
-        if unit in _DECIMAL_SIZE_UNITS:
+        if unit in _DECIMAL_SIZE_UNITS and units is _SIZE_UNITS:
             number = Decimal(match.group(1)[:40])
             iec = number * units[unit[0] + "iB"]
             decimal = number * _DECIMAL_SIZE_UNITS[unit]

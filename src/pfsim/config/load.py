@@ -465,9 +465,9 @@ def _steps_time(steps: list[Any], config: Config) -> int:
         if op == "sleep":
             total += step.duration
         elif op == "access":
-            total += step.duration if step.duration is not None else step.accesses * step.think
+            total += step.duration if step.duration is not None else (step.accesses or 0) * step.think
         elif op == "compute":
-            total += step.duration if step.duration is not None else step.units * step.unit
+            total += step.duration if step.duration is not None else (step.units or 0) * step.unit
         elif op == "touch":
             total += step.think
         elif op == "syscall":

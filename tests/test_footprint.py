@@ -1,0 +1,88 @@
+"""The memory estimate made before a run: refusals name the driving key, and the estimate
+covers what a large run really uses (resident memory measured in a fresh process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pfsim.config import load_config
+from pfsim.errors import ResourceError
+from pfsim.footprint import BASELINE, check_resources, estimate
+
+GIB = 1 << 30
+
+
+def scenario(memory: str = "256MiB", **thread) -> dict:
+    thread.setdefault("steps", [{"op": "access", "vseg": "h", "accesses": 100}])
+    return {"guest": {"memory": memory},
+            "processes": [{"name": "p", "vsegs": [{"name": "h", "type": "anon", "size": "1MiB"}],
+                           "threads": [thread]}]}
+
+
+def test_a_64tib_guest_is_refused_naming_guest_memory():
+    """2**34 frames * 16 bytes = 256 GiB of frame bookkeeping, plus 256 MiB of baseline."""
+    config = load_config(scenario("64TiB"))
+    with pytest.raises(ResourceError) as info:
+        check_resources(config, available=8 * GIB)
+    assert str(info.value) == (
+        "guest.memory: simulating this scenario needs about 256.3 GiB of memory (256.0 GiB of "
+        "it for guest.memory), more than the 8.0 GiB this machine has available; make "
+        "guest.memory smaller")
+
+
+def test_the_largest_term_names_the_key():
+    threads = load_config(scenario(count=1_000_000, steps=[{"op": "exit"}]))
+    assert estimate(threads).key == "processes[0].threads[0].count"
+    # 10**6 threads * (16 KiB + 2048 stack slots * 8 bytes) = 30.5 GiB
+    assert estimate(threads).key_bytes == 1_000_000 * (16 << 10) * 2
+    zipf = load_config(scenario(steps=[{"op": "access", "addr": 0, "length": "1TiB",
+                                        "pattern": "zipf", "accesses": 1}]))
+    assert estimate(zipf).key == "processes[0].threads[0].steps[0].length"
+    assert estimate(zipf).key_bytes == (1 << 28) * 32
+
+
+def test_a_small_scenario_passes():
+    footprint = check_resources(load_config(scenario()), available=1 * GIB)
+    assert footprint.total < BASELINE + (16 << 20)
+
+
+MEASURE = """
+import gc, json, sys
+from pfsim.config import load_config
+from pfsim.footprint import BASELINE, estimate
+from pfsim.simulation import Simulation
+def status(field):  # kB field of /proc/self/status, in bytes
+    with open("/proc/self/status") as text:
+        return next(int(line.split()[1]) * 1024 for line in text if line.startswith(field))
+data = json.loads(sys.argv[1])
+small = json.loads(sys.argv[1]); small["guest"]["memory"] = "64MiB"
+small.get("hypervisor", {}).pop("memory_limit", None)
+Simulation(load_config(small)).run()  # compile and import everything first
+gc.collect()
+before = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as clear:  # restart the peak (VmHWM) from now
+    clear.write("5")
+config = load_config(data)
+Simulation(config).run()
+after = status("VmHWM:")
+print(json.dumps({"measured": after - before, "estimated": estimate(config).total - BASELINE}))
+"""
+
+
+@pytest.mark.parametrize("host", [False, True], ids=["flat", "host"])
+def test_the_estimate_covers_the_measured_peak(host):
+    """An 8 GiB guest (2 M frames): the peak resident memory of the run above what the process
+    held before it (the peak counter is restarted first, so a first compile does not count)
+    stays below the estimate, and the estimate is not wildly above it (at most 3x)."""
+    data = scenario("8GiB")
+    if host:
+        data["hypervisor"] = {"enabled": True, "memory_limit": "4GiB"}
+    proc = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(data)], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["measured"] <= found["estimated"] <= 3 * found["measured"], found
