@@ -182,3 +182,35 @@ def test_replay_bundled_trace_matches_an_independent_lru():
     for row, frames in zip(rows, (100, 400), strict=True):
         assert (row["frames"], row["requests"]) == (frames, len(pages))
         assert row["faults"] == lru_faults(pages, frames)
+
+
+OOM_CONFIG = """
+[guest]
+memory = "16MiB"
+vcpus = 2
+[[processes]]
+name = "small"
+vsegs = [{ name = "h", type = "anon", size = "1MiB" }]
+[[processes.threads]]
+stack = false
+steps = [{ op = "access", vseg = "h", pattern = "sequential", stride = "4KiB", accesses = 100, write_ratio = 1.0 },
+         { op = "compute", units = 20000 }]
+[[processes]]
+name = "hog"
+start = "50us"
+vsegs = [{ name = "h", type = "anon", size = "12MiB" }]
+[[processes.threads]]
+stack = false
+steps = [{ op = "access", vseg = "h", pattern = "sequential", stride = "4KiB", accesses = 3000, write_ratio = 1.0 }]
+"""
+
+
+def test_an_oom_kill_is_in_the_summary_header(tmp_path):
+    """16 MiB of guest memory (8 MiB reserved, 2048 user frames) cannot hold the hog's 3000
+    pages: the OOM killer kills it; the VM itself is fine, and the header says both."""
+    config = tmp_path / "oom.toml"
+    config.write_text(OOM_CONFIG)
+    proc = pfsim("run", str(config), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert "processes (VM outcome: ok; OOM killer: 1 process killed)" in proc.stdout
+    assert "hog" in proc.stdout and "oom" in proc.stdout
