@@ -286,3 +286,35 @@ def test_hypervisor_keys_without_the_host_model_warn(capsys, workdir):
     assert err.strip() == (
         "pfsim: warning: hypervisor.memory_limit set but hypervisor.enabled = false, so the host "
         "is not modelled and these keys are ignored; add enabled = true to [hypervisor]")
+
+
+def test_running_out_of_memory_in_the_api_is_a_resource_error(monkeypatch):
+    import pfsim.api
+    from pfsim.errors import ResourceError
+
+    class Exhausted:
+        def __init__(self, config):
+            raise MemoryError
+
+    monkeypatch.setattr(pfsim.api, "Simulation", Exhausted)
+    data = {"processes": [{"name": "p", "threads": [{"steps": [{"op": "compute", "units": 1}]}]}]}
+    with pytest.raises(ResourceError, match="out of memory while simulating"):
+        pfsim.api.run(data)
+
+
+def test_a_npy_header_claiming_a_tebibyte(capsys, workdir):
+    """The header says 2**37 int64 elements (1 TiB); the file holds 64 bytes."""
+    import struct
+
+    header = "{'descr': '<i8', 'fortran_order': False, 'shape': (137438953472,), }".ljust(118)
+    (workdir / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", 119)
+                                       + header.encode() + b"\n" + bytes(64))
+    code, _, err = run_cli(capsys, "replay", "huge.npy", "--policy", "lru", "--frames", "4")
+    assert_one_error(code, err, "huge.npy:")
+
+
+def test_a_file_that_is_not_npy_is_not_blamed_on_pickles(capsys, workdir):
+    (workdir / "text.npy").write_text("1\n2\n3\n")
+    code, _, err = run_cli(capsys, "replay", "text.npy", "--policy", "lru", "--frames", "4")
+    line = assert_one_error(code, err, "text.npy:")
+    assert "pickle" not in line

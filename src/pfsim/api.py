@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pfsim.config import Config, load_config
+from pfsim.errors import ResourceError
 from pfsim.simulation import Simulation
 
 
@@ -101,10 +102,16 @@ def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | Non
 
     Raises:
         pfsim.errors.ConfigError: the config is refused (ConfigErrors: several problems).
-        pfsim.errors.ResourceError: simulating it needs more memory than is available.
+        pfsim.errors.ResourceError: simulating it needs more memory than is available (by
+            the estimate made before the run, or because memory ran out during it).
         pfsim.errors.InvariantViolation: a bug in pfsim (please report it).
     """
     if not isinstance(config, Config) or overrides or seed is not None:
         source = config.model_dump(mode="json") if isinstance(config, Config) else config
         config = load_config(source, overrides=overrides, seed=seed)
-    return RunResult(Simulation(config).run(progress=progress))
+    try:
+        return RunResult(Simulation(config).run(progress=progress))
+    except MemoryError:
+        raise ResourceError("out of memory while simulating: this scenario needs more memory "
+                            "than this machine has free; make it smaller (guest.memory, vseg "
+                            "sizes, thread counts) or close other programs") from None
