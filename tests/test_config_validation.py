@@ -196,3 +196,24 @@ def test_a_step_missing_its_count_is_reported_without_a_duration():
     """Found by the fuzz test: the span check met ``units = None`` (TypeError)."""
     assert refused(scenario(op="compute")) == [
         "processes[0].threads[0].steps[0]: give exactly one of units or duration"]
+
+
+def test_unknown_keys_and_bad_step_values_do_not_hide_cross_field_problems():
+    """A typo'd key, a bad think time, a vCPU that does not exist and a misspelt vseg: all
+    four in one run.  The span check of the thread whose think was refused is not run on a
+    guessed value."""
+    data = scenario(op="access", vseg="hep", accesses=10, think=0.5)
+    data["guest"]["memroy"] = "64MiB"
+    data["processes"][0]["threads"][0]["cpu"] = 5
+    assert [line.split(":")[0] for line in refused(data)] == [
+        "guest.memroy", "processes[0].threads[0].steps[0].think",
+        "processes[0].threads[0].cpu", "processes[0].threads[0].steps[0].vseg"]
+
+
+def test_a_bad_guest_value_stops_the_cross_field_rules():
+    """With guest.vcpus refused, "vCPU 5 does not exist" would be judged against a default:
+    only the schema problem is reported."""
+    data = scenario()
+    data["guest"]["vcpus"] = "two"
+    data["processes"][0]["threads"][0]["cpu"] = 5
+    assert [line.split(":")[0] for line in refused(data)] == ["guest.vcpus"]

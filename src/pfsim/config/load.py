@@ -223,23 +223,59 @@ MAX_ERRORS = 100
 def validate_config(data: dict[str, Any]) -> Config:
     """Validate a parsed dict into a Config, then check the rules that span fields.
 
-    Every schema problem is reported at once; the cross-field rules run when the schema
-    accepts the config, and all of theirs are reported at once too.
+    Every schema problem is reported at once.  The cross-field rules (a step naming a vseg
+    the process lacks, a vCPU that does not exist...) run on the config the schema accepts;
+    when the only schema problems are unknown keys or bad values inside ``processes``, they
+    also run on the config without those keys, so one run reports both kinds.
     """
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False, include_input=False):
+        errors = exc.errors(include_url=False, include_input=False)
+        problems: list[ConfigError] = []
+        for error in errors:
             problem = _translate(error)
             if str(problem) not in {str(p) for p in problems}:
                 problems.append(problem)
-            if len(problems) >= MAX_ERRORS:
-                break
-        raise_all(problems)
+        problems += [p for p in _cross_fields_without(data, errors)
+                     if str(p) not in {str(q) for q in problems}]
+        raise_all(problems[:MAX_ERRORS])
         raise AssertionError("unreachable") from None
     raise_all(_check_cross_fields(config)[:MAX_ERRORS])
     return config
+
+
+def _cross_fields_without(data: dict[str, Any], errors: list[Any]) -> list[ConfigError]:
+    """The cross-field problems of ``data`` with its refused keys removed, when removing them
+    cannot change what those rules see: unknown keys anywhere, bad values inside a process
+    (not its name).  Problems about a removed key are dropped.  [] when that is not so."""
+    removed: list[list[Any]] = []
+    for error in errors:
+        path, _ = _clean_loc(error["loc"])
+        unknown = error["type"] == "extra_forbidden"
+        if not path or not (unknown or (path[0] == "processes" and len(path) > 2
+                                        and path[2:] != ["name"] and error["type"] != "missing")):
+            return []
+        removed.append(path)
+    trimmed = copy.deepcopy(data)
+    for path in removed:
+        node: Any = trimmed
+        for part in path[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return []
+        if not isinstance(node, dict) or path[-1] not in node:
+            return []
+        del node[path[-1]]
+    try:
+        config = Config.model_validate(trimmed)
+    except ValidationError:
+        return []
+    keys = [_join(path) for path in removed]
+    return [p for p in _check_cross_fields(config)
+            if not any((p.key or "").startswith(key) or key.startswith(p.key or "\0")
+                       for key in keys)]
 
 
 def config_warnings(config: Config) -> list[str]:
