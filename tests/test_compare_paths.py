@@ -1,6 +1,6 @@
 """``--compare`` values become directory names: whatever they hold (``/``, ``..``, a name
-longer than a directory name may be), every file stays inside ``--out``, each variant gets its own directory, and a
-bad ``--out`` is refused before any variant runs."""
+longer than a directory name may be), every file stays inside ``--out``, each variant gets its
+own directory, and a bad ``--out`` is refused before any variant runs."""
 
 from __future__ import annotations
 

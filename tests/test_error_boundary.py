@@ -133,7 +133,8 @@ def test_huge_integer_literal_in_toml(capsys, workdir):
 
 def test_out_is_a_device(capsys, workdir):
     code, _, err = run_cli(capsys, "run", "ok.toml", "--out", "/dev/null")
-    assert_one_error(code, err, "--out /dev/null: exists and is a character device, not a directory")
+    assert_one_error(code, err,
+                     "--out /dev/null: exists and is a character device, not a directory")
 
 
 def test_out_below_a_regular_file(capsys, workdir):
@@ -191,7 +192,8 @@ def test_unknown_vseg_lists_a_few_names_and_the_count(capsys, workdir):
                           f"vsegs = [{vsegs}]")
     (workdir / "many.toml").write_text(text)
     code, _, err = run_cli(capsys, "run", "many.toml", "--out", "out")
-    assert_one_error(code, err, "unknown vseg 'h'; this process has: v0, v1,", "(10001 in all)")  # 9999 vsegs, @stack, stack.0
+    # 9999 vsegs, @stack and stack.0
+    assert_one_error(code, err, "unknown vseg 'h'; this process has: v0, v1,", "(10001 in all)")
 
 
 def test_every_config_problem_is_reported_one_line_each(capsys, workdir):

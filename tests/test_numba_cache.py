@@ -45,7 +45,8 @@ found = {
     "run": run("-m", "pfsim", "run", CONFIG, "--out", OUT, "--quiet"),
 }
 result = os.path.join(OUT, "result.json")
-found["result"] = json.load(open(result))["vms"]["vm0"]["outcome"] if os.path.exists(result) else None
+found["result"] = (json.load(open(result))["vms"]["vm0"]["outcome"]
+                   if os.path.exists(result) else None)
 print(json.dumps(found))
 """
 

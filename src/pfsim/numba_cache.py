@@ -36,9 +36,8 @@ def _writable_dir(path: Path, create: bool = False) -> bool:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.is_dir():
             return False
-        probe = tempfile.TemporaryFile(dir=path)
-        probe.close()
-        return True
+        with tempfile.TemporaryFile(dir=path):
+            return True
     except OSError:
         return False
 

@@ -101,8 +101,8 @@ class OutputDir:
             self.discard()
             raise self._error("is not a directory")
         try:
-            probe = tempfile.TemporaryFile(dir=self.path, prefix=".pfsim-probe.")
-            probe.close()
+            with tempfile.TemporaryFile(dir=self.path, prefix=".pfsim-probe."):
+                pass
         except OSError as exc:
             self.discard()
             raise self._error(f"cannot write in it ({_reason(exc)})") from None

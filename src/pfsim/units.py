@@ -22,7 +22,8 @@ _DECIMAL_SIZE_UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
 ``ulimit``), so a size names its unit in IEC form or in bytes (docs/config.md, "Units")."""
 _TIME_UNITS = {"ns": 1, "us": NS_PER_US, "ms": NS_PER_MS, "s": NS_PER_S}
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]{1,100}(?:\.[0-9]{1,100})?)\s*([A-Za-z]+)\s*$")
-SIZE_HINT = "a size is a string with a unit in B, KiB, MiB, GiB, TiB (e.g. '64MiB') or integer bytes"
+SIZE_HINT = ("a size is a string with a unit in B, KiB, MiB, GiB, TiB (e.g. '64MiB') or "
+             "integer bytes")
 TIME_HINT = ("a duration is a string with a unit in ns, us, ms, s (e.g. '500ns', '16us', '2ms') "
              "or integer nanoseconds")
 
@@ -37,8 +38,8 @@ def _split(text: str, units: dict[str, int], hint: str) -> int:
             decimal = number * _DECIMAL_SIZE_UNITS[unit]
             exact = f" or '{int(decimal)}B' for {int(decimal):,} bytes" \
                 if decimal == decimal.to_integral_value() else ""
-            raise ValueError(f"{text.strip()!r}: decimal units (KB, MB, GB, TB) are ambiguous; write "
-                             f"'{match.group(1)}{unit[0]}iB' ({int(iec):,} bytes){exact}")
+            raise ValueError(f"{text.strip()!r}: decimal units (KB, MB, GB, TB) are ambiguous; "
+                             f"write '{match.group(1)}{unit[0]}iB' ({int(iec):,} bytes){exact}")
         shown = text if len(text) <= 40 else text[:37] + "..."
         raise ValueError(f"{hint}; got {shown!r}")
     number, unit = match.groups()

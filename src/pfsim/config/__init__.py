@@ -9,4 +9,5 @@ from pfsim.config.load import (
 )
 from pfsim.config.schema import Config
 
-__all__ = ["Config", "apply_overrides", "config_digest", "config_warnings", "load_config", "validate_config"]
+__all__ = ["Config", "apply_overrides", "config_digest", "config_warnings", "load_config",
+           "validate_config"]

@@ -433,7 +433,8 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
     hyp = config.hypervisor
     if hyp.memory_limit is not None:
         if hyp.memory_limit % PAGE_SIZE or hyp.memory_limit < 64 * PAGE_SIZE:
-            problem("hypervisor.memory_limit", "must be a whole number of 4KiB pages, at least 256KiB")
+            problem("hypervisor.memory_limit",
+                    "must be a whole number of 4KiB pages, at least 256KiB")
         elif hyp.memory_limit > guest.memory:
             problem("hypervisor.memory_limit",
                     f"exceeds guest.memory ({guest.memory}); leave it unset for no limit")
@@ -460,7 +461,8 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
                 problem(f"{vw}.name", f"duplicate vseg name {shown(vseg.name)}")
             vsegs[vseg.name] = vseg
             if vseg.size > guest.memory:
-                problem(f"{vw}.size", f"{vseg.size} bytes is larger than guest.memory ({guest.memory})")
+                problem(f"{vw}.size",
+                        f"{vseg.size} bytes is larger than guest.memory ({guest.memory})")
             if vseg.base is not None and vseg.base % PAGE_SIZE:
                 problem(f"{vw}.base", "must be page aligned (a multiple of 4KiB)")
             if vseg.type == "stack" and vseg.stack_max < vseg.size:
@@ -471,7 +473,8 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
                     vseg.stack_max <= vseg.base <= USER_SPACE):
                 problem(f"{vw}.base", "a stack's base is its top: between stack_max and the end "
                         "of the user address space (128TiB, 0x800000000000)")
-            elif vseg.type != "stack" and vseg.base is not None and vseg.base + vseg.size > USER_SPACE:
+            elif (vseg.type != "stack" and vseg.base is not None
+                  and vseg.base + vseg.size > USER_SPACE):
                 problem(f"{vw}.base", "the vseg ends above the user address space (128TiB, "
                         "0x800000000000)")
             if vseg.file is not None and vseg.type not in ("code", "data", "file"):
@@ -480,7 +483,8 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
         for t, group in enumerate(proc.threads):
             tw = f"{where}.threads[{t}]"
             if group.cpu is not None and group.cpu >= guest.vcpus:
-                problem(f"{tw}.cpu", f"vCPU {group.cpu} does not exist (guest.vcpus = {guest.vcpus})")
+                problem(f"{tw}.cpu",
+                        f"vCPU {group.cpu} does not exist (guest.vcpus = {guest.vcpus})")
             for s, step in enumerate(group.steps):
                 _check_step(step, f"{tw}.steps[{s}]", targets, problems)
             if config.sim.duration is None:
@@ -501,9 +505,11 @@ def _steps_time(steps: list[Any], config: Config) -> int:
         if op == "sleep":
             total += step.duration
         elif op == "access":
-            total += step.duration if step.duration is not None else (step.accesses or 0) * step.think
+            total += (step.duration if step.duration is not None
+                      else (step.accesses or 0) * step.think)
         elif op == "compute":
-            total += step.duration if step.duration is not None else (step.units or 0) * step.unit
+            total += (step.duration if step.duration is not None
+                      else (step.units or 0) * step.unit)
         elif op == "touch":
             total += step.think
         elif op == "syscall":

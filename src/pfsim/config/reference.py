@@ -10,6 +10,7 @@ Regenerate after changing :mod:`pfsim.config.schema`::
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from pfsim.config import schema
-from pfsim.config.schema import MAX_COST_NS, MAX_TIME_NS, Config, PID_MAX_LIMIT
+from pfsim.config.schema import MAX_COST_NS, MAX_TIME_NS, PID_MAX_LIMIT, Config
 
 INTRO = f"""\
 # Configuration reference
@@ -154,7 +155,7 @@ def _flatten(annotation: Any) -> tuple[Any, list[Any], bool]:
             for item in annotation.__metadata__:
                 metadata.extend(item.metadata if isinstance(item, FieldInfo) else [item])
             annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        elif origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
             optional = optional or len(args) < len(typing.get_args(annotation))
             annotation = args[0]
