@@ -93,6 +93,14 @@ def test_bad_values_exit_2_with_one_line_and_write_nothing(capsys, workdir, args
     assert out == "" and leftovers(workdir) == []
 
 
+def test_negative_seed_in_a_comparison(capsys, workdir):
+    """Every variant is validated before any runs: nothing is written."""
+    code, out, err = run_cli(capsys, "run", "ok.toml", "--out", "out",
+                             "--compare", "sim.seed=2,-1")
+    assert_one_error(code, err, "sim.seed:", "greater than or equal to 0")
+    assert out == "" and leftovers(workdir) == []
+
+
 def test_negative_seed_in_the_config_file(capsys, workdir):
     (workdir / "neg.toml").write_text("[sim]\nseed = -1\n" + CONFIG)
     code, _, err = run_cli(capsys, "run", "neg.toml", "--out", "out")
