@@ -42,7 +42,8 @@ def cpu_seconds() -> float:
 def calibrate(target_s: float) -> int:
     """sim.duration in ms such that one kvm point takes about target_s of wall time."""
     probe_ms = 2000
-    config = load_config(BASE, overrides=["hypervisor.async_pf=kvm", f'sim.duration="{probe_ms}ms"'])
+    config = load_config(BASE, overrides=["hypervisor.async_pf=kvm",
+                                          f'sim.duration="{probe_ms}ms"'])
     warm(config)
     wall = min(run_point(config)["wall_s"] for _ in range(2))
     return max(100, round(probe_ms * target_s / wall))

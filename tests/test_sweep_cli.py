@@ -37,7 +37,8 @@ def pfsim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 @pytest.mark.parametrize(("axes", "message"), [
     ('"guest.vcpu" = [1, 2]', "s.toml: axis guest.vcpu = 1: unknown key; allowed here: "),
     ('"guest.vcpus" = []', "s.toml: axis guest.vcpus: empty list; give at least one value"),
-    ('"guest.vcpus" = [2, "four"]', 's.toml: axis guest.vcpus = "four": input should be a valid integer'),
+    ('"guest.vcpus" = [2, "four"]',
+     's.toml: axis guest.vcpus = "four": input should be a valid integer'),
 ])
 def test_a_bad_sweep_file_exits_2_with_one_line_naming_the_axis(tmp_path, axes, message):
     (tmp_path / "base.toml").write_text(TINY)
@@ -53,7 +54,8 @@ def test_a_bad_sweep_file_exits_2_with_one_line_naming_the_axis(tmp_path, axes, 
 @pytest.mark.parametrize(("args", "message"), [
     (("--workers", "0"), "--workers"),
     (("--point-timeout", "0"), "--point-timeout"),
-    (("--scheduler", "tcp://127.0.0.1:8786", "--serial"), "--scheduler runs on an existing cluster"),
+    (("--scheduler", "tcp://127.0.0.1:8786", "--serial"),
+     "--scheduler runs on an existing cluster"),
 ])
 def test_bad_sweep_flags_exit_2(tmp_path, args, message):
     (tmp_path / "base.toml").write_text(TINY)
@@ -80,7 +82,8 @@ def test_several_compare_keys_run_every_combination(tmp_path):
             name = f"guest.vcpus={v},{ALPHA}={a}"
             text = (tmp_path / "par" / name / "result.json").read_text()
             assert (tmp_path / "ser" / name / "result.json").read_text() == text
-            config = load_config(tmp_path / "base.toml", overrides=[f"guest.vcpus={v}", f"{ALPHA}={a}"])
+            config = load_config(tmp_path / "base.toml",
+                                 overrides=[f"guest.vcpus={v}", f"{ALPHA}={a}"])
             assert text == run(config).to_json()
             assert json.loads(text)["seed"] == 5
 

@@ -65,7 +65,8 @@ def test_points_are_the_product_of_axes_and_zip_groups_times_seeds():
         zip=[{ALPHA: [0.5, 0.9, 1.3], "processes[0].threads[0].count": [1, 2, 3]}]))
     points = expand(spec)
     assert len(points) == 2 * 3 * 2
-    assert spec.groups == 6 and spec.axis_keys == ("guest.vcpus", ALPHA, "processes[0].threads[0].count")
+    assert spec.groups == 6
+    assert spec.axis_keys == ("guest.vcpus", ALPHA, "processes[0].threads[0].count")
     seen = [(p.config.guest.vcpus, p.config.processes[0].threads[0].steps[0].alpha,
              p.config.processes[0].threads[0].count, p.replicate) for p in points]
     # first axis slowest, the zip group advancing as one, replicates fastest
@@ -103,11 +104,14 @@ def test_set_and_the_base_seed():
 @pytest.mark.parametrize(("keys", "message"), [
     ({"axes": {"guest.vcpu": [1, 2]}}, "axis guest.vcpu = 1: unknown key; allowed here: "),
     ({"axes": {"guest.vcpus": []}}, "axis guest.vcpus: empty list; give at least one value"),
-    ({"axes": {"guest.vcpus": [1, "two"]}}, "axis guest.vcpus = \"two\": input should be a valid integer"),
+    ({"axes": {"guest.vcpus": [1, "two"]}},
+     "axis guest.vcpus = \"two\": input should be a valid integer"),
     ({"axes": {"guest.vcpus": 2}}, "axis guest.vcpus: expected a list of values, got 2"),
     ({"axes": {"guest.nope.deeper": [1]}}, "axis guest.nope.deeper = 1: guest.nope: unknown key"),
-    ({"axes": {"sim.seed": [1, 2]}}, "axis sim.seed: a sweep's seeds come from its seed and seeds keys"),
-    ({"axes": {"guest.vcpus": [1]}, "zip": [{"guest.vcpus": [2]}]}, "axis guest.vcpus: given twice"),
+    ({"axes": {"sim.seed": [1, 2]}},
+     "axis sim.seed: a sweep's seeds come from its seed and seeds keys"),
+    ({"axes": {"guest.vcpus": [1]}, "zip": [{"guest.vcpus": [2]}]},
+     "axis guest.vcpus: given twice"),
     ({"zip": [{"guest.vcpus": [1, 2], ALPHA: [0.5]}]},
      "zip[0]: the lists must have the same length (guest.vcpus has 2, " + ALPHA + " has 1)"),
     ({"axes": {"guest.memory": ["16MiB", 16777216]}, "seeds": [1]},
@@ -166,7 +170,8 @@ def test_summary_groups_in_table_order_and_leaves_failed_points_out():
     assert list(summary["hypervisor.async_pf"]) == ["kvm", "off"]
     kvm, off = summary.iloc[0], summary.iloc[1]
     assert (kvm["points"], kvm["failed"], kvm["n"]) == (3, 0, 3)
-    assert kvm["work_mean"] == 20 and kvm["work_ci95"] == pytest.approx(4.302653 * 10 / math.sqrt(3))
+    assert kvm["work_mean"] == 20
+    assert kvm["work_ci95"] == pytest.approx(4.302653 * 10 / math.sqrt(3))
     assert (off["points"], off["failed"], off["n"]) == (3, 1, 2)
     assert off["work_mean"] == 5 and off["work_ci95"] == 0
 

@@ -101,7 +101,7 @@ def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
     variants = plan_compare(config_path, seed, overrides, axes, out_dir)  # all validated first
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=160)
+        console = Console(highlight=False, width=1000)  # a file or a pipe: never cut a table
     click.echo(f"ARG config {config_path}  seed {variants[0].config.sim.seed}  compare "
                + "  ".join(f"{key} = {', '.join(values)}" for key, values in axes))
     run_compare(variants, workers=workers)

@@ -43,7 +43,8 @@ def parse_compare(items: tuple[str, ...] | list[str]) -> list[tuple[str, list[st
         key, sep, values = item.partition("=")
         choices = [v.strip() for v in values.split(",") if v.strip()]
         if not sep or not key.strip() or not choices:
-            raise click.BadParameter(f"expected KEY=V1,V2,..., got {item!r}", param_hint="--compare")
+            raise click.BadParameter(f"expected KEY=V1,V2,..., got {item!r}",
+                                     param_hint="--compare")
         if any(key.strip() == known for known, _ in axes):
             raise click.BadParameter(f"{key.strip()} is given twice", param_hint="--compare")
         axes.append((key.strip(), choices))
@@ -58,7 +59,8 @@ def plan_compare(config_path: Path, seed: int | None, overrides: list[str],
         config = load_config(config_path, overrides=[*overrides, *(f"{k}={v}" for k, v in combo)],
                              seed=seed)
         name = safe_name(",".join(f"{k}={v}" for k, v in combo))
-        variants.append(Variant(values=tuple(combo), config=config, path=out_dir / name / "result.json"))
+        variants.append(Variant(values=tuple(combo), config=config,
+                                path=out_dir / name / "result.json"))
     return variants
 
 

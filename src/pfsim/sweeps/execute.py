@@ -6,14 +6,13 @@ one thread, so points run in parallel on separate cores and numba's compiled cod
 the GIL in the way.  Results come back to this process, which writes them (the workers need no
 access to the output directory).
 
-The first compile.  The compiled core takes about a minute to compile in a fresh environment
-and is then cached beside the sources (or in ``NUMBA_CACHE_DIR``); loading it takes about half
-a second.  Measured on a 2-core machine with an empty cache, two workers that each compile on
-their first point both take the minute (and slow each other down), while compiling once here,
-before any worker starts a point, costs the minute once and the workers then load the cache
-(it runs while the cluster starts).  Every worker then runs the same short warm-up as a pinned task, so no
-point's wall time includes loading code.  On an external cluster whose workers do not share
-this machine's cache, each worker compiles in its warm-up task.
+The first compile.  The compiled core is compiled in a fresh environment and then cached beside
+the sources (or in ``NUMBA_CACHE_DIR``).  Measured on a 2-core machine with an empty cache: one
+process compiles it in 46 s, two processes compiling at once (two workers each compiling on
+their first point) take 100 s each, a load from the cache takes 0.5 s.  So it is compiled once
+here, while the cluster starts, before any worker starts a point; then every worker loads it
+in a short pinned warm-up task, so no point's wall time includes loading code.  On an external
+cluster whose workers do not share this machine's cache, each worker compiles in that task.
 """
 
 from __future__ import annotations
@@ -70,7 +69,8 @@ def available_cores() -> int:
 
 
 def run_tasks(configs: Sequence[Config], engine: Engine, on_done: Done,
-              timeout_s: float | None = None, keys: Sequence[str] | None = None) -> dict[str, float]:
+              timeout_s: float | None = None,
+              keys: Sequence[str] | None = None) -> dict[str, float]:
     """Run every config and call ``on_done`` as each ends; returns timings of the phases
     (``start_s``: cluster start, ``warm_s``: the first compile or cache load)."""
     if not configs:
@@ -127,8 +127,10 @@ def _client(engine: Engine, tasks: int) -> Iterator[Any]:
         "distributed.worker.profile.enabled": False,
     }
     with dask.config.set(settings):
+        # dashboard_address ":0": the scheduler's HTTP server on a free port (the default,
+        # 8787, is taken by any other Dask cluster on the machine, a warning then)
         cluster = LocalCluster(n_workers=engine.local_workers(tasks), threads_per_worker=1,
-                               processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                               processes=True, dashboard_address=":0", silence_logs=logging.ERROR,
                                preload=["pfsim.sweeps.worker"])
         client = Client(cluster)
         try:
@@ -161,7 +163,8 @@ def _warm_workers(client: Any, config: Config) -> None:
     workers = list(client.scheduler_info(n_workers=-1)["workers"]) if _takes_n_workers(client) \
         else list(client.scheduler_info()["workers"])
     futures = [client.submit(warm, config, workers=[address], allow_other_workers=False,
-                             pure=False, key=f"pfsim-warm-{n}") for n, address in enumerate(workers)]
+                             pure=False, key=f"pfsim-warm-{n}")
+               for n, address in enumerate(workers)]
     client.gather(futures, errors="skip")
 
 
@@ -171,7 +174,8 @@ def _takes_n_workers(client: Any) -> bool:
     return "n_workers" in inspect.signature(client.scheduler_info).parameters
 
 
-def _dask_point(config: Config, timeout_s: float | None) -> dict[str, Any]:
+def _dask_point(config: Config, timeout_s: float | None,
+                call: Callable[..., dict[str, Any]] = run_point) -> dict[str, Any]:
     """run_point in a Dask worker, which first tells the client it started (for the hard
     timeout)."""
     from distributed import get_worker
@@ -179,11 +183,13 @@ def _dask_point(config: Config, timeout_s: float | None) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         worker = get_worker()
         worker.log_event(START_TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
-    return run_point(config, timeout_s)
+    return call(config, timeout_s)
 
 
 def _run_on_dask(client: Any, configs: Sequence[Config], keys: Sequence[str], on_done: Done,
-                 timeout_s: float | None) -> None:
+                 timeout_s: float | None, call: Callable[..., dict[str, Any]] = run_point) -> None:
+    """Submit one task per config and report each outcome as it arrives; a task still running
+    :data:`HARD_GRACE_S` after ``timeout_s`` is cancelled and its worker restarted."""
     from dask.distributed import as_completed
 
     started: dict[str, tuple[float, str]] = {}
@@ -196,7 +202,7 @@ def _run_on_dask(client: Any, configs: Sequence[Config], keys: Sequence[str], on
         client.subscribe_topic(START_TOPIC, record_start)
     futures = {}
     for index, (config, key) in enumerate(zip(configs, keys, strict=True)):
-        future = client.submit(_dask_point, config, timeout_s, key=f"pfsim-{key}", pure=False)
+        future = client.submit(_dask_point, config, timeout_s, call, key=f"pfsim-{key}", pure=False)
         futures[future.key] = (index, future)
     pending = as_completed([future for _index, future in futures.values()])
     try:

@@ -68,7 +68,8 @@ def run_sweep(source: str | Path | dict[str, Any], *, out: str | Path | None = N
             (nothing has run or been written then, except the output directory itself).
     """
     if point_timeout is not None and not point_timeout > 0:
-        raise SweepError(f"--point-timeout: expected a positive number of seconds, got {point_timeout}")
+        raise SweepError(f"--point-timeout: expected a positive number of seconds, "
+                         f"got {point_timeout}")
     engine = engine or Engine()
     if engine.workers is not None and engine.workers < 1:
         raise SweepError(f"--workers: expected at least 1, got {engine.workers}")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 import pandas as pd
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from pfsim.sweeps.run import SweepRun
 from pfsim.sweeps.spec import Point
+
 
 class ConsoleReporter:
     """A progress bar over the points on a terminal; elsewhere (a log file, a pipe) one line per
@@ -68,10 +70,11 @@ class ConsoleReporter:
 def print_header(run: SweepRun) -> None:
     sweep = run.sweep
     seeds = f"{sweep.replicates} seed{'s' * (sweep.replicates != 1)}"
+    groups = f"{sweep.groups} group{'s' * (sweep.groups != 1)}"
+    where = run.engine.describe(len(run.to_run)) if run.to_run else "nothing"
     click.echo(f"ARG sweep {sweep.where}  base {run.base_name}  seed {sweep.seed}  points "
-               f"{len(run.points)} ({sweep.groups} group{'s' * (sweep.groups != 1)} x {seeds})  "
-               f"done {run.skipped}  failed before {len(run.failed_before)}  to run {len(run.to_run)}"
-               f"  on {run.engine.describe(len(run.to_run)) if run.to_run else 'nothing'}")
+               f"{len(run.points)} ({groups} x {seeds})  done {run.skipped}  failed before "
+               f"{len(run.failed_before)}  to run {len(run.to_run)}  on {where}")
 
 
 def print_summary(run: SweepRun, wall_s: float, console: Console | None = None) -> None:
@@ -79,23 +82,13 @@ def print_summary(run: SweepRun, wall_s: float, console: Console | None = None) 
     if console is None:
         console = Console(highlight=False)
         if not console.is_terminal:
-            console = Console(highlight=False, width=160)
+            console = Console(highlight=False, width=1000)  # a file or a pipe: never cut
     summary = run.summary
     assert summary is not None and run.frame is not None
-    axes = list(run.sweep.axis_keys)
-    table = Table(title=f"{run.sweep.name}: mean ± 95% CI over {run.sweep.replicates} seed"
-                        f"{'s' * (run.sweep.replicates != 1)} per group", title_justify="left")
-    for key in axes:
-        table.add_column(_short(key, axes))
-    table.add_column("n", justify="right")
-    for metric in run.sweep.metrics:
-        table.add_column(metric, justify="right")
-    for _index, row in summary.iterrows():
-        ran, points = int(row["n"]), int(row["points"])
-        n = f"{ran}" if ran == points else f"{ran}/{points}"
-        table.add_row(*(_value(row[key]) for key in axes), n,
-                      *(_mean_ci(metric, row[f"{metric}_mean"], row[f"{metric}_ci95"])
-                        for metric in run.sweep.metrics))
+    table = summary_table(run, stacked=False)
+    wide = Measurement.get(console, console.options.update(max_width=100_000), table).maximum
+    if wide > console.width:  # a narrow terminal: "± ci" on a line of its own
+        table = summary_table(run, stacked=True)
     console.print(table)
     for point, error in run.failed_before:
         click.echo(f"FAILED (earlier run; --retry-failed runs it again) {point.label} "
@@ -105,6 +98,28 @@ def print_summary(run: SweepRun, wall_s: float, console: Console | None = None) 
     click.echo(f"FINAL sweep points={len(run.points)} ran={run.ran} skipped={run.skipped} "
                f"failed={len(run.failed) + len(run.failed_before)} wall_s={wall_s:.2f} "
                f"table={run.out / 'sweep.parquet'}")
+
+
+def summary_table(run: SweepRun, stacked: bool) -> Table:
+    """One row per group: the axis values, the points that ran, mean ± 95 % CI per metric
+    (``stacked``: the interval on a second line of the cell)."""
+    assert run.summary is not None
+    axes = list(run.sweep.axis_keys)
+    table = Table(title=f"{run.sweep.name}: mean ± 95% CI over {run.sweep.replicates} seed"
+                        f"{'s' * (run.sweep.replicates != 1)} per group", title_justify="left")
+    for key in axes:  # cells fold onto more lines rather than being cut
+        table.add_column(_short(key, axes), overflow="fold")
+    table.add_column("n", justify="right")
+    for metric in run.sweep.metrics:
+        table.add_column(metric, justify="right", overflow="fold")
+    for _index, row in run.summary.iterrows():
+        ran, points = int(row["n"]), int(row["points"])
+        n = f"{ran}" if ran == points else f"{ran}/{points}"
+        cells = (_mean_ci(metric, row[f"{metric}_mean"], row[f"{metric}_ci95"])
+                 for metric in run.sweep.metrics)
+        table.add_row(*(_value(row[key]) for key in axes), n,
+                      *(cell.replace(" ± ", "\n± ") if stacked else cell for cell in cells))
+    return table
 
 
 def _short(key: str, keys: list[str]) -> str:

@@ -118,14 +118,16 @@ def load_sweep(source: str | Path | dict[str, Any], overrides: list[str] | None 
         except FileNotFoundError:
             raise SweepError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise SweepError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+            reason = getattr(exc, "strerror", None) or exc
+            raise SweepError(f"{path}: cannot read ({reason})") from None
         except (tomllib.TOMLDecodeError, RecursionError) as exc:
             raise SweepError(f"{path}: malformed TOML: {exc}") from None
     unknown = [key for key in data if key not in KEYS]
     if unknown:
         raise SweepError(f"{where}: {unknown[0]}: unknown key; allowed: {', '.join(KEYS)}")
     if "base" not in data:
-        raise SweepError(f"{where}: base: missing; name the base scenario, e.g. base = \"overcommit.toml\"")
+        raise SweepError(f"{where}: base: missing; name the base scenario, "
+                         'e.g. base = "overcommit.toml"')
     if isinstance(data["base"], dict):
         base: Path | dict[str, Any] = data["base"]  # the scenario itself, as a table
     elif isinstance(data["base"], str) and data["base"]:
@@ -196,7 +198,8 @@ def expand(sweep: Sweep) -> list[Point]:
             config = load_config(data, overrides=[*sweep.overrides, *overrides])
         except ConfigError as exc:
             raise _blame(sweep.where, axes, exc) from None
-        seeds = sweep.seeds or tuple(point_seed(sweep.seed, axes, r) for r in range(sweep.replicates))
+        seeds = sweep.seeds or tuple(point_seed(sweep.seed, axes, r)
+                                     for r in range(sweep.replicates))
         for replicate, seed in enumerate(seeds):
             point = Point(axes=axes, replicate=replicate, seed=seed, overrides=overrides,
                           config=config.model_copy(update={

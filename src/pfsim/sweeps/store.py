@@ -76,10 +76,12 @@ class Store:
         return (json.loads((directory / "result.json").read_text(encoding="utf-8")),
                 json.loads((directory / "point.json").read_text(encoding="utf-8")))
 
-    def write_done(self, point: Point, outcome: dict[str, Any], base: str, overrides: tuple[str, ...]) -> None:
+    def write_done(self, point: Point, outcome: dict[str, Any], base: str,
+                   overrides: tuple[str, ...]) -> None:
         final = self.points / point.key
         tmp = self.points / f"{TMP}{point.key}-{os.getpid()}-{secrets.token_hex(4)}"
-        meta = _describe(point, base, overrides) | {"wall_s": outcome["wall_s"], "cpu_s": outcome["cpu_s"]}
+        meta = _describe(point, base, overrides) | {"wall_s": outcome["wall_s"],
+                                                    "cpu_s": outcome["cpu_s"]}
         try:
             tmp.mkdir()
             (tmp / "result.json").write_text(outcome["result"], encoding="utf-8")
@@ -94,7 +96,8 @@ class Store:
                 _remove(tmp)  # another sweep on this directory finished the same point first
         except OSError as exc:
             _remove(tmp)
-            raise SweepError(f"--out {self.out}: cannot write {final} ({exc.strerror or exc})") from None
+            raise SweepError(f"--out {self.out}: cannot write {final} "
+                             f"({exc.strerror or exc})") from None
         with contextlib.suppress(FileNotFoundError):
             (self.failed / f"{point.key}.json").unlink()
 

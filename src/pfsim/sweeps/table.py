@@ -98,7 +98,8 @@ def summarize(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.D
 
 def write_tables(out: Path, frame: pd.DataFrame, summary: pd.DataFrame) -> None:
     """sweep.parquet, sweep.csv and summary.csv, each replaced atomically."""
-    atomic_write(out / "sweep.parquet", lambda p: frame.to_parquet(p, index=False, engine="pyarrow"), out)
+    atomic_write(out / "sweep.parquet",
+                 lambda p: frame.to_parquet(p, index=False, engine="pyarrow"), out)
     atomic_write(out / "sweep.csv", lambda p: frame.to_csv(p, index=False), out)
     atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False), out)
 

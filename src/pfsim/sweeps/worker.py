@@ -7,6 +7,7 @@ byte-identical to what ``pfsim run`` writes for the same config and seed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from typing import Any
@@ -73,11 +74,9 @@ def warm(config: Config) -> float:
     started = time.monotonic()
     data = config.model_dump(mode="json")
     duration = data["sim"].get("duration")
-    data["sim"]["duration"] = WARM_DURATION_NS if duration is None else min(duration, WARM_DURATION_NS)
-    try:
+    data["sim"]["duration"] = min(duration or WARM_DURATION_NS, WARM_DURATION_NS)
+    with contextlib.suppress(Exception):  # the real run reports it
         run(load_config(data))
-    except Exception:  # noqa: BLE001,S110 (the real run reports it)
-        pass
     return time.monotonic() - started
 
 
