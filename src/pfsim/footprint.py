@@ -14,7 +14,9 @@ unit                         bytes        measured on (8-16 GiB guests, numpy 2.
 guest frame, flat kernel     16           11 (refcount, kind, free stack, checks)
 guest frame, host model      +64          +43 per frame and +13 per frame of the limit
 guest frame, clusters        24           14
-vseg page (page-table slot)  8 per copy   5-6 (state, gfn, vflags); one copy per cluster
+vseg page (page-table slot)  8            5-6 (state, gfn, vflags)
+vseg page, clusters          24 + 40 per  24 per copy with times half touched; 37 per copy when all
+                             copy         are (state, gfn, four times), one copy per cluster
 zipf range page              32           25 (weights and CDF, cached per range)
 thread                       16 KiB       25-28 KiB with its stack's 2048 slots (task, executor)
 ===========================  ===========  ==================================================
@@ -39,6 +41,8 @@ PER_FRAME = 16
 PER_FRAME_HOST = 64
 PER_FRAME_CLUSTERS = 24
 PER_SLOT = 8
+PER_SLOT_CLUSTERS = 24
+PER_SLOT_COPY = 40
 PER_ZIPF_PAGE = 32
 PER_THREAD = 16 << 10
 STACK_RESERVE = 8 << 20  # a thread stack reserves slots down to its stack_max (default 8 MiB)
@@ -58,7 +62,7 @@ def estimate(config: Config) -> Footprint:
     guest = config.guest
     frames = guest.memory // PAGE_SIZE
     clusters = almos_enabled(config)
-    copies = guest.clusters if clusters else 1
+    per_slot = PER_SLOT_CLUSTERS + PER_SLOT_COPY * guest.clusters if clusters else PER_SLOT
     terms: dict[str, int] = {}
 
     def add(key: str, size: int) -> None:
@@ -71,9 +75,9 @@ def estimate(config: Config) -> Footprint:
     for p, proc in enumerate(config.processes):
         for v, vseg in enumerate(proc.vsegs):
             reserve = max(vseg.size, vseg.stack_max if vseg.type == "stack" else 0)
-            add(f"processes[{p}].vsegs[{v}].size", -(-reserve // PAGE_SIZE) * PER_SLOT * copies)
+            add(f"processes[{p}].vsegs[{v}].size", -(-reserve // PAGE_SIZE) * per_slot)
         for t, group in enumerate(proc.threads):
-            stack = STACK_RESERVE // PAGE_SIZE * PER_SLOT * copies if group.stack else 0
+            stack = STACK_RESERVE // PAGE_SIZE * per_slot if group.stack else 0
             add(f"processes[{p}].threads[{t}].count", group.count * (PER_THREAD + stack))
             for key, pages in _zipf_ranges(proc, group.steps, f"processes[{p}].threads[{t}]"):
                 add(key, pages * PER_ZIPF_PAGE)
