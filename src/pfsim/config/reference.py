@@ -55,7 +55,8 @@ every problem of a file is reported at once, one line each, with its dotted key.
 - At most {PID_MAX_LIMIT:,} threads in all (Linux's PID_MAX_LIMIT); names are printable text
   of at most {schema.MAX_TEXT} characters; tables and arrays nest at most 64 deep.
 - Before a run, pfsim estimates the memory simulating the scenario takes (16 bytes per guest
-  page, 64 more with the host model, 8 per page of a vseg, 16 KiB per thread, ...) and refuses
+  page, 64 more with the host model, 8 per page of a vseg, 24 + 40 per cluster with clusters,
+  16 KiB per thread, ...; `src/pfsim/footprint.py`) and refuses
   a scenario that does not fit in the memory available, naming the key that drives it.
 """
 
