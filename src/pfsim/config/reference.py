@@ -46,7 +46,7 @@ every problem of a file is reported at once, one line each, with its dotted key.
 
 ## Limits
 
-- Integers fit in 64 bits; numbers are finite (`inf` and `nan` are refused); booleans and
+- Integers fit in 64 bits (signed; addresses unsigned, below 2**64); numbers are finite (`inf` and `nan` are refused); booleans and
   strings are not numbers (`write_ratio = true` is refused).
 - Durations are at most {MAX_TIME_NS} ns (about 104 days); the CPU costs and latencies of one
   operation (the `costs` tables, `latency`, `syscall`, `copy_page`, `context_switch`) at most
