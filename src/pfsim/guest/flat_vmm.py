@@ -66,9 +66,7 @@ class FlatVmm(Vmm):
 
     def release_process(self, process: Process) -> None:
         mm = process.mm
-        mapped = np.nonzero(mm.gfn >= 0)[0]
-        for gfn in mm.gfn[mapped].tolist():
-            self.kernel.mem.put(gfn)
+        self.kernel.mem.put_many(mm.gfn[mm.gfn >= 0])
         mm.gfn[:] = -1
         mm.state[:] = np.where(mm.state & 0x10, mm.state, 0)
         mm.rss = 0
@@ -117,10 +115,7 @@ class FlatVmm(Vmm):
         remains: later accesses are SEGV_MAPERR)."""
         sl = _slots(vma)
         frames = mm.gfn[sl]
-        for gfn in frames[frames >= 0].tolist():
-            if gfn != ZERO_GFN:
-                self.kernel.mem.put(gfn)
-                mm.rss -= 1
+        mm.rss -= self.kernel.mem.put_many(frames[frames >= 0])
         mm.gfn[sl] = -1
         if keep:
             mm.state[sl] = np.where(mm.state[sl] & PTE_NOVMA, PTE_NOVMA, 0)

@@ -78,6 +78,32 @@ class PhysMem:
             self.free_stack[n] = gfn
             self.nfree[0] = n + 1
 
+    def put_many(self, gfns: np.ndarray) -> int:
+        """:meth:`put` of each of ``gfns`` in order, vectorized (teardown of a whole range).
+
+        A frame is freed by its last reference, so freed frames join the free stack in the
+        order of their last occurrence in ``gfns``, as one :meth:`put` after another would
+        leave them.  Returns how many of ``gfns`` were user frames (not the zero page)."""
+        gfns = np.asarray(gfns, dtype=np.int64)
+        gfns = gfns[(self.kind[gfns] != ZERO) & (self.kind[gfns] != KERNEL)]
+        if gfns.size == 0:
+            return 0
+        backwards, first_back, counts = np.unique(gfns[::-1], return_index=True,
+                                                  return_counts=True)
+        if np.any(self.kind[backwards] == FREE) or np.any(self.refcount[backwards] < counts):
+            bad = backwards[(self.kind[backwards] == FREE) | (self.refcount[backwards] < counts)]
+            raise InvariantViolation(f"put on free frame {int(bad[0])}")
+        self.refcount[backwards] -= counts.astype(self.refcount.dtype)
+        last = gfns.size - 1 - first_back
+        freed = self.refcount[backwards] == 0
+        order = np.argsort(last[freed], kind="stable")
+        frames = backwards[freed][order]
+        self.kind[frames] = FREE
+        n = int(self.nfree[0])
+        self.free_stack[n:n + frames.size] = frames
+        self.nfree[0] = n + frames.size
+        return int(gfns.size)
+
     def check(self) -> None:
         """Frames allocated + free == all user frames; free frames have no references."""
         free = self.kind == FREE
