@@ -5,21 +5,26 @@ peer) and on a Dask LocalCluster, in the same run of this script.
 
 The sweep is examples/overcommit.toml in kvm mode with ``--points`` seeds; ``sim.duration`` is
 calibrated first so that one point takes about ``--point-seconds`` of wall time here.  Each
-engine gets a fresh output directory, so both compute every point.  Reported per engine: wall
-time, CPU time of this process and of its children (the Dask workers, reaped when the cluster
-closes), the sum of the points' own wall times, and the overhead per point: the worker time
-not spent simulating while the points ran (scheduling, moving results, writing them), that is
-(wall of the point phase x workers - sum of point walls) / points; the cluster start and the
-warm-up (loading the compiled core in every worker) are reported apart.
+engine gets a fresh output directory, so both compute every point.  Reported per engine:
+
+- wall time of the whole sweep and CPU time of this process and its children (the Dask
+  workers, counted when the cluster closes and reaps them);
+- the sum of the points' own wall times (measured around the simulation in the worker);
+- startup: the cluster start and the warm-up (every worker loading the compiled core);
+- per point: the scheduling gap (on each worker, from the end of one point to the start of its
+  next, so moving the config in, the result out and the next task's dispatch) and the cost of
+  writing a point's directory in this process (timed on the same outcomes afterwards).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from pfsim.config import load_config  # noqa: E402
 from pfsim.sweeps.execute import Engine  # noqa: E402
 from pfsim.sweeps.run import run_sweep  # noqa: E402
+from pfsim.sweeps.store import Store  # noqa: E402
 from pfsim.sweeps.worker import run_point, warm  # noqa: E402
 
 BASE = ROOT / "examples" / "overcommit.toml"
@@ -49,19 +55,60 @@ def calibrate(target_s: float) -> int:
     return max(100, round(probe_ms * target_s / wall))
 
 
+class Collect:
+    """A sweep reporter that keeps every point's outcome."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[object, dict]] = []
+
+    def start(self, run) -> None:  # noqa: ANN001
+        pass
+
+    def point(self, point, outcome) -> None:  # noqa: ANN001
+        self.outcomes.append((point, outcome))
+
+    def close(self) -> None:
+        pass
+
+
+def gaps(outcomes: list[dict]) -> list[float]:
+    """On each worker process, the time between the end of a point and the start of the next."""
+    runs = defaultdict(list)
+    for outcome in outcomes:
+        runs[outcome["pid"]].append((outcome["started"], outcome["wall_s"]))
+    found = []
+    for points in runs.values():
+        points.sort()
+        found += [b[0] - (a[0] + a[1]) for a, b in zip(points, points[1:], strict=False)]
+    return found
+
+
+def write_cost(collected: list[tuple[object, dict]]) -> float:
+    """Mean seconds to write one point's directory (result.json, point.json, rename)."""
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-write-") as out:
+        store = Store(Path(out))
+        store.prepare()
+        started = time.monotonic()
+        for point, outcome in collected:
+            store.write_done(point, outcome, str(BASE), ())
+        return (time.monotonic() - started) / len(collected)
+
+
 def measure(sweep: dict, engine: Engine, label: str) -> dict:
+    collect = Collect()
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as out:
         cpu, wall = cpu_seconds(), time.monotonic()
-        run = run_sweep(sweep, out=Path(out), engine=engine)
+        run = run_sweep(sweep, out=Path(out), engine=engine, reporter=collect)
         wall, cpu = time.monotonic() - wall, cpu_seconds() - cpu
     assert run.frame is not None and (run.frame["status"] == "ok").all()
-    points = len(run.frame)
-    simulated = float(run.frame["wall_s"].sum())
-    startup = run.timings.get("start_s", 0.0) + run.timings.get("warm_s", 0.0)
-    workers = 1 if engine.serial else engine.local_workers(points)
-    overhead = ((wall - startup) * workers - simulated) / points
-    return {"label": label, "wall": wall, "cpu": cpu, "points": points, "simulated": simulated,
-            "startup": startup, "overhead": overhead, "frame": run.frame}
+    outcomes = [outcome for _point, outcome in collect.outcomes]
+    between = gaps(outcomes)
+    return {"label": label, "wall": wall, "cpu": cpu, "points": len(outcomes),
+            "simulated": sum(o["wall_s"] for o in outcomes),
+            "startup": run.timings.get("start_s", 0.0) + run.timings.get("warm_s", 0.0),
+            "gap": statistics.mean(between) if between else 0.0,
+            "gap_max": max(between, default=0.0), "write": write_cost(collect.outcomes),
+            "frame": run.frame}
 
 
 def main() -> None:
@@ -78,11 +125,11 @@ def main() -> None:
     serial = measure(sweep, Engine(serial=True), "serial (peer)")
     dask = measure(sweep, Engine(workers=args.workers), f"dask, {args.workers} workers")
     print(f"{'engine':18} {'wall s':>7} {'cpu s':>7} {'point walls s':>13} {'mean point s':>12} "
-          f"{'startup s':>9} {'overhead/point s':>16}")
+          f"{'startup s':>9} {'gap/point s':>11} {'max gap s':>9} {'write/point s':>13}")
     for row in (serial, dask):
         print(f"{row['label']:18} {row['wall']:7.2f} {row['cpu']:7.2f} {row['simulated']:13.2f} "
               f"{row['simulated'] / row['points']:12.2f} {row['startup']:9.2f} "
-              f"{row['overhead']:16.3f}")
+              f"{row['gap']:11.3f} {row['gap_max']:9.3f} {row['write']:13.4f}")
     same = serial["frame"].drop(columns=["wall_s", "cpu_s"]).equals(
         dask["frame"].drop(columns=["wall_s", "cpu_s"]))
     print(f"dask wall / serial wall = {dask['wall'] / serial['wall']:.3f}   "

@@ -11,7 +11,8 @@ the sources (or in ``NUMBA_CACHE_DIR``).  Measured on a 2-core machine with an e
 process compiles it in 46 s, two processes compiling at once (two workers each compiling on
 their first point) take 100 s each, a load from the cache takes 0.5 s.  So it is compiled once
 here, while the cluster starts, before any worker starts a point; then every worker loads it
-in a short pinned warm-up task, so no point's wall time includes loading code.  On an external
+in a short warm-up task pinned to it and run before its first point, so no point's wall time
+includes loading code.  On an external
 cluster whose workers do not share this machine's cache, each worker compiles in that task.
 """
 
@@ -72,7 +73,8 @@ def run_tasks(configs: Sequence[Config], engine: Engine, on_done: Done,
               timeout_s: float | None = None,
               keys: Sequence[str] | None = None) -> dict[str, float]:
     """Run every config and call ``on_done`` as each ends; returns timings of the phases
-    (``start_s``: cluster start, ``warm_s``: the first compile or cache load)."""
+    (``start_s``: cluster start, ``warm_s``: waiting after it for the first compile or cache
+    load here)."""
     if not configs:
         return {"start_s": 0.0, "warm_s": 0.0}
     if engine.serial:
@@ -91,9 +93,11 @@ def run_tasks(configs: Sequence[Config], engine: Engine, on_done: Done,
             timings = {"start_s": time.monotonic() - started}
             if local is not None:
                 local.result()
-            _warm_workers(client, configs[0])
             timings["warm_s"] = time.monotonic() - started - timings["start_s"]
+            warming = _warm_workers(client, configs[0])  # each worker's first task
             _run_on_dask(client, configs, keys, on_done, timeout_s)
+            for future in warming:
+                future.release()
     return timings
 
 
@@ -157,15 +161,16 @@ def _kill_workers(cluster: Any) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _warm_workers(client: Any, config: Config) -> None:
-    """Load (or compile) the first point's code in every worker: one pinned task each, in
-    parallel."""
+def _warm_workers(client: Any, config: Config) -> list[Any]:
+    """Load (or compile) the first point's code in every worker: one task pinned to each,
+    submitted before the points so that each worker runs it first (Dask runs a worker's tasks
+    in submission order), without waiting for the slowest worker."""
     workers = list(client.scheduler_info(n_workers=-1)["workers"]) if _takes_n_workers(client) \
         else list(client.scheduler_info()["workers"])
     futures = [client.submit(warm, config, workers=[address], allow_other_workers=False,
                              pure=False, key=f"pfsim-warm-{n}")
                for n, address in enumerate(workers)]
-    client.gather(futures, errors="skip")
+    return futures
 
 
 def _takes_n_workers(client: Any) -> bool:

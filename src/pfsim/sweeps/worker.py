@@ -8,6 +8,7 @@ byte-identical to what ``pfsim run`` writes for the same config and seed.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import traceback
 from typing import Any
@@ -34,12 +35,14 @@ def run_point(config: Config, timeout_s: float | None = None) -> dict[str, Any]:
 
     Returns:
         ``status`` (``ok`` or ``failed``), ``wall_s`` and ``cpu_s`` (this thread's CPU time),
-        and ``result`` (result.json's text) or ``error`` (one line) and ``detail`` (the
-        traceback of an unexpected exception, else empty).
+        ``started`` (epoch seconds) and ``pid`` (of the process that ran it), and ``result``
+        (result.json's text) or ``error`` (one line) and ``detail`` (the traceback of an
+        unexpected exception, else empty).
     """
     from pfsim.api import run
 
     started = time.monotonic()
+    stamp = time.time()
     cpu = time.thread_time()
     deadline = None if timeout_s is None else started + timeout_s
 
@@ -61,6 +64,7 @@ def run_point(config: Config, timeout_s: float | None = None) -> dict[str, Any]:
         outcome["detail"] = traceback.format_exc()
     outcome["wall_s"] = time.monotonic() - started
     outcome["cpu_s"] = time.thread_time() - cpu
+    outcome["started"], outcome["pid"] = stamp, os.getpid()  # for the scheduling gaps
     return outcome
 
 
