@@ -152,6 +152,7 @@ def test_an_interrupted_sweep_resumes_and_ends_with_the_uninterrupted_table(tmp_
     again = subprocess.run([*command[:-2], "--serial"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert f"ran={6 - done} skipped={done} failed=0" in again.stdout
+    assert not list((out / "points").glob(".*"))
     resumed = pd.read_parquet(out / "sweep.parquet")
     pd.testing.assert_frame_equal(resumed.drop(columns=TIMING), reference.drop(columns=TIMING))
     assert results(out) == results(tmp_path / "reference")

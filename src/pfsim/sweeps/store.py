@@ -98,6 +98,9 @@ class Store:
             _remove(tmp)
             raise SweepError(f"--out {self.out}: cannot write {final} "
                              f"({exc.strerror or exc})") from None
+        except BaseException:  # Ctrl-C while writing: the point is not done, leave nothing
+            _remove(tmp)
+            raise
         with contextlib.suppress(FileNotFoundError):
             (self.failed / f"{point.key}.json").unlink()
 
