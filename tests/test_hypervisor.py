@@ -194,6 +194,18 @@ def test_a_workload_that_ends_before_the_duration_ends_the_run():
     assert result.vcpus[0]["busy_ns"] == 21_002_000
 
 
+def _write_then_read_back(mode, costs):
+    """One thread on one vCPU and one host CPU writes pages 0..99 and reads them back (host
+    limit 64 frames, LRU, batch 1, no readahead), with ``hypervisor.costs`` ``costs``."""
+    vseg = {"name": "a", "type": "anon", "size": "1MiB"}
+    steps = [seq("a", 100, True), seq("a", 100, False)]
+    data = scenario(processes=[{"name": "p", "vsegs": [vseg],
+                                "threads": [{"stack": False, "steps": steps}]}])
+    hv = host_config(mode, costs=costs)
+    hv["host_cpus"] = 1
+    return run_dict(with_host(data, hv))
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_every_ept_violation_costs_the_vm_exit(mode):
     """The guest writes pages 0..99 once (host limit 64 frames: 63 usable) and reads them
@@ -208,13 +220,7 @@ def test_every_ept_violation_costs_the_vm_exit(mode):
       time in every mode: D each (100).
     So stalled time grows by exactly 163 D."""
     def stalled(ept):
-        vseg = {"name": "a", "type": "anon", "size": "1MiB"}
-        steps = [seq("a", 100, True), seq("a", 100, False)]
-        data = scenario(processes=[{"name": "p", "vsegs": [vseg],
-                                    "threads": [{"stack": False, "steps": steps}]}])
-        hv = host_config(mode, costs={"ept_violation": ept})
-        hv["host_cpus"] = 1
-        result = run_dict(with_host(data, hv))
+        result = _write_then_read_back(mode, {"ept_violation": ept})
         assert result["host"]["ept_violations"] == 200
         return result.vcpus[0]["stalled_ns"]
     assert stalled(3_500) - stalled(2_500) == 163 * 1_000
@@ -230,13 +236,7 @@ def test_page_ready_delivery_takes_its_time(mode):
     boot-time "wake up all" broadcast is delivered the same way; s390: the INIT interrupts'
     delivery is in ``apf_inject``)."""
     def run_with(page_ready):
-        vseg = {"name": "a", "type": "anon", "size": "1MiB"}
-        steps = [seq("a", 100, True), seq("a", 100, False)]
-        data = scenario(processes=[{"name": "p", "vsegs": [vseg],
-                                    "threads": [{"stack": False, "steps": steps}]}])
-        hv = host_config(mode, costs={"page_ready": page_ready})
-        hv["host_cpus"] = 1
-        result = run_dict(with_host(data, hv))
+        result = _write_then_read_back(mode, {"page_ready": page_ready})
         assert result["vms"]["vm0"]["async_pf"]["page_ready"] == 100
         return result["sim_time_ns"], result.vcpus[0]["stalled_ns"]
     (t1, s1), (t2, s2) = run_with(1_000), run_with(2_000)
