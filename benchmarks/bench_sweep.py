@@ -51,8 +51,12 @@ def calibrate(target_s: float) -> int:
     config = load_config(BASE, overrides=["hypervisor.async_pf=kvm",
                                           f'sim.duration="{probe_ms}ms"'])
     warm(config)
-    wall = min(run_point(config)["wall_s"] for _ in range(2))
-    return max(100, round(probe_ms * target_s / wall))
+    for _step in range(2):  # the cost per simulated second grows at first: rescale once more
+        wall = min(run_point(config)["wall_s"] for _ in range(2))
+        probe_ms = max(100, round(probe_ms * target_s / wall))
+        config = load_config(BASE, overrides=["hypervisor.async_pf=kvm",
+                                              f'sim.duration="{probe_ms}ms"'])
+    return probe_ms
 
 
 class Collect:
@@ -97,7 +101,7 @@ def write_cost(collected: list[tuple[object, dict]]) -> float:
 def measure(sweep: dict, engine: Engine, label: str) -> dict:
     collect = Collect()
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as out:
-        cpu, wall = cpu_seconds(), time.monotonic()
+        cpu, wall, epoch = cpu_seconds(), time.monotonic(), time.time()
         run = run_sweep(sweep, out=Path(out), engine=engine, reporter=collect)
         wall, cpu = time.monotonic() - wall, cpu_seconds() - cpu
     assert run.frame is not None and (run.frame["status"] == "ok").all()
@@ -108,7 +112,19 @@ def measure(sweep: dict, engine: Engine, label: str) -> dict:
             "startup": run.timings.get("start_s", 0.0) + run.timings.get("warm_s", 0.0),
             "gap": statistics.mean(between) if between else 0.0,
             "gap_max": max(between, default=0.0), "write": write_cost(collect.outcomes),
-            "frame": run.frame}
+            "frame": run.frame, "timeline": timeline(outcomes, epoch, wall)}
+
+
+def timeline(outcomes: list[dict], epoch: float, wall: float) -> str:
+    """When the first point started, when each worker finished its last, the sweep's end."""
+    first = min(o["started"] for o in outcomes) - epoch
+    ends = defaultdict(float)
+    busy = defaultdict(float)
+    for o in outcomes:
+        ends[o["pid"]] = max(ends[o["pid"]], o["started"] + o["wall_s"] - epoch)
+        busy[o["pid"]] += o["wall_s"]
+    workers = ", ".join(f"busy {busy[p]:.2f} s until {ends[p]:.2f} s" for p in sorted(ends))
+    return f"first point at {first:.2f} s; per worker: {workers}; sweep returned at {wall:.2f} s"
 
 
 def main() -> None:
@@ -130,6 +146,8 @@ def main() -> None:
         print(f"{row['label']:18} {row['wall']:7.2f} {row['cpu']:7.2f} {row['simulated']:13.2f} "
               f"{row['simulated'] / row['points']:12.2f} {row['startup']:9.2f} "
               f"{row['gap']:11.3f} {row['gap_max']:9.3f} {row['write']:13.4f}")
+    for row in (serial, dask):
+        print(f"{row['label']:18} {row['timeline']}")
     same = serial["frame"].drop(columns=["wall_s", "cpu_s"]).equals(
         dask["frame"].drop(columns=["wall_s", "cpu_s"]))
     print(f"dask wall / serial wall = {dask['wall'] / serial['wall']:.3f}   "

@@ -7,13 +7,10 @@ the GIL in the way.  Results come back to this process, which writes them (the w
 access to the output directory).
 
 The first compile.  The compiled core is compiled in a fresh environment and then cached beside
-the sources (or in ``NUMBA_CACHE_DIR``).  Measured on a 2-core machine with an empty cache: one
-process compiles it in 46 s, two processes compiling at once (two workers each compiling on
-their first point) take 100 s each, a load from the cache takes 0.5 s.  So it is compiled once
-here, while the cluster starts, before any worker starts a point; then every worker loads it
-in a short warm-up task pinned to it and run before its first point, so no point's wall time
-includes loading code.  On an external
-cluster whose workers do not share this machine's cache, each worker compiles in that task.
+the sources (or in ``NUMBA_CACHE_DIR``).  Each worker's first task is a warm-up pinned to it
+(:func:`pfsim.sweeps.worker.warm_in_turn`): under a lock file of the machine, the first worker
+compiles (46 s on a 2-core machine, where two workers compiling at once take 100 s each) or
+loads the cache (0.5 s), then the others load it; no point's wall time includes loading code.
 """
 
 from __future__ import annotations
@@ -23,13 +20,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from pfsim.config import Config
 from pfsim.sweeps.spec import SweepError
-from pfsim.sweeps.worker import run_point, warm
+from pfsim.sweeps.worker import run_point, warm, warm_in_turn
 
 Done = Callable[[int, dict[str, Any]], None]
 """Called in this process with (index of the task, its outcome) as each task ends."""
@@ -73,8 +69,8 @@ def run_tasks(configs: Sequence[Config], engine: Engine, on_done: Done,
               timeout_s: float | None = None,
               keys: Sequence[str] | None = None) -> dict[str, float]:
     """Run every config and call ``on_done`` as each ends; returns timings of the phases
-    (``start_s``: cluster start, ``warm_s``: waiting after it for the first compile or cache
-    load here)."""
+    (``start_s``: cluster start, ``warm_s``: the warm-up in this process, serial only; on Dask
+    the workers warm up as their first task)."""
     if not configs:
         return {"start_s": 0.0, "warm_s": 0.0}
     if engine.serial:
@@ -86,18 +82,12 @@ def run_tasks(configs: Sequence[Config], engine: Engine, on_done: Done,
         return timings
     keys = list(keys) if keys is not None else [f"point-{i}" for i in range(len(configs))]
     started = time.monotonic()
-    with ThreadPoolExecutor(1, thread_name_prefix="pfsim-warm") as pool:
-        # compile (or load) here while the cluster starts, when its workers share this machine
-        local = pool.submit(warm, configs[0]) if engine.scheduler is None else None
-        with _client(engine, len(configs)) as client:
-            timings = {"start_s": time.monotonic() - started}
-            if local is not None:
-                local.result()
-            timings["warm_s"] = time.monotonic() - started - timings["start_s"]
-            warming = _warm_workers(client, configs[0])  # each worker's first task
-            _run_on_dask(client, configs, keys, on_done, timeout_s)
-            for future in warming:
-                future.release()
+    with _client(engine, len(configs)) as client:
+        timings = {"start_s": time.monotonic() - started, "warm_s": 0.0}
+        warming = _warm_workers(client, configs[0])  # each worker's first task
+        _run_on_dask(client, configs, keys, on_done, timeout_s)
+        for future in warming:
+            future.release()
     return timings
 
 
@@ -139,10 +129,10 @@ def _client(engine: Engine, tasks: int) -> Iterator[Any]:
         client = Client(cluster)
         try:
             yield client
-        except BaseException:
-            _kill_workers(cluster)  # Ctrl-C: do not wait for the points they are running
-            raise
         finally:
+            # every result is in (or Ctrl-C): a graceful close would wait for the workers,
+            # up to seconds for the points they are running, for nothing
+            _kill_workers(cluster)
             with contextlib.suppress(Exception):
                 client.close()
             with contextlib.suppress(Exception):
@@ -167,7 +157,7 @@ def _warm_workers(client: Any, config: Config) -> list[Any]:
     in submission order), without waiting for the slowest worker."""
     workers = list(client.scheduler_info(n_workers=-1)["workers"]) if _takes_n_workers(client) \
         else list(client.scheduler_info()["workers"])
-    futures = [client.submit(warm, config, workers=[address], allow_other_workers=False,
+    futures = [client.submit(warm_in_turn, config, workers=[address], allow_other_workers=False,
                              pure=False, key=f"pfsim-warm-{n}")
                for n, address in enumerate(workers)]
     return futures

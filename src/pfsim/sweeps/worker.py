@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from pfsim.config import Config, load_config
@@ -84,6 +86,25 @@ def warm(config: Config) -> float:
     return time.monotonic() - started
 
 
+def warm_in_turn(config: Config) -> float:
+    """:func:`warm` holding an exclusive lock shared by this user's processes on this machine:
+    the first worker to get it compiles the code (or loads it when it is cached) while the
+    others wait, then they load it from the cache.  Measured on a 2-core machine with an empty
+    cache: one process compiles the compiled core in 46 s, two compiling at once take 100 s
+    each; a load takes 0.5 s."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: each worker compiles for itself
+        return warm(config)
+    lock = Path(tempfile.gettempdir()) / f"pfsim-warm-{os.getuid()}.lock"
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            return warm(config)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
@@ -92,7 +113,11 @@ def one_line(text: str, limit: int = 300) -> str:
 def dask_setup(worker: object) -> None:
     """Dask worker preload (``LocalCluster(preload=["pfsim.sweeps.worker"])``): Ctrl-C at the
     terminal reaches every process of the group; the client stops the sweep and closes the
-    cluster, so a worker ignores it instead of printing its own traceback."""
+    cluster, so a worker ignores it instead of printing its own traceback.  The simulation's
+    modules are imported here, while the workers start side by side, rather than in the
+    warm-ups they take in turn."""
     import signal
+
+    import pfsim.api  # noqa: F401
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
