@@ -1,19 +1,20 @@
-"""Sweep speed: the same sweep run serially (one point after another in this process, the
-peer) and on a Dask LocalCluster, in the same run of this script.
+"""Sweep speed: the same sweep run serially (one point after another in one process, the peer)
+and on a Dask LocalCluster, in the same run of this script.
 
     python benchmarks/bench_sweep.py [--points 16] [--point-seconds 2] [--workers 2]
 
 The sweep is examples/overcommit.toml in kvm mode with ``--points`` seeds; ``sim.duration`` is
-calibrated first so that one point takes about ``--point-seconds`` of wall time here.  Each
-engine gets a fresh output directory, so both compute every point.  Reported per engine:
+calibrated first so that one point takes about ``--point-seconds`` of wall time here.  Each run
+gets a fresh output directory, so each computes every point.
 
-- wall time of the whole sweep and CPU time of this process and its children (the Dask
-  workers, counted when the cluster closes and reaps them);
-- the sum of the points' own wall times (measured around the simulation in the worker);
-- startup: the cluster start and the warm-up (every worker loading the compiled core);
-- per point: the scheduling gap (on each worker, from the end of one point to the start of its
-  next, so moving the config in, the result out and the next task's dispatch) and the cost of
-  writing a point's directory in this process (timed on the same outcomes afterwards).
+1. The commands as a user runs them, each a fresh process from start to exit:
+   ``pfsim sweep FILE --serial`` and ``pfsim sweep FILE --workers N``: wall time and CPU time
+   (the command and every process it started), and their ratio.
+2. The Dask run again inside this process, to see where its time goes: the sum of the points'
+   own wall times (measured around the simulation in the worker), when the first point started
+   and when each worker finished, the scheduling gap between a worker's points (moving the
+   config in, the result out, dispatching the next task) and the cost of writing a point's
+   directory in the client (timed on the same outcomes afterwards).
 """
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ def timeline(outcomes: list[dict], epoch: float, wall: float) -> str:
     return f"first point at {first:.2f} s; per worker: {workers}; sweep returned at {wall:.2f} s"
 
 
+def command(sweep_file: Path, out: Path, *args: str) -> dict:
+    """Run ``pfsim sweep`` in a fresh process: wall and CPU seconds, and its point table."""
+    import subprocess
+
+    import pandas as pd
+
+    cpu, wall = cpu_seconds(), time.monotonic()
+    subprocess.run([sys.executable, "-m", "pfsim", "sweep", str(sweep_file), "--out", str(out),
+                    "--quiet", *args], check=True, capture_output=True)
+    wall, cpu = time.monotonic() - wall, cpu_seconds() - cpu
+    frame = pd.read_parquet(out / "sweep.parquet")
+    return {"wall": wall, "cpu": cpu, "frame": frame, "points": float(frame["wall_s"].sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=16)
@@ -138,20 +153,27 @@ def main() -> None:
              "set": {"hypervisor.async_pf": "kvm", "sim.duration": f"{duration_ms}ms"}}
     print(f"{args.points} points: {BASE.name}, kvm, sim.duration {duration_ms} ms "
           f"(calibrated to ~{args.point_seconds:g} s of wall time per point)")
-    serial = measure(sweep, Engine(serial=True), "serial (peer)")
-    dask = measure(sweep, Engine(workers=args.workers), f"dask, {args.workers} workers")
-    print(f"{'engine':18} {'wall s':>7} {'cpu s':>7} {'point walls s':>13} {'mean point s':>12} "
-          f"{'startup s':>9} {'gap/point s':>11} {'max gap s':>9} {'write/point s':>13}")
-    for row in (serial, dask):
-        print(f"{row['label']:18} {row['wall']:7.2f} {row['cpu']:7.2f} {row['simulated']:13.2f} "
-              f"{row['simulated'] / row['points']:12.2f} {row['startup']:9.2f} "
-              f"{row['gap']:11.3f} {row['gap_max']:9.3f} {row['write']:13.4f}")
-    for row in (serial, dask):
-        print(f"{row['label']:18} {row['timeline']}")
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as home:
+        sweep_file = Path(home) / "sweep.toml"
+        sweep_file.write_text(f'base = "{BASE}"\nseed = 1\nseeds = {args.points}\n[set]\n'
+                              f'"hypervisor.async_pf" = "kvm"\n'
+                              f'"sim.duration" = "{duration_ms}ms"\n')
+        serial = command(sweep_file, Path(home) / "serial", "--serial")
+        dask = command(sweep_file, Path(home) / "dask", "--workers", str(args.workers))
+    print(f"{'command':34} {'wall s':>7} {'cpu s':>7} {'sum of point walls s':>20}")
+    for label, row in (("pfsim sweep --serial (peer)", serial),
+                       (f"pfsim sweep --workers {args.workers}", dask)):
+        print(f"{label:34} {row['wall']:7.2f} {row['cpu']:7.2f} {row['points']:20.2f}")
     same = serial["frame"].drop(columns=["wall_s", "cpu_s"]).equals(
         dask["frame"].drop(columns=["wall_s", "cpu_s"]))
     print(f"dask wall / serial wall = {dask['wall'] / serial['wall']:.3f}   "
           f"tables identical (except times): {same}")
+
+    inside = measure(sweep, Engine(workers=args.workers), f"dask, {args.workers} workers")
+    print(f"inside one process: {inside['timeline']}")
+    print(f"mean point {inside['simulated'] / inside['points']:.2f} s, cluster start "
+          f"{inside['startup']:.2f} s, scheduling gap per point {inside['gap']:.3f} s (max "
+          f"{inside['gap_max']:.3f} s), writing a point {inside['write']:.4f} s")
 
 
 if __name__ == "__main__":
