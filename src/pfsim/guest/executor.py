@@ -418,7 +418,7 @@ class VcpuExecutor:
         task.state = TaskState.DEAD
         process = task.data.process
         self.kernel.procs.thread_exit(task.data)
-        if all(t.state == TaskState.DEAD for t in process.threads):
+        if process.all_dead():
             self.kernel.exit_process(process)
         self.kernel.scheduler.schedule(cpu)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pfsim.guest.mm import AddressSpace
-from pfsim.sched import Task
+from pfsim.sched import Task, TaskState
 
 
 @dataclass
@@ -79,6 +79,16 @@ class Process:
     """ALMOS-MKH owner and reference cluster (0 in the flat kernel)."""
     vmm: Any = None
     """ALMOS-MKH page-table copies (:class:`pfsim.cluster.gpt.ProcessGpt`), None when flat."""
+    first_live: int = 0
+    """Every thread before this index is DEAD (death is final; threads are only appended)."""
+
+    def all_dead(self) -> bool:
+        """Whether every thread is DEAD, in O(1) amortized over the process's life."""
+        threads, i = self.threads, self.first_live
+        while i < len(threads) and threads[i].state == TaskState.DEAD:
+            i += 1
+        self.first_live = i
+        return i == len(threads)
 
     def counters(self) -> Counters:
         total = Counters()
