@@ -119,6 +119,11 @@ def _client(engine: Engine, tasks: int) -> Iterator[Any]:
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
         # the statistical profiler feeds the dashboard, which a sweep does not start
         "distributed.worker.profile.enabled": False,
+        # a worker holds only the point it runs (Dask's default, 1.1, gives it a second one
+        # in advance): the last points go to whichever worker frees up first, so the sweep does
+        # not end with one worker idle while the other still has a queued point; the cost is
+        # one round trip per point (a few ms, against points of seconds)
+        "distributed.scheduler.worker-saturation": 1.0,
     }
     with dask.config.set(settings):
         # dashboard_address ":0": the scheduler's HTTP server on a free port (the default,

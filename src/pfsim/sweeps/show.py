@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import click
-import pandas as pd
 from rich.console import Console
 from rich.measure import Measurement
 from rich.progress import (
@@ -128,14 +127,22 @@ def _short(key: str, keys: list[str]) -> str:
     return last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 else key
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or pandas' missing value."""
+    try:
+        return value is None or bool(value != value)
+    except TypeError:  # pandas.NA compares to nothing
+        return True
+
+
 def _value(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _mean_ci(metric: str, mean: Any, ci: Any) -> str:
-    if mean is None or pd.isna(mean):
+    if _missing(mean):
         return "-"
-    spread = ci is not None and not pd.isna(ci) and ci > 0
+    spread = not _missing(ci) and ci > 0
     if metric in ("wall_s", "cpu_s"):
         decimals = 2
     elif metric.endswith("_pct"):

@@ -24,6 +24,10 @@ WARM_DURATION_NS = NS_PER_MS
 scenario's engine starts with, so that numba compiles (or loads from its cache) the code."""
 
 
+WARM_LOCK_WAIT_S = 600.0
+"""Longest wait for another process's warm-up (a compile takes about a minute)."""
+
+
 class PointTimeout(Exception):  # noqa: N818 (a timeout, not an error of the model)
     """Raised from the progress callback when a point exceeds --point-timeout."""
 
@@ -87,18 +91,32 @@ def warm(config: Config) -> float:
 
 
 def warm_in_turn(config: Config) -> float:
-    """:func:`warm` holding an exclusive lock shared by this user's processes on this machine:
-    the first worker to get it compiles the code (or loads it when it is cached) while the
-    others wait, then they load it from the cache.  Measured on a 2-core machine with an empty
-    cache: one process compiles the compiled core in 46 s, two compiling at once take 100 s
-    each; a load takes 0.5 s."""
+    """:func:`warm` holding an exclusive lock shared by the processes of this machine that use
+    the same pfsim sources and numba cache: the first worker to get it compiles the code (or
+    loads it when it is cached) while the others wait, then they load it from the cache.
+    Measured on a 2-core machine with an empty cache: one process compiles the compiled core in
+    46 s, two compiling at once take 100 s each; a load takes 0.5 s.  A lock held for more than
+    :data:`WARM_LOCK_WAIT_S` (a stuck process) is given up on."""
     try:
         import fcntl
     except ImportError:  # not POSIX: each worker compiles for itself
         return warm(config)
-    lock = Path(tempfile.gettempdir()) / f"pfsim-warm-{os.getuid()}.lock"
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    import hashlib
+
+    import pfsim
+
+    place = f"{Path(pfsim.__file__).resolve().parent}\0{os.environ.get('NUMBA_CACHE_DIR', '')}"
+    name = f"pfsim-warm-{os.getuid()}-{hashlib.sha256(place.encode()).hexdigest()[:12]}.lock"
+    with open(Path(tempfile.gettempdir()) / name, "a") as handle:
+        deadline = time.monotonic() + WARM_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return warm(config)
+                time.sleep(0.02)
         try:
             return warm(config)
         finally:
