@@ -103,9 +103,8 @@ def warm_in_turn(config: Config) -> float:
         return warm(config)
     import hashlib
 
-    import pfsim
-
-    place = f"{Path(pfsim.__file__).resolve().parent}\0{os.environ.get('NUMBA_CACHE_DIR', '')}"
+    package = Path(__file__).resolve().parents[1]  # the pfsim install (not an import of it)
+    place = f"{package}\0{os.environ.get('NUMBA_CACHE_DIR', '')}"
     name = f"pfsim-warm-{os.getuid()}-{hashlib.sha256(place.encode()).hexdigest()[:12]}.lock"
     with open(Path(tempfile.gettempdir()) / name, "a") as handle:
         deadline = time.monotonic() + WARM_LOCK_WAIT_S
