@@ -214,9 +214,9 @@ def _run_on_dask(client: Any, configs: Sequence[Config], keys: Sequence[str], on
                     continue  # cancelled after a hard timeout, already reported
                 on_done(index, _outcome(future))
                 future.release()
+            if timeout_s is not None:
+                _hard_timeouts(client, futures, started, timeout_s, on_done)
             if not batch:
-                if timeout_s is not None:
-                    _hard_timeouts(client, futures, started, timeout_s, on_done)
                 time.sleep(POLL_S)
     finally:
         if timeout_s is not None:
