@@ -66,6 +66,17 @@ def test_sigint_in_a_fresh_out_leaves_nothing(tmp_path):
     assert not (tmp_path / "fresh").exists()
 
 
+def test_sigterm_ends_like_sigint_with_exit_143(tmp_path):
+    """``kill`` (a batch system's time limit, ``timeout``): one line, 128 + SIGTERM, and the
+    same cleanup as Ctrl-C (no partial result.json, the fresh --out removed)."""
+    out = tmp_path / "fresh" / "out"
+    proc = start_long_run(tmp_path, out)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip() == "pfsim: terminated"
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_sigint_in_a_reused_out_keeps_the_previous_result(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -241,3 +241,27 @@ def test_failing_points_are_outcomes_and_the_others_go_on(monkeypatch):
     assert outcomes[1]["error"] and "\n" not in outcomes[1]["error"]
     assert "Traceback" in outcomes[1]["detail"]
     assert outcomes[0]["result"] == outcomes[2]["result"] == pfsim.run(config).to_json()
+
+
+def test_sigterm_to_the_sweep_alone_stops_it_and_its_workers(tmp_path):
+    """``kill PID`` (SIGTERM to the command only, not its process group): exit 143 with the
+    finished points kept, and the Dask workers the sweep started are gone with it."""
+    path = write_sweep(tmp_path, 'seeds = 3\n[axes]\n"guest.vcpus" = [1, 2]\n', base=SLOW)
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "pfsim", "sweep", str(path), "--out", str(out),
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len([p for p in (out / "points").glob("[!.]*")] if (out / "points").is_dir() else []) < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("pfsim: terminated with ")
+    assert not list((out / "points").glob(".*"))
+    time.sleep(1.0)  # the workers' nannies notice their parent is gone
+    survivors = subprocess.run(["pgrep", "-a", "-g", str(proc.pid)], capture_output=True, text=True)
+    alive = [line for line in survivors.stdout.splitlines() if "<defunct>" not in line]
+    assert alive == [], "worker processes outlived the sweep"  # (zombies wait for init)

@@ -12,6 +12,8 @@ exit   when
        stderr pointing to a crash report file with the traceback, to attach to a bug report
 130    interrupted (SIGINT, Ctrl-C): ``pfsim: interrupted``; the output directory holds the
        previous result.json or none
+143    terminated (SIGTERM, e.g. ``kill``, a batch system's time limit, ``timeout``):
+       ``pfsim: terminated``, and the output directory as after SIGINT
 =====  ======================================================================================
 
 Set ``PFSIM_DEBUG=1`` to also print the traceback of an internal error on stderr.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import signal
 import sys
 import tempfile
 import traceback
@@ -31,12 +34,13 @@ from typing import Any
 
 import click
 
-from pfsim.errors import PfsimError, clip
+from pfsim.errors import PfsimError, Terminated, clip
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 MAX_LINES = 20
 """Most error lines printed for one failure (a config with 300 typos prints 20 and a count)."""
 
@@ -54,13 +58,40 @@ def _echo(line: str) -> None:
     click.echo(line, err=True)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _catch_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` while a command runs; the previous handler, or
+    None when it cannot be set (not the main thread, or SIGTERM ignored by the parent)."""
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+            return None
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread of the main interpreter
+        return None
+
+
 def call(entry: Callable[[], Any], argv: list[str] | None = None) -> int:
     """Run ``entry`` (the click command) and return the exit status; nothing escapes."""
+    previous = _catch_sigterm()
+    try:
+        return _call(entry, argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _call(entry: Callable[[], Any], argv: list[str] | None) -> int:
     try:
         entry()
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):  # click wraps it
+            _echo("pfsim: terminated")
+            return EXIT_TERMINATED
         _echo("pfsim: interrupted")
         return EXIT_INTERRUPTED
     except click.exceptions.NoArgsIsHelpError as exc:  # bare `pfsim` or `pfsim run`

@@ -98,3 +98,9 @@ class ResourceError(PfsimError):
 
 class InvariantViolation(Exception):  # noqa: N818 (the model's word for it)
     """A model invariant failed: a bug in pfsim, never a user mistake."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C (:mod:`pfsim.boundary` installs the
+    handler) so that every ``except KeyboardInterrupt`` and ``finally`` on the way out
+    (temporary files, a sweep's Dask cluster) runs the same; the exit status differs."""

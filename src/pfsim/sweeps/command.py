@@ -30,8 +30,8 @@ def sweep_command(source: Path, out: Path | None, overrides: list[str], workers:
                         engine=Engine(serial=serial, workers=workers, scheduler=scheduler),
                         retry_failed=retry_failed, point_timeout=point_timeout, reporter=reporter)
     except SweepInterrupted as stop:
-        print_interrupted(stop.run)
-        sys.exit(130)
+        print_interrupted(stop.run, stop.terminated)
+        sys.exit(143 if stop.terminated else 130)
     print_summary(run, time.monotonic() - started)
     if run.failed or run.failed_before:
         sys.exit(1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pfsim.errors import Terminated
 from pfsim.sweeps.execute import Engine, run_tasks
 from pfsim.sweeps.spec import Point, Sweep, SweepError, expand, load_sweep
 from pfsim.sweeps.store import Store
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a sweep; ``run`` holds what was done (the tables are written)."""
 
-    def __init__(self, run: SweepRun) -> None:
+    def __init__(self, run: SweepRun, terminated: bool = False) -> None:
         super().__init__()
         self.run = run
+        self.terminated = terminated
 
 
 class Reporter(Protocol):
@@ -110,10 +112,10 @@ def run_sweep(source: str | Path | dict[str, Any], *, out: str | Path | None = N
     try:
         run.timings = run_tasks([p.config for p in run.to_run], engine, done, point_timeout,
                                 keys=[p.key for p in run.to_run])
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as stop:
+        interrupted: KeyboardInterrupt | None = stop
     else:
-        interrupted = False
+        interrupted = None
     finally:
         if reporter is not None:
             reporter.close()
@@ -122,8 +124,8 @@ def run_sweep(source: str | Path | dict[str, Any], *, out: str | Path | None = N
         run.frame = build_frame(sweep, points, store)
         run.summary = summarize(run.frame)
         write_tables(run.out, run.frame, run.summary)
-    if interrupted:
-        raise SweepInterrupted(run)
+    if interrupted is not None:
+        raise SweepInterrupted(run, terminated=isinstance(interrupted, Terminated))
     return run
 
 

@@ -153,7 +153,8 @@ def _mean_ci(metric: str, mean: Any, ci: Any) -> str:
     return text + f" ± {ci:,.{decimals}f}" if spread else text
 
 
-def print_interrupted(run: SweepRun) -> None:
+def print_interrupted(run: SweepRun, terminated: bool = False) -> None:
     done = len(run.frame) if run.frame is not None else run.skipped
-    click.echo(f"pfsim: interrupted with {done} of {len(run.points)} points done or failed; run "
+    how = "terminated" if terminated else "interrupted"
+    click.echo(f"pfsim: {how} with {done} of {len(run.points)} points done or failed; run "
                f"the same command again to resume", err=True)
