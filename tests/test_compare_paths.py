@@ -61,3 +61,28 @@ def test_a_bad_out_is_refused_before_any_variant_runs(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("pfsim: error: --out file/o"), proc.stderr
     assert "FINAL" not in proc.stdout and every_file(tmp_path) == [tmp_path / "base.toml",
                                                           tmp_path / "file"]
+
+
+def test_a_variant_too_large_for_this_machine_is_refused_before_any_runs(tmp_path):
+    """The memory check of `pfsim run` applies to every variant up front: the 64 MiB variant
+    must not run (and write its directory) before the 64 TiB one is found impossible."""
+    (tmp_path / "base.toml").write_text(CONFIG)
+    proc = pfsim("run", "base.toml", "--compare", "guest.memory=64MiB,64TiB", "--out", "o",
+                 "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pfsim: error: --compare guest.memory=64TiB: guest.memory: "
+                               "simulating this scenario needs about"), lines[0]
+    assert "FINAL" not in proc.stdout and every_file(tmp_path) == [tmp_path / "base.toml"]
+
+
+def test_hypervisor_keys_without_the_hypervisor_warn_once_for_all_variants(tmp_path):
+    (tmp_path / "base.toml").write_text(CONFIG + '[hypervisor]\nmemory_limit = "32MiB"\n')
+    proc = pfsim("run", "base.toml", "--compare", "guest.vcpus=1,2", "--out", "o",
+                 "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("pfsim: warning:")]
+    assert warnings == ["pfsim: warning: hypervisor.memory_limit set but hypervisor.enabled = "
+                        "false, so the host is not modelled and these keys are ignored; add "
+                        "enabled = true to [hypervisor]"]

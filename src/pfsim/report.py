@@ -95,10 +95,12 @@ def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
                     workers: int | None = None) -> None:
     """Implementation of ``pfsim run --compare KEY=V1,V2,... [--compare ...]``: one run per
     combination of the values, same seed, in parallel (pfsim.sweeps.compare)."""
-    from pfsim.sweeps.compare import plan_compare, run_compare
+    from pfsim.sweeps.compare import compare_warnings, plan_compare, run_compare
 
     out_dir = out_dir if out_dir is not None else Path("out") / config_path.stem
     variants = plan_compare(config_path, seed, overrides, axes, out_dir)  # all validated first
+    for warning in compare_warnings(variants):
+        click.echo(f"pfsim: warning: {clip(warning, 400)}", err=True)
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=1000)  # a file or a pipe: never cut a table

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pfsim.config import Config, load_config
+from pfsim.config import Config, config_warnings, load_config
+from pfsim.errors import ResourceError
+from pfsim.footprint import check_resources
 from pfsim.output import OutputDir
 from pfsim.sweeps.execute import Engine, run_tasks
 from pfsim.sweeps.paths import safe_name
@@ -53,15 +55,32 @@ def parse_compare(items: tuple[str, ...] | list[str]) -> list[tuple[str, list[st
 
 def plan_compare(config_path: Path, seed: int | None, overrides: list[str],
                  axes: list[tuple[str, list[str]]], out_dir: Path) -> list[Variant]:
-    """Every variant, validated before anything runs or is written."""
+    """Every variant, validated before anything runs or is written: its config, and the memory
+    simulating it takes (:func:`pfsim.footprint.check_resources`, the error naming the
+    variant), so that a variant too large for this machine stops the comparison before the
+    others have run."""
     variants = []
     for combo in itertools.product(*([(key, v) for v in values] for key, values in axes)):
         config = load_config(config_path, overrides=[*overrides, *(f"{k}={v}" for k, v in combo)],
                              seed=seed)
+        try:
+            check_resources(config)
+        except ResourceError as exc:
+            label = ",".join(f"{k}={v}" for k, v in combo)
+            raise ResourceError(f"--compare {label}: {exc}") from None
         name = safe_name(",".join(f"{k}={v}" for k, v in combo))
         variants.append(Variant(values=tuple(combo), config=config,
                                 path=out_dir / name / "result.json"))
     return variants
+
+
+def compare_warnings(variants: list[Variant]) -> list[str]:
+    """:func:`pfsim.config.config_warnings` of every variant, each distinct line once."""
+    seen: dict[str, None] = {}
+    for variant in variants:
+        for warning in config_warnings(variant.config):
+            seen.setdefault(warning)
+    return list(seen)
 
 
 def run_compare(variants: list[Variant], workers: int | None = None) -> None:
