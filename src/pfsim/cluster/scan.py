@@ -69,8 +69,8 @@ from pfsim.machine.scan import OUT_NLOG, OUT_REASON, OUT_TIME, STOP_FAULT, STOP_
 T_SIZE = 16
 # the scalar arguments (the ``params`` array)
 (P_START, P_STOP, P_T0, P_THINK, P_LIMIT, P_FETCH, P_FAST, P_LOCAL, P_REF, P_BANK, P_MESH,
- P_MODULO, P_LOOKAHEAD) = range(13)
-P_SIZE = 13
+ P_MODULO, P_LOOKAHEAD, P_SPENT) = range(14)
+P_SIZE = 14
 
 
 @njit(cache=True, nogil=True)
@@ -152,7 +152,8 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
             (resolve the common page faults here), ``local``/``ref`` (the thread's cluster
             and the process's reference), ``bank`` (frames per bank), ``mesh``/``modulo``
             (DATA placement index), ``lookahead`` (faults later than t0 + lookahead end the
-            segment: the next one resolves them).
+            segment: the next one resolves them), ``spent`` (ns of access ``start``'s think
+            run in earlier slices: see :func:`pfsim.machine.scan.run_accesses`).
         state ... placement: the process's ProcessGpt arrays (``kernel_args``; ``times``
             rows: vis, raised, lock_acq, lock_rel; ``vsl_times``: VSL writer acquire and
             release, readers' release; ``slot_info``: vseg, PT2 region, mapper frame;
@@ -189,8 +190,9 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
     queuelock = costs[SW_QUEUELOCK] != 0
     rpc = costs[SW_RPC] != 0
     i = start
+    th = think - params[P_SPENT]  # this access's think still to run
     while i < stop:
-        if t + think > t_limit:
+        if t + th > t_limit:
             break
         s = slots[i]
         if s < 0:
@@ -401,7 +403,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
             tout[T_MIN_FLT] += 1
             t = tau
             reason = STOP_LIMIT
-            if t + think > t_limit:  # the re-executed access would overrun: stop before it
+            if t + th > t_limit:  # the re-executed access would overrun: stop before it
                 break
             slow = True
         # the access itself (re-executed after a fault)
@@ -410,11 +412,12 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
         if distance != 0:
             if not slow and nlog >= cap:
                 break
-            t += think + _rc(costs, K_REMOTE_ACCESS, distance)
+            t += th + _rc(costs, K_REMOTE_ACCESS, distance)
             tout[T_REMOTE] += 1
             slow = True
         else:
-            t += think
+            t += th
+        th = think
         if slow:
             log[0, nlog] = i
             log[1, nlog] = t

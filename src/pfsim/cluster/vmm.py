@@ -38,6 +38,7 @@ from pfsim.cluster.scan import (
     P_MODULO,
     P_REF,
     P_SIZE,
+    P_SPENT,
     P_START,
     P_STOP,
     P_T0,
@@ -235,6 +236,7 @@ class ClusterVmm(Vmm):
         params[P_STOP] = end
         params[P_T0] = t
         params[P_THINK] = texec.think
+        params[P_SPENT] = texec.spent
         params[P_LIMIT] = limit
         params[P_FETCH] = texec.fetch
         params[P_FAST] = self.fast and texec.tried_slot < 0  # a retried mapper fault: Python

@@ -119,13 +119,20 @@ def truncate(m, cpu):
     t0 = m.vc[S.VC_SEG_T0, cpu]
     unit = m.vc[S.VC_SEG_UNIT, cpu]
     count = m.vc[S.VC_SEG_COUNT, cpu]
+    spent0 = m.vc[S.VC_SEG_SPENT0, cpu]
+    task = m.vc[S.VC_SEG_TASK, cpu]
     if not m.vc[S.VC_SEG_ACCESS, cpu]:
         done = _units_by(m, cpu, t)
     elif t <= t0:
         done = 0
+    elif count == 0:  # a carry segment: all of it goes to the access's think
+        done = 0
+        m.tx[S.TX_SPENT, task] = spent0 + t - t0
     else:
         pos0 = m.vc[S.VC_SEG_POS0, cpu]
-        done = done_by(t, t0, unit, pos0, pos0 + count, m.flog[cpu], m.vc[S.VC_SEG_NLOG, cpu])
+        done, partial = done_by(t, t0, unit, spent0, pos0, pos0 + count, m.flog[cpu],
+                                m.vc[S.VC_SEG_NLOG, cpu])
+        m.tx[S.TX_SPENT, task] = partial
     _commit(m, cpu, done)
 
 
@@ -225,7 +232,7 @@ def _scan(m, cpu, task, t, end, limit):
     out = m.out
     out[:] = 0
     stop = run_accesses(m.cslots[buf], m.cwrites[buf], m.tx[S.TX_POS, task], end, t,
-                        m.tx[S.TX_THINK, task], limit, m.mstate, m.mgfn, m.mvflags, m.refcount,
+                        m.tx[S.TX_THINK, task], m.tx[S.TX_SPENT, task], limit, m.mstate, m.mgfn, m.mvflags, m.refcount,
                         m.gkind, m.gfree, m.gnfree, m.gcosts, m.cf[S.CF_ZERO_PAGE] != 0,
                         m.cf[S.CF_FAST] != 0, False, out, m.flog[cpu], True, m.hbits, m.hlinks,
                         m.hframes, m.hfree_at, m.hsmall)
@@ -309,10 +316,15 @@ def run_task(m, cpu, task, t):
                 if t_end > t:
                     t = t_end
                     continue
-                _arm(m, cpu, limit, S.EV_SLICE_EXPIRED if limit == slice_end else S.EV_RERUN)
+                # the next access's think does not fit before the limit: run what fits and
+                # carry it (TX_SPENT), so a think longer than a slice completes
+                _set_segment(m, cpu, task, t, pos, 0, m.tx[S.TX_THINK, task], 1, 0, 0, -1)
+                m.vc[S.VC_SEG_SPENT0, cpu] = m.tx[S.TX_SPENT, task]
+                _arm(m, cpu, limit, S.EV_SEGMENT_END)
                 return
             _set_segment(m, cpu, task, t, pos, count, m.tx[S.TX_THINK, task], 1, fault, nlog,
                          ept_gfn)
+            m.vc[S.VC_SEG_SPENT0, cpu] = m.tx[S.TX_SPENT, task]
             _arm(m, cpu, t_end, S.EV_SEGMENT_END)
             return
         if kind == S.STEP_COMPUTE:
@@ -974,7 +986,11 @@ def dispatch(m, kind, a0, a1, a2):
         m.vc[S.VC_SEG, cpu] = 0
         task = m.vc[S.VC_SEG_TASK, cpu]
         if m.vc[S.VC_SEG_ACCESS, cpu]:
-            _commit(m, cpu, m.vc[S.VC_SEG_COUNT, cpu])
+            # a carry segment (count 0) ran part of one access; any other ended on a whole one
+            count = m.vc[S.VC_SEG_COUNT, cpu]
+            m.tx[S.TX_SPENT, task] = (m.vc[S.VC_SEG_SPENT0, cpu] + now(m)
+                                      - m.vc[S.VC_SEG_T0, cpu]) if count == 0 else 0
+            _commit(m, cpu, count)
         else:
             _commit(m, cpu, _units_by(m, cpu, now(m)))
         t = now(m)

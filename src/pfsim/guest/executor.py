@@ -75,7 +75,7 @@ class Segment:
     fault: bool  # the item after the last one faults
     nlog: int = 0
     ept_gfn: int = -1  # the fault is an EPT violation on this gfn
-    spent0: int = 0  # compute: ns of the first unit run before t0
+    spent0: int = 0  # ns of the first unit (compute) or access's think run before t0
 
 
 class VcpuExecutor:
@@ -309,10 +309,15 @@ class VcpuExecutor:
                     if t_end > t:  # the loop resolved a fault that ends past the limit (clusters)
                         t = t_end
                         continue
-                    self._arm(cpu, limit, self._slice_expired if limit == slice_end else self._rerun)
+                    # the next access's think does not fit before the limit: run what fits
+                    # and carry it (texec.spent), so a think longer than a slice completes
+                    self.segment[cpu] = Segment(texec, t, texec.pos, 0, texec.think, "access",
+                                                False, spent0=texec.spent)
+                    self._arm(cpu, limit, self._segment_end)
                     return
                 self.segment[cpu] = Segment(texec, t, texec.pos, count, texec.think, "access",
-                                            fault, int(self.out[OUT_NLOG]), ept_gfn)
+                                            fault, int(self.out[OUT_NLOG]), ept_gfn,
+                                            spent0=texec.spent)
                 self._arm(cpu, t_end, self._segment_end)
                 return
             if isinstance(step, ComputeStep):
@@ -360,7 +365,12 @@ class VcpuExecutor:
         assert seg is not None
         self.segment[cpu] = None
         texec = seg.texec
-        self._commit(seg, seg.count if seg.kind == "access" else self._units_by(seg, self.sim.now))
+        if seg.kind == "access":
+            # a carry segment (count 0) ran part of one access; any other ended on a whole one
+            texec.spent = seg.spent0 + self.sim.now - seg.t0 if seg.count == 0 else 0
+            self._commit(seg, seg.count)
+        else:
+            self._commit(seg, self._units_by(seg, self.sim.now))
         t = self.sim.now
         if seg.fault:
             if seg.ept_gfn >= 0:
@@ -539,9 +549,12 @@ class VcpuExecutor:
             done = self._units_by(seg, now)
         elif now <= seg.t0:
             done = 0
+        elif seg.count == 0:  # a carry segment: all of it goes to the access's think
+            done = 0
+            seg.texec.spent = seg.spent0 + now - seg.t0
         else:
-            done = done_by(now, seg.t0, seg.unit_ns, seg.pos0, seg.pos0 + seg.count,
-                           self.log[cpu], seg.nlog)
+            done, seg.texec.spent = done_by(now, seg.t0, seg.unit_ns, seg.spent0, seg.pos0,
+                                            seg.pos0 + seg.count, self.log[cpu], seg.nlog)
         self._commit(seg, done)
 
     def kill_task(self, task: Task) -> None:

@@ -132,7 +132,8 @@ class FlatVmm(Vmm):
         mm = texec.process.mm
         mem = self.kernel.mem
         out[:] = 0
-        stop = run_accesses(texec.slots, texec.writes, texec.pos, end, t, texec.think, limit,
+        stop = run_accesses(texec.slots, texec.writes, texec.pos, end, t, texec.think,
+                            texec.spent, limit,
                             mm.state, mm.gfn, mm.vflags, mem.refcount, mem.kind, mem.free_stack,
                             mem.nfree, executor.costs, executor.zero_page, executor.fast,
                             texec.fetch, out, log, executor.host is not None,

@@ -47,8 +47,9 @@ class TaskExec:
         # current step
         self.deadline = FOREVER
         self.remaining = FOREVER  # accesses, units or calls left
-        # compute: ns already run of the unit in progress.  A unit is CPU work, so it goes on
-        # where it stopped: across slice ends, preemptions and interrupts.
+        # ns already run of the compute unit, or of the access's think, in progress.  Both are
+        # CPU work, so they go on where they stopped: across slice ends, preemptions and
+        # interrupts (an access makes its memory reference when its last part runs).
         self.spent = 0
         self.stream: PatternStream | None = None
         self.slots = np.zeros(0, dtype=np.int32)

@@ -175,7 +175,7 @@ def _backed(g: int, t: int, out: np.ndarray, hbits: np.ndarray, hlinks: np.ndarr
 
 @njit(cache=True, nogil=True)
 def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t0: int,
-                 think: int, t_limit: int, state: np.ndarray, gfn: np.ndarray,
+                 think: int, spent0: int, t_limit: int, state: np.ndarray, gfn: np.ndarray,
                  vflags: np.ndarray, refcount: np.ndarray, kind: np.ndarray,
                  free_stack: np.ndarray, nfree: np.ndarray, costs: np.ndarray,
                  zero_page: bool, fast: bool, fetch: bool, out: np.ndarray, log: np.ndarray,
@@ -186,6 +186,9 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
     Args:
         slots, writes: the stream (slot per access, -1 outside every VMA; store flags).
         think: CPU time of one access (ns); ``t_limit``: no access starts that would end later.
+        spent0: ns of access ``start``'s think already run in earlier slices (a think longer
+            than what is left of a slice is carried, as a compute unit is); the access makes
+            its memory reference when the part that completes it runs.
         state, gfn, vflags: the address space's PTE bits, frames and VMA flags per slot.
         refcount, kind, free_stack, nfree: guest frames (``nfree`` is a 1-element array).
         costs: fault costs (ns) indexed by COST_*; ``zero_page``: map the zero page on reads.
@@ -205,8 +208,9 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
     entry = costs[COST_ENTRY]
     reason = STOP_LIMIT
     i = start
+    th = think - spent0  # this access's think still to run
     while i < stop:
-        if t + think > t_limit:
+        if t + th > t_limit:
             break
         slot = slots[i]
         if slot < 0:
@@ -231,7 +235,8 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                         break
                 _touch(g, store, hbits, hlinks, hsmall)
             if extra == 0:
-                t += think
+                t += th
+                th = think
                 i += 1
                 continue
         else:
@@ -285,7 +290,8 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
             reason = STOP_LIMIT
             if host:  # the re-executed access touches the page
                 _touch(gfn[slot], store, hbits, hlinks, hsmall)
-        t += extra + think
+        t += extra + th
+        th = think
         log[0, nlog] = i
         log[1, nlog] = t
         nlog += 1
@@ -297,10 +303,13 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
 
 
 @njit(cache=True, nogil=True)
-def done_by(now: int, t0: int, think: int, pos0: int, end: int, log: np.ndarray, nlog: int) -> int:
-    """Accesses of a segment (from ``pos0`` at ``t0``, stopping at ``end``) completed by ``now``."""
+def done_by(now: int, t0: int, think: int, spent0: int, pos0: int, end: int, log: np.ndarray,
+            nlog: int) -> tuple[int, int]:
+    """Accesses of a segment (from ``pos0`` at ``t0``, its first access ``spent0`` ns into its
+    think, stopping at ``end``) completed by ``now``, and the ns the next one has run when it
+    is a plain access (its think is carried; a logged one, a fault, restarts)."""
     base_i = pos0
-    base_t = t0
+    base_t = t0 - spent0  # when the first access would have started, had it run in one go
     next_slow = end
     for k in range(nlog):
         if log[1, k] <= now:
@@ -310,4 +319,6 @@ def done_by(now: int, t0: int, think: int, pos0: int, end: int, log: np.ndarray,
             next_slow = log[0, k]
             break
     more = (now - base_t) // think if now > base_t else 0
-    return min(base_i + more, next_slow) - pos0
+    if base_i + more >= next_slow:
+        return next_slow - pos0, 0
+    return base_i + more - pos0, now - base_t - more * think if now > base_t else 0
