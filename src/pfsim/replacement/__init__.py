@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pfsim.errors import ConfigError
+from pfsim.replacement.arc import ArcPolicy
 from pfsim.replacement.base import Policy
 from pfsim.replacement.clock import ClockPolicy
 from pfsim.replacement.fifo import FifoPolicy
@@ -17,14 +18,19 @@ from pfsim.replacement.lru import LruPolicy
 from pfsim.replacement.opt import OptPolicy
 from pfsim.replacement.pageids import PageIds
 from pfsim.replacement.random import RandomPolicy
+from pfsim.replacement.s3fifo import S3FifoPolicy
 from pfsim.replacement.sieve import SievePolicy
+from pfsim.replacement.twoq import TwoQPolicy
 
 REGISTRY: dict[str, type[Policy]] = {
+    "2q": TwoQPolicy,
+    "arc": ArcPolicy,
     "clock": ClockPolicy,
     "fifo": FifoPolicy,
     "lru": LruPolicy,
     "opt": OptPolicy,
     "random": RandomPolicy,
+    "s3fifo": S3FifoPolicy,
     "sieve": SievePolicy,
 }
 

@@ -18,14 +18,18 @@ from pfsim.replacement.reference.classic import (
     random_hits,
     splitmix64,
 )
+from pfsim.replacement.reference.queues import arc_hits, s3fifo_hits, twoq_hits
 from pfsim.replacement.reference.sieve import sieve_hits
 
 REFERENCE: dict[str, Callable[[Sequence[int], int, int], list[bool]]] = {
+    "2q": twoq_hits,
+    "arc": arc_hits,
     "clock": clock_hits,
     "fifo": fifo_hits,
     "lru": lru_hits,
     "opt": opt_hits,
     "random": random_hits,
+    "s3fifo": s3fifo_hits,
     "sieve": sieve_hits,
 }
 
