@@ -14,7 +14,10 @@ from pfsim.replacement.arc import ArcPolicy
 from pfsim.replacement.base import Policy
 from pfsim.replacement.clock import ClockPolicy
 from pfsim.replacement.fifo import FifoPolicy
+from pfsim.replacement.linux import LinuxPolicy
+from pfsim.replacement.lirs import LirsPolicy
 from pfsim.replacement.lru import LruPolicy
+from pfsim.replacement.mglru import MglruPolicy
 from pfsim.replacement.opt import OptPolicy
 from pfsim.replacement.pageids import PageIds
 from pfsim.replacement.random import RandomPolicy
@@ -27,7 +30,10 @@ REGISTRY: dict[str, type[Policy]] = {
     "arc": ArcPolicy,
     "clock": ClockPolicy,
     "fifo": FifoPolicy,
+    "linux": LinuxPolicy,
+    "lirs": LirsPolicy,
     "lru": LruPolicy,
+    "mglru": MglruPolicy,
     "opt": OptPolicy,
     "random": RandomPolicy,
     "s3fifo": S3FifoPolicy,

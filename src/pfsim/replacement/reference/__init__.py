@@ -18,6 +18,9 @@ from pfsim.replacement.reference.classic import (
     random_hits,
     splitmix64,
 )
+from pfsim.replacement.reference.lirs import lirs_hits
+from pfsim.replacement.reference.linux import linux_hits
+from pfsim.replacement.reference.mglru import mglru_hits
 from pfsim.replacement.reference.queues import arc_hits, s3fifo_hits, twoq_hits
 from pfsim.replacement.reference.sieve import sieve_hits
 
@@ -26,7 +29,10 @@ REFERENCE: dict[str, Callable[[Sequence[int], int, int], list[bool]]] = {
     "arc": arc_hits,
     "clock": clock_hits,
     "fifo": fifo_hits,
+    "lirs": lirs_hits,
+    "linux": linux_hits,
     "lru": lru_hits,
+    "mglru": mglru_hits,
     "opt": opt_hits,
     "random": random_hits,
     "s3fifo": s3fifo_hits,
