@@ -13,6 +13,7 @@ from pfsim.errors import ConfigError
 from pfsim.replacement.arc import ArcPolicy
 from pfsim.replacement.base import Policy
 from pfsim.replacement.clock import ClockPolicy
+from pfsim.replacement.clockpro import ClockProPolicy
 from pfsim.replacement.fifo import FifoPolicy
 from pfsim.replacement.linux import LinuxPolicy
 from pfsim.replacement.lirs import LirsPolicy
@@ -29,6 +30,7 @@ REGISTRY: dict[str, type[Policy]] = {
     "2q": TwoQPolicy,
     "arc": ArcPolicy,
     "clock": ClockPolicy,
+    "clockpro": ClockProPolicy,
     "fifo": FifoPolicy,
     "linux": LinuxPolicy,
     "lirs": LirsPolicy,

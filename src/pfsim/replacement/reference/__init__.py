@@ -19,6 +19,7 @@ from pfsim.replacement.reference.classic import (
     splitmix64,
 )
 from pfsim.replacement.reference.lirs import lirs_hits
+from pfsim.replacement.reference.clockpro import clockpro_hits
 from pfsim.replacement.reference.linux import linux_hits
 from pfsim.replacement.reference.mglru import mglru_hits
 from pfsim.replacement.reference.queues import arc_hits, s3fifo_hits, twoq_hits
@@ -28,6 +29,7 @@ REFERENCE: dict[str, Callable[[Sequence[int], int, int], list[bool]]] = {
     "2q": twoq_hits,
     "arc": arc_hits,
     "clock": clock_hits,
+    "clockpro": clockpro_hits,
     "fifo": fifo_hits,
     "lirs": lirs_hits,
     "linux": linux_hits,
