@@ -1,6 +1,6 @@
 """``python -m pfsim`` runs the command line."""
 
-from pfsim.cli import main
+from pfsim.cli import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()
