@@ -1,4 +1,5 @@
-"""Command line: ``pfsim run``, ``pfsim sweep``, ``pfsim replay`` and ``pfsim mrc``.
+"""Command line: ``pfsim run``, ``pfsim sweep``, ``pfsim replay``, ``pfsim mrc`` and
+``pfsim trace record``.
 
 Every user mistake ends with one line on stderr (``pfsim: error: ...``) and exit status 2;
 no traceback, no half-written output directory (exit statuses: :mod:`pfsim.boundary`).
@@ -177,6 +178,30 @@ def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kin
 
         plot_curve(curve, plot_path, title=f"LRU miss-ratio curve of {trace}")
     _finished_quickly.append("mrc")
+
+
+@cli.group()
+def trace() -> None:
+    """Record memory traces of real programs."""
+
+
+@trace.command("record", context_settings={"ignore_unknown_options": True})
+@click.option("--out", "-o", "out", default=None, type=click.Path(path_type=Path),
+              help="The .npy file to write (default: the command's name + .npy).")
+@click.option("--lackey-kinds", default=None, metavar="ILSM",
+              help="Record kinds to keep (default LSM, the data accesses; I adds instruction "
+                   "fetches).")
+@click.option("--page-size", default="4KiB", show_default=True,
+              help="Page size dividing the addresses: 4KiB, 2MiB, 1GiB...")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
+def trace_record(out: Path | None, lackey_kinds: str | None, page_size: str,
+                 command: tuple[str, ...]) -> None:
+    """Run CMD under valgrind's lackey tool and write the pages of its data accesses as a .npy
+    trace for pfsim replay and pfsim mrc."""
+    from pfsim.tracedriven.record import record_command
+
+    size = _reader_options(None, None, page_size, None, None, False, "")["page_size"]
+    record_command(list(command), out, lackey_kinds=lackey_kinds, page_size=size)
 
 
 @cli.command()
