@@ -8,7 +8,8 @@ would run it: interpreter start, imports, numba cache loads, reading the trace a
 1. Zipf(1.0), 10 M requests over 1 M pages (the trace of bench_replay.py), memory 10 % of the
    distinct pages: ``pfsim replay zipf.npy --policy P`` against a Python process running
    libCacheSim's ``process_trace`` on the same trace as an oracleGeneral file (its fastest
-   reader); then ``pfsim mrc`` (exact, every size) against one ``pfsim replay --policy lru``.
+   reader), for the policies whose definitions match libCacheSim's request by request (the
+   miss ratios printed must agree); then ``pfsim mrc`` (exact, every size) against one ``pfsim replay --policy lru``.
 2. A generated lackey trace of ``--lackey-lines`` data records (``valgrind --tool=lackey``
    layout, 16 bytes a line) replayed with LRU: lines per CPU second and peak RSS. libCacheSim
    has no lackey reader, so it has no figure there.
@@ -87,14 +88,17 @@ def main() -> None:
         write_oracle_general(folder / "zipf.oracleGeneral", pages,
                              np.full(pages.size, pages.size))
         frames = np.unique(pages).size // 10
-        subprocess.run([*pfsim, "replay", str(folder / "zipf.npy"), "--policy", "lru,fifo,clock",
+        subprocess.run([*pfsim, "replay", str(folder / "zipf.npy"), "--policy",
+                        "lru,fifo,clock,sieve,arc,2q,s3fifo",
                         "--frames", "10"], check=True, capture_output=True)  # numba cache
         print(f"Zipf(1.0): {args.requests:,} requests over {args.pages:,} pages, "
               f"{frames:,} frames; CPU s of the whole process, best of {args.repeats}")
         print(f"{'policy':7} {'pfsim s':>8} {'libCacheSim s':>13} {'ratio':>6} "
               f"{'pfsim faults':>13} {'lcs miss ratio':>14}")
         lru_s = 0.0
-        for name, cache in (("lru", "LRU"), ("fifo", "FIFO"), ("clock", "Clock")):
+        for name, cache in (("lru", "LRU"), ("fifo", "FIFO"), ("clock", "Clock"),
+                            ("sieve", "Sieve"), ("arc", "ARC"), ("2q", "TwoQ"),
+                            ("s3fifo", "S3FIFO")):
             ours, _, out = child_cpu([*pfsim, "replay", str(folder / "zipf.npy"), "--policy",
                                       name, "--frames", str(frames)], args.repeats)
             theirs, _, lcs_out = child_cpu([sys.executable, "-c", LCS,

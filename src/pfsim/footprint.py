@@ -18,6 +18,7 @@ vseg page (page-table slot)  8            5-6 (state, gfn, vflags)
 vseg page, clusters          24 + 40 per  24 per copy with times half touched; 37 per copy when all
                              copy         are (state, gfn, four times), one copy per cluster
 zipf range page              32           25 (weights and CDF, cached per range)
+trace-step access            4            4 (dense page ids, one array per trace file)
 thread                       16 KiB       25-28 KiB with its stack's 2048 slots (task, executor)
 ===========================  ===========  ==================================================
 
@@ -44,6 +45,7 @@ PER_SLOT = 8
 PER_SLOT_CLUSTERS = 24
 PER_SLOT_COPY = 40
 PER_ZIPF_PAGE = 32
+PER_TRACE_ACCESS = 4
 PER_THREAD = 16 << 10
 STACK_RESERVE = 8 << 20  # a thread stack reserves slots down to its stack_max (default 8 MiB)
 
@@ -64,6 +66,7 @@ def estimate(config: Config) -> Footprint:
     clusters = almos_enabled(config)
     per_slot = PER_SLOT_CLUSTERS + PER_SLOT_COPY * guest.clusters if clusters else PER_SLOT
     terms: dict[str, int] = {}
+    traces: set[str] = set()  # trace files already counted (one array each, shared)
 
     def add(key: str, size: int) -> None:
         terms[key] = terms.get(key, 0) + size
@@ -81,6 +84,8 @@ def estimate(config: Config) -> Footprint:
             add(f"processes[{p}].threads[{t}].count", group.count * (PER_THREAD + stack))
             for key, pages in _zipf_ranges(proc, group.steps, f"processes[{p}].threads[{t}]"):
                 add(key, pages * PER_ZIPF_PAGE)
+            for key, accesses in _traces(group.steps, f"processes[{p}].threads[{t}]", traces):
+                add(key, accesses * PER_TRACE_ACCESS)
     add("hypervisor.host_tasks", config.hypervisor.host_tasks * PER_THREAD)
     key = max(terms, key=lambda k: terms[k])
     return Footprint(BASELINE + sum(terms.values()), key, terms[key])
@@ -98,6 +103,23 @@ def _zipf_ranges(proc: Any, steps: list[Any], where: str) -> list[tuple[str, int
                           -(-length // PAGE_SIZE)))
         elif step.op == "fork":
             found.extend(_zipf_ranges(proc, step.steps, here))
+    return found
+
+
+def _traces(steps: list[Any], where: str, seen: set[str]) -> list[tuple[str, int]]:
+    """(key, accesses) of every trace file of ``steps`` not in ``seen`` (added to it)."""
+    found = []
+    for s, step in enumerate(steps):
+        here = f"{where}.steps[{s}]"
+        if step.op == "access" and step.trace is not None and step.trace not in seen:
+            seen.add(step.trace)
+            try:
+                accesses = Path(step.trace).stat().st_size // 8  # int64 page numbers
+            except OSError:
+                accesses = 0
+            found.append((f"{here}.trace", accesses))
+        elif step.op == "fork":
+            found.extend(_traces(step.steps, here, seen))
     return found
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     StrictInt,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from pfsim.units import parse_address, parse_size, parse_time
@@ -59,6 +60,25 @@ Address = Annotated[StrictInt, BeforeValidator(_addr), Field(ge=0)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 Bandwidth = Annotated[StrictInt, BeforeValidator(_size), Field(ge=4096)]
 """Bytes per second, at least one 4 KiB page per second."""
+
+
+def npy_trace_length(path: object) -> int:
+    """Accesses in the ``.npy`` trace at ``path`` (a 1-D integer array); ValueError otherwise."""
+    import numpy as np  # lazy: only configs with a trace step need it
+
+    if not isinstance(path, str):
+        return 1  # the type error is reported on the field
+    try:
+        pages = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"trace: no such file {path!r}") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"trace: {path!r} is not a .npy array of page numbers (pfsim trace "
+                         f"record writes one): {exc}") from None
+    if pages.ndim != 1 or pages.dtype.kind not in "iu" or pages.size == 0:
+        raise ValueError(f"trace: {path!r} holds a {pages.dtype} array of shape {pages.shape}; "
+                         "expected a non-empty 1-D array of integer page numbers")
+    return int(pages.size)
 
 
 def _lower(value: object) -> object:
@@ -425,9 +445,17 @@ class AccessStep(_Target):
 
     op: Literal["access"]
     """Step kind: ``access``."""
-    pattern: Annotated[Literal["sequential", "uniform", "zipf", "hotcold"], LOWER] = "uniform"
+    pattern: Annotated[Literal["sequential", "uniform", "zipf", "hotcold", "trace"],
+                       LOWER] = "uniform"
     """sequential (byte k*stride, wrapping), uniform (every page equally likely), zipf (page of
-    rank r with probability ~ 1/r**alpha), hotcold (a moving hot set, see hot_fraction)."""
+    rank r with probability ~ 1/r**alpha), hotcold (a moving hot set, see hot_fraction), trace
+    (the pages of the file named by ``trace``; giving ``trace`` sets it)."""
+    trace: str | None = None
+    """A ``.npy`` array of page numbers (as ``pfsim trace record`` writes it; a path relative to
+    the current directory) replayed instead of a pattern: its pages, numbered in order of first
+    appearance, are the range's pages in that order (wrapping round the range when the trace
+    has more distinct pages than the range). Without accesses or duration the step makes as
+    many accesses as the trace holds; asked for more, the trace starts over."""
     accesses: Annotated[StrictInt, Field(gt=0)] | None = None
     """Number of accesses (give this or duration)."""
     duration: Time | None = None
@@ -449,6 +477,22 @@ class AccessStep(_Target):
     """Hot/cold pattern: accesses per phase; the hot set moves at each phase."""
     fetch: StrictBool = False
     """Instruction fetches (error-code INSTR bit) instead of data reads."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trace_step(cls, data: Any) -> Any:
+        """``trace`` sets the pattern and, without accesses or duration, the access count."""
+        if not isinstance(data, dict) or data.get("trace") is None:
+            if isinstance(data, dict) and _lower(data.get("pattern")) == "trace":
+                raise ValueError("pattern 'trace' needs trace = 'FILE.npy'")
+            return data
+        if "pattern" in data and _lower(data["pattern"]) != "trace":
+            raise ValueError("give either a pattern or a trace, not both")
+        length = npy_trace_length(data["trace"])
+        data = {**data, "pattern": "trace"}
+        if data.get("accesses") is None and data.get("duration") is None:
+            data["accesses"] = length
+        return data
 
 
 class ComputeStep(_Step):

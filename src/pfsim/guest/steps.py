@@ -14,6 +14,7 @@ import numpy as np
 from pfsim.config.schema import AccessStep, ComputeStep, SleepStep, SyscallStep, TouchStep
 from pfsim.guest.mm import Vma
 from pfsim.guest.process import Counters, Process
+from pfsim.guest.trace_steps import trace_page_ids
 from pfsim.sched import Task
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
 from pfsim.workload.patterns import PatternStream
@@ -112,11 +113,12 @@ class TaskExec:
         base_vpn = start >> PAGE_SHIFT
         npages = ((start + length - 1) >> PAGE_SHIFT) - base_vpn + 1
         rng = self.kernel.streams.generator(f"access/{self.process.name}/{self.index}/{step_index}")
+        trace = trace_page_ids(step.trace) if step.trace is not None else None
         stream = PatternStream(step.pattern, npages, rng, step.write_ratio, length_bytes=length,
                                stride=step.stride, alpha=step.alpha,
                                hot_fraction=step.hot_fraction,
                                hot_probability=step.hot_probability, phase=step.phase,
-                               offset_bytes=start & (PAGE_SIZE - 1))
+                               offset_bytes=start & (PAGE_SIZE - 1), trace=trace)
         return stream, base_vpn
 
     def step_range(self, step: AccessStep | SyscallStep) -> tuple[int, int]:

@@ -44,7 +44,7 @@ class PatternStream:
     def __init__(self, pattern: str, npages: int, rng: np.random.Generator, write_ratio: float,
                  *, length_bytes: int | None = None, stride: int = 64, alpha: float = 0.99,
                  hot_fraction: float = 0.1, hot_probability: float = 0.9, phase: int = 100_000,
-                 offset_bytes: int = 0) -> None:
+                 offset_bytes: int = 0, trace: np.ndarray | None = None) -> None:
         self.pattern = pattern
         self.npages = npages
         self.rng = rng
@@ -58,6 +58,9 @@ class PatternStream:
         self.offset_bytes = offset_bytes
         self.generated = 0
         self._rank_to_page: np.ndarray | None = None
+        self._trace = trace  # trace pattern: dense page ids in request order
+        if pattern == "trace" and (trace is None or trace.size == 0):
+            raise ValueError("the trace pattern needs a non-empty array of page ids")
         if pattern == "zipf":
             self._rank_to_page = rng.permutation(npages).astype(np.int64)
 
@@ -67,6 +70,10 @@ class PatternStream:
         if self.pattern == "sequential":
             positions = (np.arange(k0, k0 + n, dtype=np.int64) * self.stride) % self.length_bytes
             pages = (positions + self.offset_bytes) // PAGE_SIZE
+        elif self.pattern == "trace":
+            assert self._trace is not None
+            at = np.arange(k0, k0 + n, dtype=np.int64) % self._trace.size
+            pages = self._trace[at].astype(np.int64) % self.npages
         elif self.pattern == "uniform":
             pages = self.rng.integers(0, self.npages, size=n, dtype=np.int64)
         elif self.pattern == "zipf":
