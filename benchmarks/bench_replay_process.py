@@ -58,6 +58,20 @@ def child_cpu(command: list[str], repeats: int) -> tuple[float, int, str]:
     return best, peak, out
 
 
+def peak_rss_kib(command: list[str]) -> int | None:
+    """Peak RSS (KiB) of ``command`` run by GNU time, which forks it from its own small process.
+
+    NOTE: a child spawned from this process inherits this process's peak in ``ru_maxrss``
+    (Linux keeps the larger of the two across exec, and vfork shares this process's memory),
+    so ``child_cpu``'s figure is at least this benchmark's own size; None without GNU time.
+    """
+    if not Path("/usr/bin/time").exists():
+        return None
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, check=True)
+    return int(done.stderr.strip().splitlines()[-1])
+
+
 def write_lackey(path: Path, lines: int, pages: int, seed: int) -> None:
     """``lines`` lackey data records over ``pages`` pages (Zipf-like), written in blocks."""
     rng = np.random.default_rng(seed)
@@ -122,8 +136,9 @@ def main() -> None:
                         f"write_lackey(Path({str(lackey)!r}), {args.lackey_lines}, 200_000, 7)"],
                        check=True)
         size = lackey.stat().st_size
-        cpu, peak, out = child_cpu([*pfsim, "replay", str(lackey), "--policy", "lru",
-                                    "--frames", "10000"], 1)
+        command = [*pfsim, "replay", str(lackey), "--policy", "lru", "--frames", "10000"]
+        cpu, peak, out = child_cpu(command, 1)
+        peak = peak_rss_kib(command) or peak
         print(f"lackey: {args.lackey_lines:,} lines ({size / 1e9:.2f} GB), pfsim replay "
               f"--policy lru: {cpu:.1f} CPU s, {args.lackey_lines / cpu / 1e6:.1f} M lines/s, "
               f"peak RSS {peak / 1024:.0f} MiB; libCacheSim: no lackey reader")
