@@ -78,8 +78,9 @@ def test_uncached_file_read_is_one_major_fault_with_read_around_scenario_22():
     """Scenario 22 (uncached): 32 pages read sequentially from an uncached 32-page file.
 
     Fault on page 0: page-cache miss → read-around of ra_pages = 32 pages starting at
-    max(0, 0 - 16) = 0, one disk request, page 32 - 32/4 = 24 marked PG_readahead; the task
-    sleeps (RETRY, uncounted) and retries with FAULT_FLAG_TRIED → 1 major fault; fault-around
+    max(0, 0 - 16) = 0, one disk request, page 0 + 32 - 32/4 = 24 marked PG_readahead; the
+    task sleeps (RETRY, uncounted) and retries with FAULT_FLAG_TRIED (the first attempt
+    returned VM_FAULT_MAJOR) → 1 major fault; fault-around
     maps pages 0-15.  Page 16 is cached → minor fault; fault-around maps 17-31 except the
     marked page 24.  Page 24 → minor fault, async readahead of the next window, which lies
     past the end of the file (no request).  Totals: maj 1, min 2, 1 request of 32 pages.
@@ -96,22 +97,51 @@ def test_uncached_file_read_is_one_major_fault_with_read_around_scenario_22():
 
 
 def test_sequential_mmap_read_keeps_ahead_with_async_readahead():
-    """128 pages read sequentially (one access per page, 40 us apart) from an uncached file.
+    """128 pages read sequentially (one access per page, 40 us apart) from an uncached file,
+    with large folios (the default).
 
-    Hand trace with ra_pages = 32 (async part 8), fault-around 16, a 32-page read taking
-    100 us + 128 KiB at 1 GiB/s = 222 us: page 0 misses → sync read [0, 32) (mark 24), major,
-    done at ~222 us.  Minor faults at 16 and 24; the fault on 24 (~1182 us) starts the async
-    read [32, 64) (mark 56), done ~1404 us, before page 32 is reached (~1502 us): minor at 32,
-    48, 56 (→ async [64, 96), mark 88), 64, 80, 88 (→ [96, 128), mark 120), 96, 112, 120
-    (→ past the end).
-    Totals: 1 major, 11 minor, 4 disk requests of 32 pages.
+    Hand trace, Linux 6.18 (mm/filemap.c ``do_sync_mmap_readahead``, ``filemap_map_pages``;
+    mm/readahead.c ``page_cache_async_ra``, ``page_cache_ra_order``), ra_pages = 32,
+    fault-around 16, a 32-page read taking 100 us + 128 KiB at 1 GiB/s = 222 us:
+
+    * page 0 misses: read-around start max(0, 0 - 16) = 0, size 32, async 8, order 0: pages
+      0-31, PG_readahead on 0 + 32 - 8 = 24; major.  Fault-around maps 0-15.
+    * 16: minor, maps 16-23 and 25-31 (the marked 24 is skipped).
+    * 24: minor; async window: expected = 32 - 8 = 24 = index, start 32, size 32, order
+      0 + 2 = 2, mark 32 + 32 - 32 = 32: eight order-2 folios 32-63, the one at 32 marked.
+    * 32 (read done at ~1.4 ms, reached at ~1.5 ms): minor, next window [64, 96) of order 4
+      (two 16-page folios, 64 marked); the retry maps 32-47.  48: minor, maps 48-63.
+    * 64: minor, window [96, 128) of order min(6, ilog2(32)) = 5 (one folio, marked); the
+      retry maps the whole 16-page folio 64-79.  80: minor, maps folio 80-95.
+    * 96: minor, next window starts at 128, past the end; the retry maps folio 96-127 whole.
+
+    Totals: 1 major, 7 minor, 4 disk requests of 32 pages.
     """
     vseg = {"name": "f", "type": "file", "size": "512KiB", "base": BASE, "cached": False}
     step = {"op": "access", "vseg": "f", "pattern": "sequential", "stride": "4KiB",
             "accesses": 128, "think": "40us"}
     result = run_dict(scenario([step], [vseg]))
     p = result.processes["p"]
-    assert (p["min_flt"], p["maj_flt"]) == (11, 1)
+    assert (p["min_flt"], p["maj_flt"]) == (7, 1)
+    assert (result.vm["memory"]["disk_reads"], result.vm["memory"]["disk_pages_read"]) == (4, 128)
+
+
+def test_sequential_mmap_read_with_order0_pages_marks_the_window_start():
+    """The same read with ``guest.pagecache.large_folios = false``.
+
+    Without large folios ``page_cache_ra_order`` falls back to ``page_cache_ra_unbounded``,
+    which marks page ``nr_to_read - lookahead_size`` of the window: an asynchronous window has
+    async_size = size, so its first page is marked (not 8 before its end).  Faults: 0 (major,
+    window [0, 32) marked 24), 16, 24 (→ [32, 64), mark 32), 32 (→ [64, 96), mark 64; the
+    retry maps 32-47), 48, 64 (→ [96, 128), mark 96), 80, 96 (→ past the end), 112: 1 major,
+    8 minor, 4 requests.
+    """
+    vseg = {"name": "f", "type": "file", "size": "512KiB", "base": BASE, "cached": False}
+    step = {"op": "access", "vseg": "f", "pattern": "sequential", "stride": "4KiB",
+            "accesses": 128, "think": "40us"}
+    result = run_dict(scenario([step], [vseg], guest={"pagecache": {"large_folios": False}}))
+    p = result.processes["p"]
+    assert (p["min_flt"], p["maj_flt"]) == (8, 1)
     assert (result.vm["memory"]["disk_reads"], result.vm["memory"]["disk_pages_read"]) == (4, 128)
 
 

@@ -202,9 +202,20 @@ class DiskConfig(_Section):
     bandwidth: Bandwidth = 1 << 30
     """Bytes per second once a request is being served."""
     readahead: Size = 128 << 10
-    """Read-around window of a page-cache miss on an mmap fault (ra_pages, default 32 pages)."""
+    """Readahead window (read_ahead_kb, ra_pages; default 128 KiB = 32 pages): the read-around
+    of a page-cache miss on an mmap fault and the largest asynchronous window."""
     fault_around: Size = 64 << 10
     """Fault-around window (fault_around_bytes, default 64 KiB = 16 pages); 4KiB disables it."""
+
+
+class PageCacheConfig(_Section):
+    """The guest page cache of file-backed vsegs."""
+
+    large_folios: StrictBool = True
+    """Readahead fills the page cache with large folios whose order grows by 2 per
+    asynchronous window up to 2 MiB, and a read fault maps the whole folio (Linux 6.18
+    ``page_cache_ra_order``, ``filemap_map_pages``, ``finish_fault``), as ext4 (since 6.16)
+    and XFS do; false: order-0 pages only (filesystems without large-folio support)."""
 
 
 class MMConfig(_Section):
@@ -319,6 +330,8 @@ class GuestConfig(_Section):
     """CPU time of the steps of the guest fault path."""
     disk: DiskConfig = DiskConfig()
     """The guest's block device (page-cache misses)."""
+    pagecache: PageCacheConfig = PageCacheConfig()
+    """The guest page cache (large folios)."""
     mm: MMConfig = MMConfig()
     """Guest memory-management policy (zero page, OOM, reserved memory, SMAP)."""
     vmm: ClusterConfig = ClusterConfig()
@@ -416,6 +429,10 @@ class VsegConfig(_Section):
     """Backing file name for code, data and file vsegs (shared page cache); default: private."""
     cached: StrictBool = True
     """The backing file is in the page cache when the run starts."""
+    advice: Annotated[Literal["normal", "random", "sequential"], LOWER] = "normal"
+    """madvise() advice of a file-backed vseg: normal (read-around and readahead), random
+    (MADV_RANDOM, VM_RAND_READ: no readahead), sequential (MADV_SEQUENTIAL, VM_SEQ_READ:
+    readahead from the faulting page)."""
     stack_max: Size = 8 << 20
     """Stack rlimit (RLIMIT_STACK): the most a stack vseg may grow to."""
     cluster: Annotated[StrictInt, Field(ge=0)] | None = None

@@ -267,6 +267,8 @@ class VcpuExecutor:
                 self._arm(cpu, t, self._block)
                 return
             texec.apf_wait = False
+        if texec.tried_slot >= 0:  # back from a read: the fault's retry
+            t += self.kernel.vmm.woken_retry(texec)
         while True:
             if texec.step is None and not texec.next_step(t):
                 self._arm(cpu, t, self._exit)

@@ -3,9 +3,12 @@ mm/memory.c (``exc_page_fault``, ``do_user_addr_fault``, ``access_error``; ``han
 
 :meth:`FaultHandler.exc_page_fault` takes one refused access and returns what the faulting
 context must do next (:class:`FaultResult`): re-execute the access, sleep on a read, receive
-SIGSEGV, return -EFAULT from a uaccess, or oops.  Counting follows ``mm_account_fault``: a
-fault that returns RETRY (waits for I/O) counts nothing; its retry carries FAULT_FLAG_TRIED and
-counts as major; an access error counts neither min nor maj.
+SIGSEGV, return -EFAULT from a uaccess, or oops.  Counting follows ``mm_account_fault`` of
+Linux 6.18 on x86-64 (per-VMA locks): a fault that returns RETRY (waits for I/O) counts
+nothing; its retry counts as major only when the first attempt itself started the read
+(``filemap_fault`` found no folio and returned VM_FAULT_MAJOR, which ``do_user_addr_fault``
+turns into FAULT_FLAG_TRIED), and as minor when it waited on a read already in flight; an
+access error counts neither min nor maj.  File faults follow :mod:`pfsim.guest.readahead`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from pfsim.errors import InvariantViolation
 from pfsim.guest.mm import PAGE_OFFSET, TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.pagecache import ReadRequest
+from pfsim.guest.readahead import MAX_PAGECACHE_ORDER, Folio, Readahead
 from pfsim.machine.frames import ANON, PAGECACHE, ZERO_GFN
 from pfsim.machine.pte import PTE_EXEC, PTE_NOVMA, PTE_PRESENT, PTE_WRITE, PTE_ZERO
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
@@ -77,7 +84,9 @@ class FaultHandler:
         self.stack_guard_gap = mm_cfg.stack_guard_gap
         self.fault_around_pages = max(1, disk.fault_around // PAGE_SIZE)
         self.ra_pages = max(1, disk.readahead // PAGE_SIZE)
+        self.max_order = MAX_PAGECACHE_ORDER if kernel.config.guest.pagecache.large_folios else 0
         self.direct_map_end = PAGE_OFFSET + kernel.config.guest.memory
+        self._async_started = False
         self.touched: list[int] = []
         """Frames the handler wrote or read in kernel mode (zeroing, copying)."""
 
@@ -187,23 +196,36 @@ class FaultHandler:
         mm = texec.process.mm
         slot = vma.slot(access.addr)
         pte = int(mm.state[slot])
-        tried = texec.tried_slot == slot
+        tried = texec.tried_slot == slot  # FAULT_FLAG_TRIED: this is the retry of a wait
+        major_retry = tried and texec.tried_major
         texec.tried_slot = -1
+        texec.tried_major = False
         if pte & PTE_PRESENT:
             need = PTE_PRESENT | (PTE_WRITE if access.write else 0) | (PTE_EXEC if access.fetch else 0)
             if (pte & need) == need:  # another thread resolved it meanwhile: nothing to do
-                return self._count(texec, FaultResult(Action.RETRY, cost), major=tried)
+                return self._count(texec, FaultResult(Action.RETRY, cost), major=major_retry)
             result = self.do_wp_page(texec, vma, slot, access, cost)
         elif vma.anonymous:
             result = self.do_anonymous_page(texec, vma, slot, access, cost)
         else:
-            result = self.do_fault(texec, vma, slot, access, cost)
+            result = self.do_fault(texec, vma, slot, access, cost, major_retry)
         if result.action is Action.WAIT_IO:
             texec.tried_slot = slot
+            texec.tried_major = bool(result.detail and result.detail.get("major"))
             return result
         if result.action is Action.KILLED:
             return result
-        return self._count(texec, result, major=tried or bool(result.detail and result.detail.get("major")))
+        return self._count(texec, result, major=major_retry)
+
+    def resolved_retry(self, texec: TaskExec) -> int:
+        """The retry of a fault that slept on a read finds the page already mapped (another
+        thread mapped it): ``handle_mm_fault`` has nothing to do but the fault still counts,
+        major when this fault started the read (``mm_account_fault``); its CPU time."""
+        major = texec.tried_major
+        texec.tried_slot = -1
+        texec.tried_major = False
+        self._count(texec, FaultResult(Action.RETRY, self.costs.entry), major=major)
+        return self.costs.entry
 
     def _count(self, texec: TaskExec, result: FaultResult, major: bool) -> FaultResult:
         texec.counters.pgfault += 1
@@ -273,22 +295,31 @@ class FaultHandler:
         texec.counters.cow_copies += 1
         return FaultResult(Action.RETRY, cost + self.costs.cow_copy + self.kernel.shootdown_cost(texec))
 
-    def do_fault(self, texec: TaskExec, vma: Vma, slot: int, access: Access, cost: int) -> FaultResult:
-        """File-backed fault: read (fault-around), private write (COW copy), shared write."""
+    def do_fault(self, texec: TaskExec, vma: Vma, slot: int, access: Access, cost: int,
+                 tried: bool = False) -> FaultResult:
+        """A fault on a file page (mm/memory.c ``do_fault``): ``do_read_fault`` (fault-around
+        first, then ``filemap_fault`` and ``finish_fault``), ``do_cow_fault`` (private write:
+        copy), ``do_shared_fault`` (shared write: the page-cache page, writable)."""
         assert vma.file is not None
-        page = vma.file_page(access.addr)
-        file = vma.file
-        if not file.cached(page):
-            request = file.pending.get(page)
-            if request is None:
-                request = self.kernel.start_read(texec, file, page, self.ra_pages)
-                if request is None:
-                    return FaultResult(Action.KILLED, cost)
-            return FaultResult(Action.WAIT_IO, cost, request=request)
         mm = texec.process.mm
+        read = not access.write
+        if read and self.fault_around_pages > 1:
+            mapped, hit = self._fault_around(mm, vma, access.addr)
+            if hit:
+                return self._mapped(cost, mapped)
+        waited = self._filemap_fault(texec, vma, access.addr, tried)
+        if waited is not None:
+            waited.cost_ns = cost
+            return waited
+        file = vma.file
+        page = vma.file_page(access.addr)
+        if read and self._async_started and self.fault_around_pages > 1:
+            # filemap_fault dropped the lock for the readahead and returned RETRY: the retry
+            # (minor, not TRIED) maps the page through fault-around, its folio unmarked now
+            mapped, hit = self._fault_around(mm, vma, access.addr)
+            if hit:
+                return self._mapped(cost, mapped)
         frame = int(file.frame[page])
-        if file.readahead_mark[page]:  # filemap_fault → do_async_mmap_readahead
-            self.kernel.async_readahead(texec, file, page, self.ra_pages)
         if access.write and not vma.shared:  # do_cow_fault: private copy of the file page
             new = self._alloc(texec, ANON)
             if new < 0:
@@ -296,37 +327,138 @@ class FaultHandler:
             self.touched.append(frame)
             self._map(mm, slot, new, vma.pte_bits())
             return FaultResult(Action.RETRY, cost + self.costs.cow_copy)
-        bits = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
         if access.write:  # do_shared_fault: the page cache page, writable and dirty
-            bits |= PTE_WRITE
-        self.kernel.mem.get(frame)
-        self._map(mm, slot, frame, bits)
-        extra = 0 if access.write else self._fault_around(mm, vma, access.addr, slot)
+            self.kernel.mem.get(frame)
+            self._map(mm, slot, frame, PTE_PRESENT | PTE_WRITE | (PTE_EXEC if vma.executable else 0))
+            return FaultResult(Action.RETRY, cost + self.costs.file_map)
+        return self._mapped(cost, self._finish_fault(mm, vma, access.addr))
+
+    def _mapped(self, cost: int, mapped: int) -> FaultResult:
+        """A read fault that mapped ``mapped`` pages, the faulting one included."""
+        extra = max(0, mapped - 1)
         return FaultResult(Action.RETRY, cost + self.costs.file_map + extra * self.costs.fault_around_page)
 
-    def _fault_around(self, mm: AddressSpace, vma: Vma, addr: int, fault_slot: int) -> int:
-        """Map cached pages of the aligned window around ``addr`` (read-only, uncounted)."""
-        window = self.fault_around_pages
-        if window <= 1:
+    def _filemap_fault(self, texec: TaskExec, vma: Vma, addr: int, tried: bool) -> FaultResult | None:
+        """mm/filemap.c ``filemap_fault`` up to a locked, up-to-date folio: None when the page
+        is cached (``_async_started`` tells whether PG_readahead started a window); WAIT_IO
+        when the task must sleep on a read (``detail["major"]``: this fault started it)."""
+        file = vma.file
+        assert file is not None
+        page = vma.file_page(addr)
+        self._async_started = False
+        if file.present(page):
+            if not tried:  # do_async_mmap_readahead (not on a retry)
+                head, npages = file.folio_of(page)
+                marked = bool(file.readahead_mark[head])
+                if marked:
+                    file.readahead_mark[head] = False
+                folios = Readahead(file, file.ra, self.max_order).async_mmap(
+                    page, marked, npages, vma.advice)
+                if folios:
+                    self.kernel.add_folios(texec, file, folios, None)
+                self._async_started = marked and vma.advice != "random" and file.ra.ra_pages > 0
+            if file.cached(page):
+                return None
+            request = file.pending[page]  # a read in flight (readahead): wait, retry minor
+            return FaultResult(Action.WAIT_IO, 0, request=request, detail={"major": False})
+        # no folio at all: VM_FAULT_MAJOR, do_sync_mmap_readahead, then read the page itself
+        folios = Readahead(file, file.ra, self.max_order).sync_mmap(
+            page, vma.advice, vma.executable, vma.pgoff, vma.pgoff + vma.npages)
+        if not any(f.index <= page < f.index + f.npages for f in folios):
+            folios.append(Folio(page, 0))  # __filemap_get_folio(FGP_CREAT), filemap_read_folio
+        request = self.kernel.add_folios(texec, file, folios, page)
+        if request is None or page not in file.pending:
+            return FaultResult(Action.KILLED, 0)
+        return FaultResult(Action.WAIT_IO, 0, request=file.pending[page], detail={"major": True})
+
+    def _map_file_pages(self, mm: AddressSpace, vma: Vma, first: int, last: int,
+                        allowed: np.ndarray | None = None) -> int:
+        """Map the cached file pages [first, last) of ``vma`` (those ``allowed`` when given)
+        whose PTE is none, read-only (``set_pte_range``); returns how many were mapped."""
+        file = vma.file
+        assert file is not None
+        s0 = vma.slot(vma.start) + (first - vma.pgoff)
+        s1 = s0 + (last - first)
+        state = mm.state[s0:s1]
+        frames = file.frame[first:last]
+        todo = ((state & (PTE_PRESENT | PTE_NOVMA)) == 0) & (frames >= 0)
+        if allowed is not None:
+            todo &= allowed
+        count = int(np.count_nonzero(todo))
+        if count == 0:
             return 0
-        assert vma.file is not None
+        slots = np.nonzero(todo)[0] + s0
+        new = frames[todo]
+        old = mm.gfn[slots]
+        for gfn in old[(old >= 0) & (old != ZERO_GFN)].tolist():  # stale entries (rare)
+            self.kernel.mem.put(int(gfn))
+            mm.rss -= 1
+        mem = self.kernel.mem
+        if np.any(mem.kind[new] != PAGECACHE):
+            raise InvariantViolation("mapping a page-cache page that is not in the page cache")
+        mem.refcount[new] += 1
+        mm.gfn[slots] = new
+        mm.state[slots] = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
+        mm.rss += count
+        return count
+
+    def _folio_span(self, vma: Vma, head: int, npages: int) -> bool:
+        """The folio [head, head + npages) lies inside the VMA and inside one page table (no
+        2 MiB boundary in between): ``folio_within_vma`` and the PMD check of
+        ``filemap_map_folio_range`` / ``finish_fault``."""
+        if head < vma.pgoff or head + npages > vma.pgoff + vma.npages:
+            return False
+        va0 = (vma.start >> PAGE_SHIFT) + (head - vma.pgoff)
+        return (va0 >> 9) == ((va0 + npages - 1) >> 9)
+
+    def _fault_around(self, mm: AddressSpace, vma: Vma, addr: int) -> tuple[int, bool]:
+        """``do_fault_around`` → ``filemap_map_pages`` (Linux 6.18): the ``fault_around_bytes``
+        window aligned around ``addr`` inside the VMA and its page table; every up-to-date
+        folio there without PG_readahead is mapped, whole when it lies inside the VMA and one
+        page table, else its pages inside the window.  Returns (pages mapped, whether the
+        faulting page is now mapped)."""
+        file = vma.file
+        assert file is not None
+        nr = self.fault_around_pages
         vpn = addr >> PAGE_SHIFT
-        first = max(vpn & ~(window - 1), vma.start >> PAGE_SHIFT)
-        last = min((vpn & ~(window - 1)) + window, vma.end >> PAGE_SHIFT)
-        bits = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
+        pte_off = vpn & 511
+        vma_off = vpn - (vma.start >> PAGE_SHIFT)
+        from_pte = max(pte_off & ~(nr - 1), pte_off - min(pte_off, vma_off))
+        to_pte = min(from_pte + nr, 512, pte_off + vma.npages - vma_off) - 1
+        page = vma.file_page(addr)
+        start = page - (pte_off - from_pte)
+        end = min(start + (to_pte - from_pte), file.npages - 1)
         mapped = 0
-        for other in range(first, last):
-            slot = vma.slot(other << PAGE_SHIFT)
-            if slot == fault_slot or mm.state[slot] & (PTE_PRESENT | PTE_NOVMA):
+        p = start
+        if not file.folio_order[start:end + 1].any():  # order-0 pages only: one pass
+            allowed = ~file.readahead_mark[start:end + 1]
+            mapped = self._map_file_pages(mm, vma, start, end + 1, allowed)
+            p = end + 1
+        while p <= end:
+            head, npages = file.folio_of(p)
+            if not file.cached(p) or file.readahead_mark[head]:
+                p = head + npages  # next_uptodate_folio skips it
                 continue
-            page = vma.file_page(other << PAGE_SHIFT)
-            if page >= vma.file.npages or not vma.file.cached(page) or vma.file.readahead_mark[page]:
-                continue  # filemap_map_pages skips uncached and PG_readahead pages
-            frame = int(vma.file.frame[page])
-            self.kernel.mem.get(frame)
-            self._map(mm, slot, frame, bits)
-            mapped += 1
-        return mapped
+            if npages > 1 and self._folio_span(vma, head, npages):
+                mapped += self._map_file_pages(mm, vma, head, head + npages)
+            else:
+                mapped += self._map_file_pages(mm, vma, p, min(head + npages, end + 1))
+            p = head + npages
+        if mapped:
+            file.ra.mmap_miss = max(0, file.ra.mmap_miss - mapped)
+        slot = vma.slot(addr)
+        return mapped, bool(mm.state[slot] & PTE_PRESENT)
+
+    def _finish_fault(self, mm: AddressSpace, vma: Vma, addr: int) -> int:
+        """``finish_fault`` (Linux 6.18): map the whole folio when it lies inside the VMA and
+        one page table, else the faulting page; returns the pages mapped."""
+        file = vma.file
+        assert file is not None
+        page = vma.file_page(addr)
+        head, npages = file.folio_of(page)
+        if npages > 1 and self._folio_span(vma, head, npages):
+            return self._map_file_pages(mm, vma, head, head + npages)
+        return self._map_file_pages(mm, vma, page, page + 1)
 
 
 __all__ = ["Access", "Action", "FaultHandler", "FaultResult", "PAGECACHE", "X86_PF_INSTR",

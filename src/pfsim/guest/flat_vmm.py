@@ -176,6 +176,12 @@ class FlatVmm(Vmm):
     def core_halted(self, cpu: int, detail: dict[str, Any]) -> None:
         """Never called: the flat fault path has no Action.HALT."""
 
+    def woken_retry(self, texec: TaskExec) -> int:
+        slot = texec.tried_slot
+        if slot < 0 or not texec.process.mm.state[slot] & PTE_PRESENT:
+            return 0
+        return self.kernel.faults.resolved_retry(texec)
+
     def check_invariants(self) -> None:
         """A frame's reference count is the number of live PTEs mapping it, plus one while it
         is in the page cache; nothing else holds a frame (fork shares pages by references, COW

@@ -22,6 +22,7 @@ from pfsim.guest.fork import ProcessOps
 from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, AddressSpace, Vma
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
 from pfsim.guest.process import Process
+from pfsim.guest.readahead import Folio, RaState
 from pfsim.guest.vmm import Vmm
 from pfsim.machine.frames import PAGECACHE
 from pfsim.sched import Scheduler, Task, TaskState
@@ -145,6 +146,7 @@ class GuestKernel:
             file = self.files.get(name)
             if file is None:
                 file = File(name, size >> PAGE_SHIFT)
+                file.ra = RaState(ra_pages=self.config.guest.disk.readahead // PAGE_SIZE)
                 self.files[name] = file
                 if vseg.cached:
                     self._fill_cache(file, 0, file.npages)
@@ -152,7 +154,8 @@ class GuestKernel:
                 file.grow(size >> PAGE_SHIFT)
         vma = Vma(name=vseg.name, type=vseg.type, start=start, end=end, reserve_start=reserve,
                   readable="r" in prot, writable="w" in prot, executable="x" in prot,
-                  shared=vseg.type == "file", file=file, pgoff=0, slot_base=0, stack_max=stack_max)
+                  shared=vseg.type == "file", file=file, pgoff=0, slot_base=0, stack_max=stack_max,
+                  advice=vseg.advice)
         process.mm.add_vma(vma)
         return vma
 
@@ -206,7 +209,7 @@ class GuestKernel:
             idle = cached[self.mem.refcount[frames] == 1]
             for page in idle.tolist():
                 self.mem.put(int(file.frame[page]))
-                file.frame[page] = -1
+                file.drop(page)
                 freed = True
         return freed
 
@@ -217,8 +220,55 @@ class GuestKernel:
                 best = process
         return best
 
+    def add_folios(self, texec: TaskExec, file: File, folios: list[Folio],
+                   page: int | None) -> ReadRequest | None:
+        """Add ``folios`` (from :mod:`pfsim.guest.readahead`) to the page cache of ``file`` and
+        read them in one disk request (``read_pages``); the pending request is returned.
+
+        ``page`` is the page the faulting task waits for: its frame may reclaim or OOM-kill
+        (``alloc_frame``), the others are best effort (readahead allocations do not reclaim,
+        ``__GFP_NORETRY``); a folio whose frames cannot all be had is dropped, and None is
+        returned when ``page`` itself could not get one.
+        """
+        pages: list[int] = []
+        frames: list[int] = []
+        for folio in folios:
+            holds_page = page is not None and folio.index <= page < folio.index + folio.npages
+            taken: list[int] = []
+            for _p in range(folio.npages):
+                gfn = self.mem.alloc(PAGECACHE)
+                if gfn < 0:
+                    break
+                taken.append(gfn)
+            if len(taken) < folio.npages:  # readahead is best effort
+                for gfn in taken:
+                    self.mem.put(gfn)
+                if not holds_page:
+                    continue
+                assert page is not None
+                gfn = self.alloc_frame(texec, PAGECACHE)  # the faulting page: reclaim, OOM
+                if gfn < 0:
+                    for frame in frames:
+                        self.mem.put(frame)
+                    return None
+                folio, taken = Folio(page, 0), [gfn]
+            file.folio_order[folio.index:folio.index + folio.npages] = folio.order
+            file.readahead_mark[folio.index] = folio.readahead
+            pages.extend(range(folio.index, folio.index + folio.npages))
+            frames.extend(taken)
+        if not pages:
+            return None
+        done = self.disk.submit(self.sim.now, len(pages))
+        request = ReadRequest(file, pages[0], pages, done)
+        for p in pages:
+            file.pending[p] = request
+        file.reads += 1
+        self.sim.at(done, self._read_done, request, frames, priority=Priority.URGENT)
+        return request
+
     def start_read(self, texec: TaskExec, file: File, page: int, ra_pages: int) -> ReadRequest | None:
-        """Synchronous mmap read-around for a page-cache miss on ``page`` (mm/filemap.c
+        """Synchronous mmap read-around (the ALMOS-MKH cluster VMM's file mapper; the Linux
+        fault path uses :mod:`pfsim.guest.readahead` through :meth:`add_folios`) for a page-cache miss on ``page`` (mm/filemap.c
         ``filemap_fault``).
 
         Reads the ``ra_pages`` window starting at ``page - ra_pages/2`` (pages already cached

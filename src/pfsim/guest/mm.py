@@ -60,6 +60,8 @@ class Vma:
     pgoff: int
     slot_base: int
     stack_max: int
+    advice: str = "normal"
+    """madvise() advice: normal, random (VM_RAND_READ) or sequential (VM_SEQ_READ)."""
 
     @property
     def anonymous(self) -> bool:

@@ -35,9 +35,15 @@ class File:
         self.npages = npages
         self.frame = np.full(npages, -1, dtype=np.int32)
         self.readahead_mark = np.zeros(npages, dtype=np.bool_)
-        """PG_readahead: a fault on this page starts the next window asynchronously."""
+        """PG_readahead, kept on a folio's first page: a fault on the folio starts the next
+        window asynchronously."""
+        self.folio_order = np.zeros(npages, dtype=np.int8)
+        """Order of the folio holding each page (folios are naturally aligned: the folio of
+        page p starts at p rounded down to 2**order)."""
         self.pending: dict[int, ReadRequest] = {}
         self.reads = 0
+        self.ra: Any = None
+        """Its ``file_ra_state`` (:class:`pfsim.guest.readahead.RaState`), set by the kernel."""
 
     def grow(self, npages: int) -> None:
         if npages > self.npages:
@@ -45,10 +51,28 @@ class File:
             self.frame = np.concatenate([self.frame, extra])
             self.readahead_mark = np.concatenate(
                 [self.readahead_mark, np.zeros(npages - self.npages, dtype=np.bool_)])
+            self.folio_order = np.concatenate(
+                [self.folio_order, np.zeros(npages - self.npages, dtype=np.int8)])
             self.npages = npages
 
     def cached(self, page: int) -> bool:
+        """The page is in the page cache and up to date."""
         return bool(self.frame[page] >= 0)
+
+    def present(self, page: int) -> bool:
+        """A folio covers the page: up to date, or being read."""
+        return bool(self.frame[page] >= 0) or page in self.pending
+
+    def folio_of(self, page: int) -> tuple[int, int]:
+        """(first page, number of pages) of the folio holding ``page``."""
+        n = 1 << int(self.folio_order[page])
+        return page & ~(n - 1), n
+
+    def drop(self, page: int) -> None:
+        """The page left the page cache (reclaim): its folio state goes with it."""
+        self.frame[page] = -1
+        self.readahead_mark[page] = False
+        self.folio_order[page] = 0
 
 
 class BlockDevice:

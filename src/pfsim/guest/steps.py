@@ -43,6 +43,8 @@ class TaskExec:
         self.step_index = -1
         self.step: Any = None
         self.tried_slot = -1
+        self.tried_major = False
+        """The wait before the retry on ``tried_slot`` was for a read this fault started."""
         self.killed = False
         self.apf_wait = False  # slept for an x86 async PF: run the wait loop when resumed
         # current step

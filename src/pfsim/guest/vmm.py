@@ -93,6 +93,12 @@ class Vmm(ABC):
     def exception(self, cpu: int, texec: TaskExec, access: Access, t: int) -> FaultResult:
         """Handle the page fault ``access`` raised on ``cpu`` at ``t``."""
 
+    def woken_retry(self, texec: TaskExec) -> int:
+        """A task woken from a read it waited on retries its fault; when the page got mapped
+        meanwhile (another thread's fault-around) the retry only counts: the CPU time it
+        costs (0: nothing to do for this VMM)."""
+        return 0
+
     @abstractmethod
     def fault_in_progress(self, cpu: int, now: int) -> int:
         """End time of a fault resolved in compiled code on ``cpu`` still under way at ``now``
