@@ -242,3 +242,29 @@ def test_page_ready_delivery_takes_its_time(mode):
     (t1, s1), (t2, s2) = run_with(1_000), run_with(2_000)
     deliveries = 101 if mode == "kvm" else 100
     assert (t2 - t1, s2 - s1) == (deliveries * 1_000, deliveries * 1_000)
+
+
+def test_reschedule_ipi_wakes_a_vcpu_halted_in_the_host():
+    """Halt mode, one vCPU, an HDD swap device, host limit 64 frames (63 usable).
+
+    Process ``a`` computes 5 ms, writes 100 pages (pages 63..99 evict dirty pages and wait
+    for their write-backs), then reads page 0 again: it is on swap, so the vCPU halts in the
+    host (APF halt: ``kvm_vcpu_halt``) until the swap-in ends at about 318.4 ms (measured
+    with ``a`` alone: ``a`` exits at 318,465,199 ns).  Process ``b`` sleeps 312 ms, computes
+    1 us and exits.  It wakes while the vCPU is halted; the guest scheduler then asks for a
+    reschedule of the vCPU (a reschedule IPI).  An interrupt for a vCPU halted in the host
+    makes it runnable (``kvm_vcpu_kick``; ``kvm_arch_vcpu_runnable``: an injectable
+    interrupt ends ``apf.halted``), so ``b`` runs and exits before the swap-in ends.  Dropping
+    the IPI (the old behaviour) left the vCPU halted until the page came: ``b`` exited after
+    318.4 ms."""
+    a = {"name": "a", "vsegs": [{"name": "m", "type": "anon", "size": "1MiB"}],
+         "threads": [{"stack": False, "steps": [{"op": "compute", "units": 5000},
+                                                seq("m", 100, True), seq("m", 1, False)]}]}
+    b = {"name": "b", "threads": [{"stack": False, "steps": [
+        {"op": "sleep", "duration": "312ms"}, {"op": "compute", "units": 1}]}]}
+    data = scenario(processes=[a, b])
+    hv = host_config("halt", swap={"device": "hdd", "page_cluster": 0})
+    result = run_dict(with_host(data, hv))
+    assert result["host"]["swap_ins"] == 1
+    assert result.processes["a"]["exited_ns"] > 318_400_000
+    assert 312_000_000 < result.processes["b"]["exited_ns"] < 318_400_000
