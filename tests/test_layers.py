@@ -23,7 +23,8 @@ compiled                the compiled core (ports guest and host to numba)
 composition root        simulation, apf_modes, api, cli, report, tracedriven
                         (trace replay, miss-ratio curves), sweeps (parameter
                         sweeps on Dask), boundary (exit statuses), output (result files),
-                        footprint (memory estimate), ``pfsim`` itself
+                        footprint (memory estimate), validate (fault counts
+                        against this machine's kernel), ``pfsim`` itself
 ======================  =====================================================================
 
 On top of the layer order, the package graph must have no cycle at all.
@@ -46,7 +47,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cluster"}),
     frozenset({"compiled"}),
     frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "sweeps", "__init__",
-               "__main__", "boundary", "output", "footprint"}),
+               "__main__", "boundary", "output", "footprint", "validate"}),
 )
 COMPOSITION_ROOT = len(LAYERS) - 1
 

@@ -4,7 +4,8 @@
 exit   when
 =====  ======================================================================================
 0      success
-1      some variants of a comparison failed (each is named), or stdout was closed early
+1      some variants of a comparison failed (each is named), ``pfsim validate`` found a case
+       off, or stdout was closed early
 2      a user error: a config, override, flag, trace, output path, or a scenario too large
        for this machine; stderr holds ``pfsim: error: ...``, one line per problem (at most
        :data:`MAX_LINES`, each at most :data:`~pfsim.errors.LINE_LIMIT` characters)

@@ -1,5 +1,5 @@
-"""Command line: ``pfsim run``, ``pfsim sweep``, ``pfsim replay``, ``pfsim mrc`` and
-``pfsim trace record``.
+"""Command line: ``pfsim run``, ``pfsim sweep``, ``pfsim replay``, ``pfsim mrc``,
+``pfsim trace record`` and ``pfsim validate``.
 
 Every user mistake ends with one line on stderr (``pfsim: error: ...``) and exit status 2;
 no traceback, no half-written output directory (exit statuses: :mod:`pfsim.boundary`).
@@ -231,6 +231,53 @@ def sweep(sweep_file: Path, out_dir: Path | None, overrides: tuple[str, ...], wo
     sweep_command(sweep_file, out=out_dir, overrides=list(overrides), workers=workers,
                   scheduler=scheduler, serial=serial, retry_failed=retry_failed,
                   point_timeout=point_timeout, quiet=quiet)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of page counts",
+                                 param_hint="--sizes") from None
+    if not sizes or any(n < 1 or n > 10_000_000 for n in sizes):
+        raise click.BadParameter("page counts must be between 1 and 10000000",
+                                 param_hint="--sizes")
+    return sizes
+
+
+@cli.command()
+@click.option("--sizes", default="1000,10000,100000", show_default=True, metavar="N[,N...]",
+              help="Pages per program.")
+@click.option("--dir", "directory", default=None,
+              type=click.Path(exists=True, file_okay=False, writable=True, path_type=Path),
+              help="Directory for the test files (default: the temporary directory, /var/tmp or "
+                   "the current one, the first on a disk file system).")
+@click.option("--probe", type=click.Choice(["auto", "c", "python"]), default="auto",
+              show_default=True, help="Measure with the C probe (compiled with cc) or Python.")
+@click.option("--cases", default=None, metavar="CASE[,CASE...]",
+              help="Run only these cases (default: all).")
+def validate(sizes: str, directory: Path | None, probe: str, cases: str | None) -> None:
+    """Run small programs on this machine's kernel and the same in pfsim, and compare their
+    minor and major fault counts (exit status 1 if an anonymous case is not exact or a file
+    case is more than 10 % off)."""
+    from pfsim.validate import CASES
+    from pfsim.validate import validate as run_validation
+
+    chosen = CASES
+    if cases is not None:
+        chosen = tuple(c.strip() for c in cases.split(","))
+        unknown = [c for c in chosen if c not in CASES]
+        if unknown:
+            raise click.BadParameter(f"unknown case {unknown[0]!r} (cases: {', '.join(CASES)})",
+                                     param_hint="--cases")
+    try:
+        report = run_validation(_sizes(sizes), directory, probe, chosen)
+    except RuntimeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--probe") from None
+    for line in report.lines():
+        click.echo(line)
+    if not report.passed:
+        sys.exit(1)
 
 
 _finished_quickly: list[str] = []
