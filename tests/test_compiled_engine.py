@@ -53,9 +53,14 @@ def test_overcommit_modes_identical(mode):
     ["guest.vcpus=2", "hypervisor.host_cpus=1", "hypervisor.host_tasks=1",
      "hypervisor.async_pf=kvm"],
     ['guest.sched.policy="rr"', 'hypervisor.memory_limit="256MiB"', "hypervisor.async_pf=off"],
+    ['guest.sched.policy="eevdf"', "hypervisor.async_pf=kvm"],
+    ['guest.sched.policy="eevdf"', "guest.vcpus=3", "hypervisor.host_cpus=2",
+     "hypervisor.host_tasks=1", "processes[0].threads[0].count=4", "hypervisor.async_pf=s390"],
+    ['guest.sched.policy="eevdf"', 'guest.sched.tunable_scaling="none"',
+     'guest.sched.base_slice="3ms"', "guest.sched.hz=1000", "hypervisor.async_pf=halt"],
 ])
 def test_overcommit_variants_identical(overrides):
-    """Policies, devices, latency draws, host contention and the round-robin scheduler."""
+    """Policies, devices, latency draws, host contention and the three schedulers."""
     results, notes = _both(OVERCOMMIT, [*overrides, 'sim.duration="300ms"'])
     assert notes["compiled"] == "compiled core"
     assert results["compiled"] == results["reference"]
@@ -113,7 +118,7 @@ def _overcommit_overrides(draw):
     return [
         f"sim.seed={draw(st.integers(0, 2**16))}",
         f"guest.vcpus={vcpus}",
-        f'guest.sched.policy="{draw(st.sampled_from(["cfs", "rr"]))}"',
+        f'guest.sched.policy="{draw(st.sampled_from(["cfs", "eevdf", "rr"]))}"',
         f"hypervisor.host_cpus={draw(st.integers(1, 4))}",
         f"hypervisor.host_tasks={draw(st.integers(0, 2))}",
         f'hypervisor.memory_limit="{draw(st.sampled_from(["4MiB", "8MiB", "16MiB"]))}"',

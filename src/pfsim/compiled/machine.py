@@ -33,6 +33,7 @@ from pfsim.compiled.sched import (
     rq_of,
     schedule,
     set_mode,
+    update_curr,
 )
 from pfsim.engine.arrayheap import (
     EV_A0,
@@ -908,6 +909,7 @@ def _tick(m, hcpu, epoch):
     if thread < 0:
         return
     if m.rq[S.RQ_QLEN, r] == 0:
+        update_curr(m, S.HOST, r)
         m.rq[S.RQ_SLICE_END, r] = now(m) + policy_slice(m, S.HOST, r)
         at(m, m.rq[S.RQ_SLICE_END, r], S.NORMAL, S.EV_TICK, hcpu, epoch, 0)
         return

@@ -22,6 +22,7 @@ from pfsim.config.schema import AccessStep, ComputeStep, Config, SleepStep
 from pfsim.engine.arrayheap import EV_TIME, H_NOW, H_SEQ, H_SIZE, grow_heap, heap_push, new_heap
 from pfsim.guest.steps import CHUNK, FOREVER
 from pfsim.sched import TaskState
+from pfsim.sched.policy import Eevdf, Fair
 
 if TYPE_CHECKING:
     from pfsim.simulation import Simulation
@@ -62,13 +63,16 @@ def unsupported(config: Config) -> str | None:
 def _copy_scheduler(m: Any, sid: int, sched: Any, task_ids: dict[int, int]) -> None:
     base = int(m.sp[sid, S.SP_RQ_BASE])
     policy = sched.policy
-    cfs = policy.name == "cfs"
-    m.sp[sid, S.SP_CFS] = cfs
+    m.sp[sid, S.SP_POLICY] = policy.number
     m.sp[sid, S.SP_TIMESLICE] = policy.timeslice_ns
-    if cfs:
+    if isinstance(policy, Fair):
         m.sp[sid, S.SP_LATENCY] = policy.latency
         m.sp[sid, S.SP_MIN_GRAN] = policy.min_granularity
         m.sp[sid, S.SP_WAKEUP_GRAN] = policy.wakeup_granularity
+        m.sp[sid, S.SP_NR_LATENCY] = policy.nr_latency
+    if isinstance(policy, Eevdf):
+        m.sp[sid, S.SP_BASE_SLICE] = policy.base_slice
+        m.sp[sid, S.SP_LAG_LIMIT] = policy.lag_limit
     m.sp[sid, S.SP_SWITCH] = sched.switch_ns
     m.sp[sid, S.SP_IDLE_BALANCE] = sched.idle_balance
     m.sp[sid, S.SP_NOTIFIER_KEY] = sched.notifier_key
@@ -101,8 +105,8 @@ def _copy_task(m: Any, t: int, task: Any) -> None:
     m.tk[S.TK_RUNTIME, t] = task.runtime_ns
     m.tk[S.TK_SWITCHES_IN, t] = task.switches_in
     m.tk[S.TK_VRUNTIME, t] = task.vruntime
-    m.tk[S.TK_HAS_VBASE, t] = task.vruntime_base is not None
-    m.tk[S.TK_VBASE, t] = task.vruntime_base or 0
+    m.tk[S.TK_DEADLINE, t] = task.deadline
+    m.tk[S.TK_VLAG, t] = task.vlag
     m.tk[S.TK_TID, t] = task.tid
     m.tk[S.TK_NOTIFIER, t] = -1
 
@@ -434,7 +438,8 @@ def write_back(run: CompiledRun) -> tuple[int, bool]:
         task.runtime_ns = int(m.tk[S.TK_RUNTIME, t])
         task.switches_in = int(m.tk[S.TK_SWITCHES_IN, t])
         task.vruntime = int(m.tk[S.TK_VRUNTIME, t])
-        task.vruntime_base = int(m.tk[S.TK_VBASE, t]) if m.tk[S.TK_HAS_VBASE, t] else None
+        task.deadline = int(m.tk[S.TK_DEADLINE, t])
+        task.vlag = int(m.tk[S.TK_VLAG, t])
     for sid, sched in ((S.GUEST, kernel.scheduler), (S.HOST, host.sched)):
         base = int(m.sp[sid, S.SP_RQ_BASE])
         for rq in sched.cpus:

@@ -1,4 +1,5 @@
-"""Compiled scheduler: :class:`pfsim.sched.Scheduler` with its RR and CFS policies, over arrays.
+"""Compiled scheduler: :class:`pfsim.sched.Scheduler` with its RR, CFS and EEVDF policies, over
+arrays.
 
 One set of functions serves both instances, selected by ``sid`` (``S.GUEST``: guest tasks on
 vCPUs; ``S.HOST``: vCPU threads and host tasks on host CPUs), as the Python class serves both.
@@ -97,7 +98,88 @@ def q_delete(m, r, i):
     return t
 
 
-# ------------------------------------------------------------------ policy (RR / CFS)
+# ------------------------------------------------------------------ policy (RR / CFS / EEVDF)
+# pfsim.sched.policy is the readable reference: same rules, same order, same tie-breaks.
+
+
+@core
+def _update_min(m, r, curr):
+    """``update_min_vruntime``: ``max(min_vruntime, min(curr, leftmost))`` (curr < 0: none)."""
+    n = m.rq[S.RQ_QLEN, r]
+    have = False
+    low = 0
+    for i in range(n):
+        v = m.tk[S.TK_VRUNTIME, m.rqq[r, i]]
+        if not have or v < low:
+            low = v
+            have = True
+    if curr >= 0:
+        v = m.tk[S.TK_VRUNTIME, curr]
+        if not have or v < low:
+            low = v
+            have = True
+    if have and low > m.rq[S.RQ_MIN_VRUNTIME, r]:
+        m.rq[S.RQ_MIN_VRUNTIME, r] = low
+
+
+@core
+def _on_rq_current(m, r):
+    """EEVDF: the current task if it is still on the queue (running, or put back as
+    runnable by schedule()), else -1."""
+    cur = m.rq[S.RQ_CURRENT, r]
+    if cur >= 0:
+        st = m.tk[S.TK_STATE, cur]
+        if st != S.RUNNING and st != S.RUNNABLE:
+            return -1
+    return cur
+
+
+@core
+def _avg_sum(m, r):
+    """EEVDF: (sum of vruntimes, count) over the queue and a running current task."""
+    total = 0
+    n = m.rq[S.RQ_QLEN, r]
+    for i in range(n):
+        total += m.tk[S.TK_VRUNTIME, m.rqq[r, i]]
+    cur = m.rq[S.RQ_CURRENT, r]
+    if cur >= 0 and m.tk[S.TK_STATE, cur] == S.RUNNING:
+        total += m.tk[S.TK_VRUNTIME, cur]
+        n += 1
+    return total, n
+
+
+@core
+def _eevdf_best(m, r):
+    """``pick_eevdf``: the queue index of the pick, -2 for the running current task, -1 none."""
+    total, n = _avg_sum(m, r)
+    if n == 0:
+        return -1
+    cur = _on_rq_current(m, r)
+    if cur >= 0 and total < m.tk[S.TK_VRUNTIME, cur] * n:
+        cur = -1  # not eligible
+    if cur >= 0 and m.tk[S.TK_VLAG, cur] == m.tk[S.TK_DEADLINE, cur]:  # RUN_TO_PARITY
+        best_t = cur
+    else:
+        best_t = cur
+        q = m.rq[S.RQ_QLEN, r]
+        for i in range(q):
+            t = m.rqq[r, i]
+            if t == cur or total < m.tk[S.TK_VRUNTIME, t] * n:
+                continue
+            if best_t < 0:
+                best_t = t
+                continue
+            d, bd = m.tk[S.TK_DEADLINE, t], m.tk[S.TK_DEADLINE, best_t]
+            if d < bd or (d == bd and best_t != cur
+                          and m.tk[S.TK_VRUNTIME, t] < m.tk[S.TK_VRUNTIME, best_t]):
+                best_t = t
+    if best_t < 0:
+        return -1
+    q = m.rq[S.RQ_QLEN, r]
+    for i in range(q):
+        if m.rqq[r, i] == best_t:
+            return i
+    return -2
 
 
 @core
@@ -105,8 +187,15 @@ def policy_pick(m, sid, r):
     n = m.rq[S.RQ_QLEN, r]
     if n == 0:
         return -1
-    if not m.sp[sid, S.SP_CFS]:
+    policy = m.sp[sid, S.SP_POLICY]
+    if policy == S.P_RR:
         return q_delete(m, r, 0)
+    if policy == S.P_EEVDF:
+        i = _eevdf_best(m, r)
+        if i < 0:  # schedule() always has the current task in the queue if it is runnable
+            fail(m, S.ERR_INVARIANT, r)
+            return -1
+        return q_delete(m, r, i)
     best = 0
     for i in range(1, n):  # min() keeps the first of equal keys
         if m.tk[S.TK_VRUNTIME, m.rqq[r, i]] < m.tk[S.TK_VRUNTIME, m.rqq[r, best]]:
@@ -116,61 +205,145 @@ def policy_pick(m, sid, r):
 
 @core
 def policy_slice(m, sid, r):
-    if not m.sp[sid, S.SP_CFS]:
+    policy = m.sp[sid, S.SP_POLICY]
+    if policy == S.P_RR:
         return m.sp[sid, S.SP_TIMESLICE]
-    running = m.rq[S.RQ_QLEN, r] + 1
-    return max(m.sp[sid, S.SP_MIN_GRAN], m.sp[sid, S.SP_LATENCY] // running)
-
-
-@core
-def _update_min(m, r, running):
-    n = m.rq[S.RQ_QLEN, r]
-    have = False
-    low = 0
-    for i in range(n):
-        v = m.tk[S.TK_VRUNTIME, m.rqq[r, i]]
-        if not have or v < low:
-            low = v
-            have = True
-    if running >= 0:
-        v = m.tk[S.TK_VRUNTIME, running]
-        if not have or v < low:
-            low = v
-            have = True
-    if have:
-        m.rq[S.RQ_MIN_VRUNTIME, r] = max(m.rq[S.RQ_MIN_VRUNTIME, r], low)
+    if policy == S.P_EEVDF:
+        cur = m.rq[S.RQ_CURRENT, r]
+        return m.tk[S.TK_DEADLINE, cur] - m.tk[S.TK_VRUNTIME, cur]
+    nr = m.rq[S.RQ_QLEN, r] + 1
+    if nr <= m.sp[sid, S.SP_NR_LATENCY]:
+        period = m.sp[sid, S.SP_LATENCY]
+    else:
+        period = m.sp[sid, S.SP_MIN_GRAN] * nr
+    return period // nr
 
 
 @core
 def policy_account(m, sid, r, t, ran):
-    if m.sp[sid, S.SP_CFS]:
-        m.tk[S.TK_VRUNTIME, t] += ran
-        _update_min(m, r, t)
+    policy = m.sp[sid, S.SP_POLICY]
+    if policy == S.P_RR:
+        return
+    m.tk[S.TK_VRUNTIME, t] += ran
+    if policy == S.P_EEVDF and m.tk[S.TK_VRUNTIME, t] >= m.tk[S.TK_DEADLINE, t]:
+        m.tk[S.TK_DEADLINE, t] = m.tk[S.TK_VRUNTIME, t] + m.sp[sid, S.SP_BASE_SLICE]
+    _update_min(m, r, t)
 
 
 @core
-def policy_place(m, sid, r, t, wakeup):
-    if not m.sp[sid, S.SP_CFS]:
+def policy_dequeue(m, sid, r, t, sleep):
+    """``t`` leaves ``r``: asleep or dead (``sleep``: it is the current task) or pulled (still
+    in the queue)."""
+    policy = m.sp[sid, S.SP_POLICY]
+    if policy == S.P_RR:
         return
-    minv = m.rq[S.RQ_MIN_VRUNTIME, r]
-    if not m.tk[S.TK_HAS_VBASE, t]:
-        m.tk[S.TK_VRUNTIME, t] = minv
+    if policy == S.P_CFS:
+        if sleep:
+            _update_min(m, r, t)
+        else:
+            _update_min_without(m, r, t, m.rq[S.RQ_CURRENT, r])
+        return
+    total, n = _avg_sum(m, r)
+    if sleep:
+        total += m.tk[S.TK_VRUNTIME, t]
+        n += 1
+    lag = total // n - m.tk[S.TK_VRUNTIME, t]
+    limit = m.sp[sid, S.SP_LAG_LIMIT]
+    m.tk[S.TK_VLAG, t] = max(-limit, min(limit, lag))
+    if sleep:
+        _update_min(m, r, -1)
     else:
-        m.tk[S.TK_VRUNTIME, t] += minv - m.tk[S.TK_VBASE, t]
-    m.tk[S.TK_HAS_VBASE, t] = 0
-    if wakeup:
-        m.tk[S.TK_VRUNTIME, t] = max(m.tk[S.TK_VRUNTIME, t], minv - m.sp[sid, S.SP_LATENCY] // 2)
+        cur = m.rq[S.RQ_CURRENT, r]
+        if cur >= 0 and m.tk[S.TK_STATE, cur] != S.RUNNING:
+            cur = -1
+        _update_min_without(m, r, t, cur)
+
+
+@core
+def _update_min_without(m, r, t, curr):
+    """``update_min_vruntime`` as if ``t`` were not in ``r``'s queue."""
+    n = m.rq[S.RQ_QLEN, r]
+    have = False
+    low = 0
+    for i in range(n):
+        u = m.rqq[r, i]
+        if u == t:
+            continue
+        v = m.tk[S.TK_VRUNTIME, u]
+        if not have or v < low:
+            low = v
+            have = True
+    if curr >= 0:
+        v = m.tk[S.TK_VRUNTIME, curr]
+        if not have or v < low:
+            low = v
+            have = True
+    if have and low > m.rq[S.RQ_MIN_VRUNTIME, r]:
+        m.rq[S.RQ_MIN_VRUNTIME, r] = low
+
+
+@core
+def policy_migrate(m, sid, t, src, r):
+    if m.sp[sid, S.SP_POLICY] == S.P_CFS:
+        m.tk[S.TK_VRUNTIME, t] += m.rq[S.RQ_MIN_VRUNTIME, r] - m.rq[S.RQ_MIN_VRUNTIME, src]
+
+
+@core
+def policy_place(m, sid, r, t, wakeup, new):
+    policy = m.sp[sid, S.SP_POLICY]
+    if policy == S.P_RR:
+        return
+    if policy == S.P_CFS:
+        if new:
+            m.tk[S.TK_VRUNTIME, t] = m.rq[S.RQ_MIN_VRUNTIME, r]
+        elif wakeup:
+            floor = m.rq[S.RQ_MIN_VRUNTIME, r] - (m.sp[sid, S.SP_LATENCY] >> 1)
+            m.tk[S.TK_VRUNTIME, t] = max(m.tk[S.TK_VRUNTIME, t], floor)
+        return
+    total, n = _avg_sum(m, r)
+    lag = 0
+    if n:
+        avg = total // n
+        if not new:
+            x = m.tk[S.TK_VLAG, t] * (n + 1)
+            lag = -((-x) // n) if x < 0 else x // n  # div_s64 rounds toward zero
+    else:
+        avg = m.rq[S.RQ_MIN_VRUNTIME, r]
+    m.tk[S.TK_VRUNTIME, t] = avg - lag
+    m.tk[S.TK_DEADLINE, t] = avg - lag + m.sp[sid, S.SP_BASE_SLICE]
+
+
+@core
+def policy_set_next(m, sid, t):
+    if m.sp[sid, S.SP_POLICY] == S.P_EEVDF:
+        m.tk[S.TK_VLAG, t] = m.tk[S.TK_DEADLINE, t]
 
 
 @core
 def policy_should_preempt(m, sid, r, woken):
-    if not m.sp[sid, S.SP_CFS]:
+    policy = m.sp[sid, S.SP_POLICY]
+    if policy == S.P_RR:
         return False
     cur = m.rq[S.RQ_CURRENT, r]
     if cur < 0:
         return False
-    cur_v = m.tk[S.TK_VRUNTIME, cur] + max(0, now(m) - m.rq[S.RQ_EXEC_START, r])
-    return cur_v - m.tk[S.TK_VRUNTIME, woken] > m.sp[sid, S.SP_WAKEUP_GRAN]
+    if policy == S.P_EEVDF:
+        i = _eevdf_best(m, r)
+        return i >= 0 and m.rqq[r, i] == woken
+    return m.tk[S.TK_VRUNTIME, cur] - m.tk[S.TK_VRUNTIME, woken] > m.sp[sid, S.SP_WAKEUP_GRAN]
+
+
+@core
+def update_curr(m, sid, r):
+    """``Scheduler._update_curr``: charge the current task's time since ``exec_start``."""
+    cur = m.rq[S.RQ_CURRENT, r]
+    t_now = now(m)
+    if cur < 0 or t_now <= m.rq[S.RQ_EXEC_START, r]:
+        return
+    ran = t_now - m.rq[S.RQ_EXEC_START, r]
+    m.tk[S.TK_RUNTIME, cur] += ran
+    policy_account(m, sid, r, cur, ran)
+    m.rq[S.RQ_EXEC_START, r] = t_now
 
 
 # ------------------------------------------------------------------ placement
@@ -251,10 +424,15 @@ def _wake_prepare(m, sid, t):
         m.tk[S.TK_STATE, t] = S.RUNNING
         return -2
     m.tk[S.TK_STATE, t] = S.RUNNABLE
+    old_cpu = m.tk[S.TK_CPU, t]
     cpu = select_cpu(m, sid, t, False)
     m.tk[S.TK_CPU, t] = cpu
-    policy_place(m, sid, rq_of(m, sid, cpu), t, True)
-    q_append(m, rq_of(m, sid, cpu), t)
+    r = rq_of(m, sid, cpu)
+    if old_cpu >= 0 and old_cpu != cpu:
+        policy_migrate(m, sid, t, rq_of(m, sid, old_cpu), r)
+    update_curr(m, sid, r)
+    policy_place(m, sid, r, t, True, False)
+    q_append(m, r, t)
     return cpu
 
 
@@ -336,7 +514,8 @@ def add_task(m, sid, t):
     cpu = select_cpu(m, sid, t, True)
     m.tk[S.TK_CPU, t] = cpu
     r = rq_of(m, sid, cpu)
-    policy_place(m, sid, r, t, False)
+    update_curr(m, sid, r)
+    policy_place(m, sid, r, t, False, True)
     q_append(m, r, t)
     if m.rq[S.RQ_CURRENT, r] < 0:
         if sid == S.HOST or not vcpu_kick(m, cpu):
@@ -361,11 +540,12 @@ def _pull(m, sid, r):
     for i in range(m.rq[S.RQ_QLEN, busiest] - 1, -1, -1):
         t = m.rqq[busiest, i]
         if _allowed(m, sid, t, r - base):
+            update_curr(m, sid, busiest)
+            policy_dequeue(m, sid, busiest, t, False)
             q_delete(m, busiest, i)
             m.tk[S.TK_CPU, t] = r - base
-            m.tk[S.TK_VBASE, t] = m.rq[S.RQ_MIN_VRUNTIME, busiest]
-            m.tk[S.TK_HAS_VBASE, t] = 1
-            policy_place(m, sid, r, t, False)
+            policy_migrate(m, sid, t, busiest, r)
+            policy_place(m, sid, r, t, False, False)
             return t
     return -1
 
@@ -390,13 +570,10 @@ def schedule(m, sid, cpu, preempted):
     r = rq_of(m, sid, cpu)
     prev = m.rq[S.RQ_CURRENT, r]
     if prev >= 0:
-        ran = max(0, t_now - m.rq[S.RQ_EXEC_START, r])
-        m.tk[S.TK_RUNTIME, prev] += ran
-        policy_account(m, sid, r, prev, ran)
+        update_curr(m, sid, r)
         m.rq[S.RQ_EXEC_START, r] = t_now
-        if m.tk[S.TK_STATE, prev] != S.RUNNING:
-            m.tk[S.TK_VBASE, prev] = m.rq[S.RQ_MIN_VRUNTIME, r]
-            m.tk[S.TK_HAS_VBASE, prev] = 1
+        if m.tk[S.TK_STATE, prev] != S.RUNNING:  # it sleeps or dies: dequeue_entity
+            policy_dequeue(m, sid, r, prev, True)
         if m.tk[S.TK_STATE, prev] == S.RUNNING:
             m.tk[S.TK_STATE, prev] = S.RUNNABLE
             if preempted:
@@ -433,6 +610,7 @@ def _context_switch(m, sid, cpu, prev, nxt, t_now):
     m.rq[S.RQ_SWITCHES, r] += 1
     m.rq[S.RQ_CURRENT, r] = nxt
     if nxt >= 0:
+        policy_set_next(m, sid, nxt)
         m.tk[S.TK_STATE, nxt] = S.RUNNING
         m.tk[S.TK_ON_CPU, nxt] = 1
         m.tk[S.TK_CPU, nxt] = cpu

@@ -31,7 +31,7 @@ POLICY_FIFO, POLICY_LRU, POLICY_CLOCK, POLICY_RANDOM = 0, 1, 2, 3
 
 # ---------------------------------------------------------------- tasks (tk), both schedulers
 (TK_STATE, TK_USAGE, TK_FREED, TK_CPU, TK_ALLOWED, TK_ON_CPU, TK_RUNTIME, TK_SWITCHES_IN,
- TK_VRUNTIME, TK_VBASE, TK_HAS_VBASE, TK_TID, TK_NOTIFIER) = range(13)
+ TK_VRUNTIME, TK_DEADLINE, TK_VLAG, TK_TID, TK_NOTIFIER) = range(13)
 TK_FIELDS = 13
 RUNNING, RUNNABLE, INTERRUPTIBLE, UNINTERRUPTIBLE, DEAD = 0, 1, 2, 3, 4
 
@@ -42,9 +42,10 @@ RQ_FIELDS = 12
 
 # ---------------------------------------------------------------- schedulers (sp[sid])
 GUEST, HOST = 0, 1
-(SP_CFS, SP_TIMESLICE, SP_LATENCY, SP_MIN_GRAN, SP_WAKEUP_GRAN, SP_SWITCH, SP_IDLE_BALANCE,
- SP_NOTIFIER_KEY, SP_RQ_BASE, SP_NCPUS) = range(10)
-SP_FIELDS = 10
+(SP_POLICY, SP_TIMESLICE, SP_LATENCY, SP_MIN_GRAN, SP_WAKEUP_GRAN, SP_SWITCH, SP_IDLE_BALANCE,
+ SP_NOTIFIER_KEY, SP_RQ_BASE, SP_NCPUS, SP_NR_LATENCY, SP_BASE_SLICE, SP_LAG_LIMIT) = range(13)
+SP_FIELDS = 13
+P_RR, P_CFS, P_EEVDF = 0, 1, 2  # SP_POLICY (pfsim.sched.policy.POLICY_*)
 
 # ---------------------------------------------------------------- vCPUs (vc): executor + host
 (VC_EPOCH, VC_PAUSED, VC_OWED, VC_NEED_RESCHED, VC_HELD, VC_NIRQ,

@@ -148,18 +148,28 @@ class SimConfig(_Section):
 class SchedConfig(_Section):
     """Guest scheduler parameters (the host scheduler uses the same policy)."""
 
-    policy: Annotated[Literal["cfs", "rr"], LOWER] = "cfs"
-    """cfs: Linux's fair scheduler (vruntime, sleeper credit, wake-up preemption);
-    rr: round robin with a fixed ``timeslice`` and no wake-up preemption."""
+    policy: Annotated[Literal["cfs", "eevdf", "rr"], LOWER] = "cfs"
+    """cfs: Linux 2.6.32's fair scheduler (vruntime, sleeper credit, wake-up preemption);
+    eevdf: Linux 6.6's (lag, eligibility, virtual deadlines); rr: round robin with a fixed
+    ``timeslice`` and no wake-up preemption (docs/model.md "Scheduler")."""
     timeslice: Time = 3_000_000
     """Round-robin time slice of a task on a CPU (rr only)."""
     latency: Time = 6_000_000
     """CFS sched_latency: the period in which every runnable task runs once."""
     min_granularity: Time = 750_000
-    """CFS sched_min_granularity: the shortest slice."""
+    """CFS sched_min_granularity: past latency / min_granularity runnable tasks the period is
+    this times their number (each then gets this much)."""
     wakeup_granularity: Time = 1_000_000
     """CFS sched_wakeup_granularity: how far ahead (in vruntime) a woken task must be to
     preempt the running one."""
+    base_slice: Annotated[Time, Field(ge=1)] = 750_000
+    """EEVDF normalized sched_base_slice: the CPU time a task asks for at a time, before
+    ``tunable_scaling``."""
+    tunable_scaling: Annotated[Literal["none", "log", "linear"], LOWER] = "log"
+    """EEVDF sched_tunable_scaling: base_slice times 1, 1 + log2(CPUs) or CPUs (CPUs capped
+    at 8; the guest's vCPUs, the host's CPUs)."""
+    hz: Annotated[StrictInt, Field(ge=24, le=10_000)] = 250
+    """EEVDF: the kernel's CONFIG_HZ; a task's kept lag is bounded by max(2 x slice, 1 s / hz)."""
     context_switch: Cost = 2_000
     """CPU time of one real context switch (prev != next)."""
     idle_balance: StrictBool = True

@@ -61,7 +61,8 @@ class GuestKernel:
         self.disk = BlockDevice(guest.disk.latency, guest.disk.bandwidth)
         self.scheduler = Scheduler(sim, guest.vcpus, guest.sched.timeslice,
                                    guest.sched.context_switch, guest.sched.idle_balance, "guest",
-                                   policy=make_policy(guest.sched, guest.sched.timeslice))
+                                   policy=make_policy(guest.sched, guest.sched.timeslice,
+                                                      guest.vcpus))
         self.executor = VcpuExecutor(self)
         self.scheduler.executor = self.executor
         self.scheduler.on_preempt = self.executor.preempt

@@ -88,7 +88,7 @@ class Host:
         host_sched = config.guest.sched.model_copy(update={"latency": hyp.timeslice})
         self.sched = Scheduler(sim, hyp.host_cpus, hyp.timeslice, hyp.context_switch,
                                idle_balance=True, name="host",
-                               policy=make_policy(host_sched, hyp.timeslice))
+                               policy=make_policy(host_sched, hyp.timeslice, hyp.host_cpus))
         self.sched.executor = self
         self.sched.on_preempt = self._preempt_host_cpu
         nv = config.guest.vcpus
@@ -175,6 +175,7 @@ class Host:
         if thread is None:
             return
         if not rq.queue:
+            self.sched.update_curr(hcpu)
             rq.slice_end = self.sim.now + self.sched.policy.slice(rq)
             self.sim.at(rq.slice_end, self._tick, hcpu, epoch)
             return

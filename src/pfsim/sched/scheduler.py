@@ -135,7 +135,9 @@ class Scheduler:
         task.state = TaskState.RUNNABLE
         cpu = self._select_cpu(task, new=True)
         task.cpu = cpu
-        self.policy.place(self.cpus[cpu], task, wakeup=False, source=None)
+        rq = self.cpus[cpu]
+        self._update_curr(rq, self.sim.now)
+        self.policy.place(rq, task, wakeup=False, new=True)
         self._enqueue(cpu, task)
 
     def wake_up(self, task: Task) -> bool:
@@ -154,7 +156,10 @@ class Scheduler:
         cpu = self._select_cpu(task, new=False)
         task.cpu = cpu
         rq = self.cpus[cpu]
-        self.policy.place(rq, task, wakeup=True, source=source)
+        if source is not None and source is not rq:
+            self.policy.migrate(task, source, rq)
+        self._update_curr(rq, self.sim.now)  # enqueue_entity: update_curr before place_entity
+        self.policy.place(rq, task, wakeup=True, new=False)
         self._enqueue(cpu, task)
         if rq.current is not None and self.on_preempt is not None \
                 and self.policy.should_preempt(rq, task, self.sim.now):
@@ -202,6 +207,22 @@ class Scheduler:
         if rq.current is None:
             self._kick(rq)
 
+    def update_curr(self, cpu: int) -> None:
+        """Charge ``cpu``'s current task up to now (a tick that extends its slice)."""
+        self._update_curr(self.cpus[cpu], self.sim.now)
+
+    def _update_curr(self, rq: RunQueue, now: int) -> None:
+        """``update_curr``: charge the current task's time since ``exec_start`` (runtime and
+        the policy's vruntime); a start still in the future (a switch in progress) charges
+        nothing."""
+        cur = rq.current
+        if cur is None or now <= rq.exec_start:
+            return
+        ran = now - rq.exec_start
+        cur.runtime_ns += ran
+        self.policy.account(rq, cur, ran)
+        rq.exec_start = now
+
     def _kick(self, rq: RunQueue) -> None:
         if self.on_kick is not None and self.on_kick(rq.index):
             return
@@ -229,12 +250,10 @@ class Scheduler:
         rq = self.cpus[cpu]
         prev = rq.current
         if prev is not None:
-            ran = max(0, now - rq.exec_start)
-            prev.runtime_ns += ran
-            self.policy.account(rq, prev, ran)
+            self._update_curr(rq, now)
             rq.exec_start = now
-            if prev.state != TaskState.RUNNING:
-                prev.vruntime_base = rq.min_vruntime  # it sleeps or dies: remember the lag base
+            if prev.state != TaskState.RUNNING:  # it sleeps or dies: dequeue_entity
+                self.policy.dequeue(rq, prev, sleep=True)
             if prev.state == TaskState.RUNNING:
                 prev.state = TaskState.RUNNABLE
                 if preempted:
@@ -263,10 +282,12 @@ class Scheduler:
         for i in range(len(busiest.queue) - 1, -1, -1):
             task = busiest.queue[i]
             if self._allowed(task, rq.index):
+                self._update_curr(busiest, self.sim.now)
+                self.policy.dequeue(busiest, task, sleep=False)
                 del busiest.queue[i]
                 task.cpu = rq.index
-                task.vruntime_base = busiest.min_vruntime
-                self.policy.place(rq, task, wakeup=False, source=busiest)
+                self.policy.migrate(task, busiest, rq)
+                self.policy.place(rq, task, wakeup=False, new=False)
                 return task
         return None
 
@@ -290,6 +311,7 @@ class Scheduler:
         rq.locked = False
         rq.irqs_disabled = False
         if nxt is not None:
+            self.policy.set_next(rq, nxt)
             nxt.state = TaskState.RUNNING
             nxt.on_cpu = True
             nxt.cpu = rq.index

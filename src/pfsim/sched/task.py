@@ -39,7 +39,7 @@ class Task:
 
     __slots__ = ("tid", "name", "owner", "state", "usage", "freed", "cpu", "allowed_cpu",
                  "on_cpu", "preempt_notifiers", "runtime_ns", "switches_in", "data",
-                 "wake_pending", "vruntime", "vruntime_base")
+                 "wake_pending", "vruntime", "deadline", "vlag")
 
     def __init__(self, tid: int, name: str, owner: Any = None, allowed_cpu: int | None = None) -> None:
         self.tid = tid
@@ -56,8 +56,10 @@ class Task:
         self.switches_in = 0
         self.wake_pending = False
         self.vruntime = 0
-        self.vruntime_base: int | None = None
-        """min_vruntime of the queue the task left (None: new task), to carry its lag."""
+        self.deadline = 0
+        """EEVDF virtual deadline."""
+        self.vlag = 0
+        """EEVDF lag kept across a sleep or a move (the deadline at pick while it runs)."""
         self.data: Any = None  # the executor's per-task state (what the task is doing)
 
     def get(self) -> None:
