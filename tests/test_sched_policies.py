@@ -168,3 +168,30 @@ def test_tunable_scaling_is_get_update_sysctl_factor():
     assert [tunable_factor("log", n) for n in (1, 2, 3, 4, 8, 64)] == [1, 2, 2, 3, 4, 4]
     assert [tunable_factor("linear", n) for n in (1, 3, 16)] == [1, 3, 8]
     assert tunable_factor("none", 16) == 1
+
+
+def test_eevdf_place_inflates_lag_with_truncation_and_dequeue_clamps_it():
+    """place_entity with PLACE_LAG, two queued tasks (W = 2) at 10 ms and 13 ms, no current:
+    V = floor(23 / 2) = 11.5 ms.  A task with vlag -1,000,001 ns is placed with
+    div_s64(-1,000,001 x 3, 2) = -1,500,001 (toward zero; a floor would give -1,500,002):
+    vruntime 13,000,001, deadline one base slice (3 ms) later.
+
+    update_entity_lag when it leaves again, counted in V: sum 36,000,001 / 3 = 12,000,000
+    (floor), lag 12,000,000 - 13,000,001 = -1,000,001, inside the limit
+    max(2 x 3 ms, 4 ms) = 6 ms.  Moved to 30 ms ahead of the others, its lag is clamped to -6 ms.
+    """
+    from pfsim.sched.scheduler import RunQueue
+    policy = Eevdf(3 * MS, 4 * MS)
+    rq = RunQueue(0)
+    x, y, t = Task(1, "x"), Task(2, "y"), Task(3, "t")
+    x.vruntime, y.vruntime = 10 * MS, 13 * MS
+    rq.queue.extend([x, y])
+    t.vlag = -1_000_001
+    policy.place(rq, t, wakeup=True, new=False)
+    assert (t.vruntime, t.deadline) == (13_000_001, 16_000_001)
+    rq.queue.append(t)
+    policy.dequeue(rq, t, sleep=False)
+    assert t.vlag == -1_000_001
+    t.vruntime = 42 * MS
+    policy.dequeue(rq, t, sleep=False)
+    assert t.vlag == -6 * MS
