@@ -24,21 +24,35 @@ def scenario(memory: str = "256MiB", **thread) -> dict:
 
 
 def test_a_64tib_guest_is_refused_naming_guest_memory():
-    """2**34 frames * 16 bytes = 256 GiB of frame bookkeeping, plus 256 MiB of baseline."""
+    """2**34 frames * (4 refcount + 1 kind + 8 int64 free-stack bytes) = 208 GiB of frame
+    arrays: written only where used, but more address space than 24 GiB of RAM and swap."""
     config = load_config(scenario("64TiB"))
     with pytest.raises(ResourceError) as info:
-        check_resources(config, available=8 * GIB)
+        check_resources(config, available=8 * GIB, limit=24 * GIB)
     assert str(info.value) == (
-        "guest.memory: simulating this scenario needs about 256.3 GiB of memory (256.0 GiB of "
-        "it for guest.memory), more than the 8.0 GiB this machine has available; make "
-        "guest.memory smaller")
+        "guest.memory: simulating this scenario needs about 208.0 GiB of address space for the "
+        "frame tables of a 64.0 TiB guest, more than the 24.0 GiB of memory and swap this "
+        "machine has available; make guest.memory smaller")
+
+
+def test_a_guest_whose_used_frames_do_not_fit_is_refused():
+    """A 16 GiB guest writing a 16 GiB vseg: 2**22 frames * 16 bytes = 64 MiB of frame
+    bookkeeping plus (2**22 + 512) slots * 24 bytes = 96 MiB of page table (the larger term),
+    and 256 MiB of baseline: about 0.4 GiB, refused with 256 MiB available."""
+    data = scenario("16GiB")
+    data["processes"][0]["vsegs"][0]["size"] = "16GiB"
+    with pytest.raises(ResourceError) as info:
+        check_resources(load_config(data), available=256 << 20, limit=24 * GIB)
+    assert str(info.value).startswith(
+        "processes[0].vsegs[0].size: simulating this scenario needs about 0.4 GiB of memory "
+        "(0.1 GiB of it for processes[0].vsegs[0].size), more than the 0.2 GiB")
 
 
 def test_the_largest_term_names_the_key():
     threads = load_config(scenario(count=1_000_000, steps=[{"op": "exit"}]))
     assert estimate(threads).key == "processes[0].threads[0].count"
-    # 10**6 threads * (16 KiB + 2048 stack slots * 8 bytes) = 30.5 GiB
-    assert estimate(threads).key_bytes == 1_000_000 * (16 << 10) * 2
+    # 10**6 threads * (16 KiB + one 512-slot leaf of stack * 24 bytes) = 26.7 GiB
+    assert estimate(threads).key_bytes == 1_000_000 * ((16 << 10) + 512 * 24)
     zipf = load_config(scenario(steps=[{"op": "access", "addr": 0, "length": "1TiB",
                                         "pattern": "zipf", "accesses": 1}]))
     assert estimate(zipf).key == "processes[0].threads[0].steps[0].length"
@@ -80,6 +94,11 @@ def test_the_estimate_covers_the_measured_peak(kind):
     held before it (the peak counter is restarted first, so a first compile does not count)
     stays below the estimate, and the estimate is not wildly above it (at most 3x)."""
     data = scenario("8GiB")
+    if kind == "flat":  # frames and page-table leaves cost memory once used: write 4 GiB
+        data["processes"][0]["vsegs"][0]["size"] = "4GiB"
+        data["processes"][0]["threads"][0]["steps"] = [
+            {"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
+             "accesses": 1 << 20, "write_ratio": 1.0}]
     if kind == "host":
         data["hypervisor"] = {"enabled": True, "memory_limit": "4GiB"}
     if kind == "clusters":  # a 4 GiB vseg (1 M slots) in 4 page-table copies

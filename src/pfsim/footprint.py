@@ -14,13 +14,26 @@ unit                         bytes        measured on (8-16 GiB guests, numpy 2.
 guest frame, flat kernel     16           11 (refcount, kind, free stack, checks)
 guest frame, host model      +64          +43 per frame and +13 per frame of the limit
 guest frame, clusters        24           14
-vseg page (page-table slot)  8            5-6 (state, gfn, vflags)
+touched page (sparse slot)   24           10 (state, gfn, vflags), up to twice that in the
+                             (per 512)    doubling arrays, three times while they are copied
 vseg page, clusters          24 + 40 per  24 per copy with times half touched; 37 per copy when all
                              copy         are (state, gfn, four times), one copy per cluster
 zipf range page              32           25 (weights and CDF, cached per range)
 trace-step access            4            4 (dense page ids, one array per trace file)
-thread                       16 KiB       25-28 KiB with its stack's 2048 slots (task, executor)
+thread                       16 KiB       25-28 KiB with its stack's slots (task, executor)
 ===========================  ===========  ==================================================
+
+The flat kernel's page tables are sparse (:mod:`pfsim.guest.mm`): they hold the 512-slot
+leaves of the pages touched, not the vsegs' reserved ranges.  What a run touches is not known
+before it runs; the estimate takes for each vseg the smaller of its pages and the guest's
+frames (every written page needs a frame; a read-only sweep of more distinct pages than the
+guest has frames, mapped to the zero page, is the case not covered).  The cluster kernel's
+tables stay dense over each vseg (its VMM copies are arrays over the vseg's slots).
+
+The flat kernel's frame arrays are zeroed numpy arrays, which the host maps on first write,
+and frames are handed out lowest first (:mod:`pfsim.guest.memory`): only the frames a run
+uses cost memory.  The estimate bounds them by the vsegs' pages and each thread's stack limit,
+twice over (fork's copies on write), plus the kernel's reserve.
 
 plus :data:`BASELINE` for the interpreter, numpy, numba and the compiled code.
 ``tests/test_footprint.py`` measures a large case against its estimate.
@@ -41,7 +54,9 @@ BASELINE = 256 << 20
 PER_FRAME = 16
 PER_FRAME_HOST = 64
 PER_FRAME_CLUSTERS = 24
-PER_SLOT = 8
+PER_SLOT = 24
+FRAME_TABLE_BYTES = 5  # refcount and kind of every frame, plus its free-stack entry (4 or 8)
+LEAF_PAGES = 512
 PER_SLOT_CLUSTERS = 24
 PER_SLOT_COPY = 40
 PER_ZIPF_PAGE = 32
@@ -57,6 +72,8 @@ class Footprint:
     total: int
     key: str
     key_bytes: int
+    frame_tables: int = 0
+    """Address space the guest's frame arrays reserve (written only where used)."""
 
 
 def estimate(config: Config) -> Footprint:
@@ -72,15 +89,26 @@ def estimate(config: Config) -> Footprint:
         terms[key] = terms.get(key, 0) + size
 
     per_frame = PER_FRAME_CLUSTERS if clusters else PER_FRAME
-    add("guest.memory", frames * per_frame)
+    used = frames
+    if not clusters:  # frames above the watermark are never written (mapped lazily)
+        mapped = sum(-(-vseg.size // PAGE_SIZE) for proc in config.processes
+                     for vseg in proc.vsegs)
+        stacks = sum(group.count for proc in config.processes for group in proc.threads
+                     if group.stack) * (STACK_RESERVE // PAGE_SIZE)
+        used = min(frames, guest.mm.kernel_reserved // PAGE_SIZE + 2 * (mapped + stacks))
+    add("guest.memory", used * per_frame)
     if config.hypervisor.enabled:
         add("guest.memory", frames * PER_FRAME_HOST)
     for p, proc in enumerate(config.processes):
         for v, vseg in enumerate(proc.vsegs):
             reserve = max(vseg.size, vseg.stack_max if vseg.type == "stack" else 0)
-            add(f"processes[{p}].vsegs[{v}].size", -(-reserve // PAGE_SIZE) * per_slot)
+            pages = -(-reserve // PAGE_SIZE)
+            if not clusters:  # sparse: at most the touched leaves
+                pages = min(pages, frames) + LEAF_PAGES
+            add(f"processes[{p}].vsegs[{v}].size", pages * per_slot)
         for t, group in enumerate(proc.threads):
-            stack = STACK_RESERVE // PAGE_SIZE * per_slot if group.stack else 0
+            stack_pages = STACK_RESERVE // PAGE_SIZE if clusters else LEAF_PAGES
+            stack = stack_pages * per_slot if group.stack else 0
             add(f"processes[{p}].threads[{t}].count", group.count * (PER_THREAD + stack))
             for key, pages in _zipf_ranges(proc, group.steps, f"processes[{p}].threads[{t}]"):
                 add(key, pages * PER_ZIPF_PAGE)
@@ -88,7 +116,8 @@ def estimate(config: Config) -> Footprint:
                 add(key, accesses * PER_TRACE_ACCESS)
     add("hypervisor.host_tasks", config.hypervisor.host_tasks * PER_THREAD)
     key = max(terms, key=lambda k: terms[k])
-    return Footprint(BASELINE + sum(terms.values()), key, terms[key])
+    tables = frames * (FRAME_TABLE_BYTES + (4 if frames <= 1 << 31 else 8))
+    return Footprint(BASELINE + sum(terms.values()), key, terms[key], tables)
 
 
 def _zipf_ranges(proc: Any, steps: list[Any], where: str) -> list[tuple[str, int]]:
@@ -144,13 +173,32 @@ def available_memory() -> int | None:
     return available
 
 
-def check_resources(config: Config, available: int | None = None) -> Footprint:
-    """Refuse ``config`` when its estimate exceeds the memory available.
+def commit_limit() -> int | None:
+    """Memory plus swap (MemTotal + SwapTotal): with Linux's default heuristic overcommit an
+    allocation larger than that is refused outright; None where /proc/meminfo is unreadable."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        return (int(fields["MemTotal"].split()[0]) + int(fields["SwapTotal"].split()[0])) * 1024
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def check_resources(config: Config, available: int | None = None,
+                    limit: int | None = None) -> Footprint:
+    """Refuse ``config`` when its estimate exceeds the memory available, or its frame arrays
+    exceed the machine's memory and swap (``limit``) even though they are written lazily.
 
     Raises:
         ResourceError: one line with the estimate, the driving key and what is available.
     """
     footprint = estimate(config)
+    limit = commit_limit() if limit is None else limit
+    if limit is not None and footprint.frame_tables > limit:
+        raise ResourceError(
+            f"guest.memory: simulating this scenario needs about {_gib(footprint.frame_tables)} "
+            f"of address space for the frame tables of a {_gib(config.guest.memory)} guest, "
+            f"more than the {_gib(limit)} of memory and swap this machine has available; make "
+            "guest.memory smaller")
     available = available_memory() if available is None else available
     if available is not None and footprint.total > available:
         raise ResourceError(

@@ -53,7 +53,7 @@ class ClusterMem(PhysMem):
         self.kind[ZERO_GFN] = ZERO
         # the flat free stack stays empty: every allocation goes through a bank
         self.free_stack = np.zeros(0, dtype=np.int32)
-        self.nfree[0] = 0
+        self.nfree[0], self.nfree[1] = 0, nframes  # and no never-used frames above a watermark
 
     @property
     def free_frames(self) -> int:

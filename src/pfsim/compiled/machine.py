@@ -424,9 +424,13 @@ def _alloc(m):
     if n == 0:
         fail(m, S.ERR_UNSUPPORTED, 4)
         return -1
-    n -= 1
-    m.gnfree[0] = n
-    gfn = m.gfree[n]
+    stacked = n - (m.gkind.shape[0] - m.gnfree[1])  # PhysMem.alloc: freed frames first
+    if stacked > 0:
+        gfn = np.int64(m.gfree[stacked - 1])
+    else:
+        gfn = m.gnfree[1]
+        m.gnfree[1] = gfn + 1
+    m.gnfree[0] = n - 1
     m.gkind[gfn] = ANON
     m.refcount[gfn] = 1
     m.g[S.G_ALLOCATED] += 1
@@ -956,7 +960,7 @@ def _exit_process(m, proc):
         if m.refcount[gfn] == 0:
             m.gkind[gfn] = 0
             n = m.gnfree[0]
-            m.gfree[n] = gfn
+            m.gfree[n - (m.gkind.shape[0] - m.gnfree[1])] = gfn
             m.gnfree[0] = n + 1
     for slot in range(first, first + m.pr[S.PR_NSLOTS, proc]):
         m.mgfn[slot] = -1

@@ -136,21 +136,7 @@ class CompiledRun:
         ntask = ng + len(host_tasks)
         self.guest_tasks, self.host_tasks, self.ng = guest_tasks, host_tasks, ng
         task_ids = {id(t): i for i, t in enumerate([*guest_tasks, *host_tasks])}
-        # page tables of every process, concatenated; each mm now views its part
-        bases, total = [], 0
-        for p in processes:
-            bases.append(total)
-            total += len(p.mm.state)
-        mstate = np.zeros(total, dtype=np.uint8)
-        mgfn = np.full(total, -1, dtype=np.int32)
-        mvflags = np.zeros(total, dtype=np.uint8)
-        for p, base in zip(processes, bases, strict=True):
-            n = len(p.mm.state)
-            mstate[base:base + n] = p.mm.state
-            mgfn[base:base + n] = p.mm.gfn
-            mvflags[base:base + n] = p.mm.vflags
-            p.mm.state, p.mm.gfn, p.mm.vflags = (mstate[base:base + n], mgfn[base:base + n],
-                                                 mvflags[base:base + n])
+        bases, (mstate, mgfn, mvflags) = _gather_tables(processes)
         self.slot_base = {id(p): b for p, b in zip(processes, bases, strict=True)}
         # steps and chunk buffers
         steps: list[list[int]] = []
@@ -177,7 +163,7 @@ class CompiledRun:
                 else:
                     steps.append([S.STEP_SLEEP, step.duration, S.NONE, 1, -1, -1])
         steps_arr = np.array(steps if steps else [[0] * S.ST_FIELDS], dtype=np.int64)
-        cslots = np.zeros((max(1, nbuf), CHUNK), dtype=np.int32)
+        cslots = np.zeros((max(1, nbuf), CHUNK), dtype=np.int64)
         cwrites = np.zeros((max(1, nbuf), CHUNK), dtype=np.bool_)
         clen = np.zeros(max(1, nbuf), dtype=np.int64)
         ev, heap, evfree, hg = new_heap(1 << 14)
@@ -350,10 +336,32 @@ class CompiledRun:
             return
         buf = int(m.steps[row, S.ST_BUF0 if chunk % 2 == 0 else S.ST_BUF1])
         pages, stores = stream.next_chunk(n)
-        slots = texec.process.mm.slots_of(pages + base_vpn)
+        mm = texec.process.mm
+        slots = mm.slots_of(pages + base_vpn)
+        if mm.state.base is not m.mstate:  # its table outgrew its part: gather them again
+            self._regather()
+            m = self.m
         m.cslots[buf, :n] = np.where(slots >= 0, slots + self.slot_base[id(texec.process)], -1)
         m.cwrites[buf, :n] = stores
         m.clen[buf] = n
+
+    def _regather(self) -> None:
+        """Concatenate the page tables again after one grew (new leaves allocated by a chunk's
+        translation), moving the slots already in the chunk buffers to the new bases."""
+        m = self.m
+        bases, (mstate, mgfn, mvflags) = _gather_tables(self.processes)
+        moved = {id(p): new - self.slot_base[id(p)] for p, new in zip(self.processes, bases,
+                                                                       strict=True)}
+        for row, (_stream, _base, texec, _count) in self.streams.items():
+            shift = moved[id(texec.process)]
+            for column in (S.ST_BUF0, S.ST_BUF1):
+                buffer = m.cslots[int(m.steps[row, column])]
+                buffer[buffer >= 0] += shift
+        for k, p in enumerate(self.processes):
+            m.pr[S.PR_SLOT0, k], m.pr[S.PR_NSLOTS, k] = bases[k], len(p.mm.state)
+        self.slot_base = {id(p): b for p, b in zip(self.processes, bases, strict=True)}
+        self.m = m._replace(mstate=mstate, mgfn=mgfn, mvflags=mvflags)
+        self.view = View(self.m)
 
     def run(self, progress: Callable[[int], None] | None = None) -> None:
         m = self.m
@@ -368,6 +376,7 @@ class CompiledRun:
             if m.g[S.G_NREQ]:
                 for i in range(int(m.g[S.G_NREQ])):
                     self._fill(int(m.creq[i, 1]), int(m.creq[i, 2]))
+                m = self.m  # a fill may have gathered the page tables again
                 m.g[S.G_NREQ] = 0
                 serviced = True
             if 2 * m.hg[H_SIZE] > m.heap.shape[0]:
@@ -419,6 +428,26 @@ class CompiledRun:
             from pfsim.errors import InvariantViolation
 
             raise InvariantViolation(f"compiled core at {int(m.hg[H_NOW])} ns: {detail}")
+
+
+def _gather_tables(processes: list[Any]) -> tuple[list[int], tuple[np.ndarray, ...]]:
+    """The page tables of every process, concatenated (each mm now views its part, so a leaf
+    allocated within its capacity lands in the concatenation); (bases, arrays)."""
+    bases, total = [], 0
+    for p in processes:
+        bases.append(total)
+        total += len(p.mm.state)
+    mstate = np.zeros(total, dtype=np.uint8)
+    mgfn = np.full(total, -1, dtype=np.int64)
+    mvflags = np.zeros(total, dtype=np.uint8)
+    for p, base in zip(processes, bases, strict=True):
+        n = len(p.mm.state)
+        mstate[base:base + n] = p.mm.state
+        mgfn[base:base + n] = p.mm.gfn
+        mvflags[base:base + n] = p.mm.vflags
+        p.mm.state, p.mm.gfn, p.mm.vflags = (mstate[base:base + n], mgfn[base:base + n],
+                                             mvflags[base:base + n])
+    return bases, (mstate, mgfn, mvflags)
 
 
 def _opt(value: int | None) -> int:

@@ -460,9 +460,9 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
             if vseg.name in vsegs:
                 problem(f"{vw}.name", f"duplicate vseg name {shown(vseg.name)}")
             vsegs[vseg.name] = vseg
-            if vseg.size > guest.memory:
-                problem(f"{vw}.size",
-                        f"{vseg.size} bytes is larger than guest.memory ({guest.memory})")
+            if vseg.size > USER_SPACE:  # mmap's overcommit: bounded by the address space
+                problem(f"{vw}.size", f"{vseg.size} bytes is larger than the user address "
+                        "space (128TiB)")
             if vseg.base is not None and vseg.base % PAGE_SIZE:
                 problem(f"{vw}.base", "must be page aligned (a multiple of 4KiB)")
             if vseg.type == "stack" and vseg.stack_max < vseg.size:

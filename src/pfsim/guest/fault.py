@@ -377,9 +377,9 @@ class FaultHandler:
         whose PTE is none, read-only (``set_pte_range``); returns how many were mapped."""
         file = vma.file
         assert file is not None
-        s0 = vma.slot(vma.start) + (first - vma.pgoff)
-        s1 = s0 + (last - first)
-        state = mm.state[s0:s1]
+        # the pages' slots: contiguous only within a 512-slot leaf of the sparse table
+        span = mm.slots_of(np.arange(last - first), (vma.start >> PAGE_SHIFT) + first - vma.pgoff)
+        state = mm.state[span]
         frames = file.frame[first:last]
         todo = ((state & (PTE_PRESENT | PTE_NOVMA)) == 0) & (frames >= 0)
         if allowed is not None:
@@ -387,7 +387,7 @@ class FaultHandler:
         count = int(np.count_nonzero(todo))
         if count == 0:
             return 0
-        slots = np.nonzero(todo)[0] + s0
+        slots = span[todo]
         new = frames[todo]
         old = mm.gfn[slots]
         for gfn in old[(old >= 0) & (old != ZERO_GFN)].tolist():  # stale entries (rare)

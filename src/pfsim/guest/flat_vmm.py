@@ -40,10 +40,6 @@ if TYPE_CHECKING:
     from pfsim.guest.steps import TaskExec
 
 
-def _slots(vma: Vma) -> slice:
-    return slice(vma.slot_base, vma.slot_base + vma.nslots)
-
-
 class FlatVmm(Vmm):
     """The flat kernel's VMM.
 
@@ -66,9 +62,11 @@ class FlatVmm(Vmm):
 
     def release_process(self, process: Process) -> None:
         mm = process.mm
-        self.kernel.mem.put_many(mm.gfn[mm.gfn >= 0])
-        mm.gfn[:] = -1
-        mm.state[:] = np.where(mm.state & 0x10, mm.state, 0)
+        used = mm.used_slots()
+        gfn, state = mm.gfn[used], mm.state[used]
+        self.kernel.mem.put_many(gfn[gfn >= 0])
+        gfn[:] = -1
+        state[:] = np.where(state & PTE_NOVMA, state, 0)
         mm.rss = 0
 
     def thread_exit(self, texec: TaskExec) -> None:
@@ -78,17 +76,18 @@ class FlatVmm(Vmm):
         """copy_page_range: share every present page; write-protect private writable ones."""
         kernel = self.kernel
         parent_mm, mm = texec.process.mm, child.mm
-        present = (mm.state & PTE_PRESENT) != 0
+        used = mm.used_slots()
+        present = (mm.state[used] & PTE_PRESENT) != 0
         protected = 0
         for vma in mm.vmas:
             if vma.shared:
                 continue
-            sl = _slots(vma)
-            writable = present[sl] & ((mm.state[sl] & PTE_WRITE) != 0)
-            protected += int(np.count_nonzero(writable))
-            mm.state[sl][writable] &= ~np.uint8(PTE_WRITE)
-            parent_mm.state[sl][writable] &= ~np.uint8(PTE_WRITE)
-        frames = mm.gfn[present]
+            sl = mm.vma_slots(vma)
+            writable = sl[present[sl] & ((mm.state[sl] & PTE_WRITE) != 0)]
+            protected += int(writable.size)
+            mm.state[writable] &= ~np.uint8(PTE_WRITE)
+            parent_mm.state[writable] &= ~np.uint8(PTE_WRITE)
+        frames = mm.gfn[used][present]
         frames = frames[frames != ZERO_GFN]
         np.add.at(kernel.mem.refcount, frames, 1)
         mm.rss = int(frames.size)
@@ -113,7 +112,7 @@ class FlatVmm(Vmm):
     def _unmap(self, mm: AddressSpace, vma: Vma, keep: bool) -> None:
         """Drop every page of ``vma``; without ``keep`` the VMA itself goes (nothing valid
         remains: later accesses are SEGV_MAPERR)."""
-        sl = _slots(vma)
+        sl = mm.vma_slots(vma)
         frames = mm.gfn[sl]
         mm.rss -= self.kernel.mem.put_many(frames[frames >= 0])
         mm.gfn[sl] = -1
@@ -188,22 +187,24 @@ class FlatVmm(Vmm):
         drops them); then the frame allocator's own checks."""
         kernel = self.kernel
         mem = kernel.mem
-        expected = np.zeros(mem.nframes, dtype=np.int64)
+        used = mem.watermark  # no frame from here up was ever allocated
+        expected = np.zeros(used, dtype=np.int64)
         for process in kernel.processes:
             if process.alive:
-                frames = process.mm.gfn[(process.mm.state & 0x01) != 0]
+                slots = process.mm.used_slots()
+                frames = process.mm.gfn[slots][(process.mm.state[slots] & PTE_PRESENT) != 0]
                 np.add.at(expected, frames[frames != 0], 1)
         for file in kernel.files.values():
             cached = file.frame[file.frame >= 0]
             np.add.at(expected, cached, 1)
-        cache = mem.kind == PAGECACHE  # a frame being read in is not in its file yet: >=
-        bad = (((mem.kind == ANON) & (mem.refcount != expected))
-               | (cache & (mem.refcount < expected)))
+        kind, refcount = mem.kind[:used], mem.refcount[:used]
+        cache = kind == PAGECACHE  # a frame being read in is not in its file yet: >=
+        bad = (((kind == ANON) & (refcount != expected)) | (cache & (refcount < expected)))
         if bad.any():
             frame = int(np.argmax(bad))
-            raise InvariantViolation(f"frame {frame}: refcount {int(mem.refcount[frame])}, "
+            raise InvariantViolation(f"frame {frame}: refcount {int(refcount[frame])}, "
                                      f"{int(expected[frame])} mappings and cache references")
-        if np.any(expected[mem.kind == FREE]):
+        if np.any(expected[kind == FREE]):
             raise InvariantViolation("a free frame is still mapped")
         mem.check()
 

@@ -10,7 +10,6 @@ Each step runs at the current simulated time; the calling thread is charged its 
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any
 
 from pfsim.engine import Priority
@@ -25,16 +24,7 @@ if TYPE_CHECKING:
 
 def clone_address_space(mm: AddressSpace) -> AddressSpace:
     """A new address space with copies of ``mm``'s VMAs and page-table arrays."""
-    child = AddressSpace()
-    child.vmas = [copy.copy(vma) for vma in mm.vmas]
-    child.state = mm.state.copy()
-    child.gfn = mm.gfn.copy()
-    child.vflags = mm.vflags.copy()
-    child.rss = mm.rss
-    child._starts = mm._starts.copy()
-    child._ends = mm._ends.copy()
-    child._bases = mm._bases.copy()
-    return child
+    return mm.clone()
 
 
 def _nothing() -> None:

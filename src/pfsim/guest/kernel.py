@@ -19,7 +19,7 @@ from pfsim.errors import ConfigError
 from pfsim.guest.executor import TaskExec, VcpuExecutor
 from pfsim.guest.fault import FaultHandler
 from pfsim.guest.fork import ProcessOps
-from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, AddressSpace, Vma
+from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
 from pfsim.guest.process import Process
 from pfsim.guest.readahead import Folio, RaState
@@ -96,7 +96,7 @@ class GuestKernel:
         ``processes``; its threads are not yet runnable."""
         pid = self._next_pid
         self._next_pid += 1
-        mm = AddressSpace()
+        mm = AddressSpace(dense=self.vmm.dense_page_tables)
         process = Process(pid=pid, name=proc.name, mm=mm, started_ns=self.sim.now)
         where = f"processes[{self.config.processes.index(proc)}]"
         layout = {"code": CODE_BASE, "mmap": MMAP_BASE, "stack": STACK_TOP}
@@ -138,6 +138,9 @@ class GuestKernel:
                 start = layout["mmap"]
                 layout["mmap"] = start + size + PAGE_SIZE
             end, reserve = start + size, start
+        if end > TASK_SIZE_MAX + PAGE_SIZE:
+            raise ConfigError(f"{where}.size", f"vseg {vseg.name!r} ends at {end:#x}, above the "
+                              "user address space (128TiB, 0x800000000000)")
         clash = process.mm.overlaps(reserve, end)
         if clash is not None:
             raise ConfigError(f"{where}.base", f"vseg {vseg.name!r} overlaps vseg {clash.name!r}")

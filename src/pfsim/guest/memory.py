@@ -4,6 +4,13 @@ Frame kinds (FREE, ANON, PAGECACHE, ZERO, KERNEL) are in :mod:`pfsim.machine.fra
 Frame 0 is the shared zero page; the first ``kernel_reserved`` bytes belong to the kernel.
 A frame's ``refcount`` counts its mappings plus one for the page cache when it holds a file
 page; it returns to the free stack at zero.
+
+Frames are handed out lowest first, so the frames at and above a *watermark* (``nfree[1]``) have
+never been used: they are free without being on the stack, and the arrays are only written
+below the watermark.  numpy's zeroed arrays are mapped lazily by the host kernel, so a 1 TiB
+guest that uses 1 GiB holds about 1 GiB of frame bookkeeping in RAM, and the end-of-run check
+reads only the frames below the watermark.  The pop order is the one of a stack initialised
+with every frame (freed frames first, last freed first, then never-used frames upwards).
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ import numpy as np
 
 from pfsim.errors import InvariantViolation
 from pfsim.machine.frames import ANON, FREE, KERNEL, PAGECACHE, ZERO, ZERO_GFN
+
+
+PUT_BATCH = 1 << 16
 
 
 class PhysMem:
@@ -31,11 +41,22 @@ class PhysMem:
         self.kind[:reserved] = KERNEL
         self.kind[ZERO_GFN] = ZERO
         self.refcount[:reserved] = 1
-        # the free stack pops low frame numbers first (deterministic, readable in tests)
-        self.free_stack = np.arange(nframes - 1, reserved - 1, -1, dtype=np.int32)
-        self.nfree = np.array([nframes - reserved], dtype=np.int64)
-        """Free-stack height as a one-element array, so compiled code can pop frames in place."""
+        # frames freed after use; never-used frames (from the watermark up) are not on it
+        self.free_stack = np.zeros(nframes - reserved,
+                                   dtype=np.int32 if nframes <= 1 << 31 else np.int64)
+        self.nfree = np.array([nframes - reserved, reserved], dtype=np.int64)
+        """[free frames, watermark] (an array, so compiled code updates them in place): the
+        stack holds ``nfree[0] - (nframes - nfree[1])`` frames."""
         self.allocated_total = 0
+
+    @property
+    def watermark(self) -> int:
+        """Frames from here up have never been allocated (and are free)."""
+        return int(self.nfree[1])
+
+    def _stacked(self) -> int:
+        """Frames on the free stack."""
+        return int(self.nfree[0]) - (self.nframes - int(self.nfree[1]))
 
     @property
     def free_frames(self) -> int:
@@ -43,16 +64,21 @@ class PhysMem:
 
     @property
     def user_frames(self) -> int:
-        return int(np.count_nonzero((self.kind == ANON) | (self.kind == PAGECACHE)))
+        kind = self.kind[:self.watermark]
+        return int(np.count_nonzero((kind == ANON) | (kind == PAGECACHE)))
 
     def alloc(self, kind: int) -> int:
         """Take a free frame for ``kind`` (ANON or PAGECACHE) with refcount 1; -1 when none."""
         n = int(self.nfree[0])
         if n == 0:
             return -1
-        n -= 1
-        self.nfree[0] = n
-        gfn = int(self.free_stack[n])
+        stacked = self._stacked()
+        if stacked > 0:
+            gfn = int(self.free_stack[stacked - 1])
+        else:
+            gfn = int(self.nfree[1])
+            self.nfree[1] = gfn + 1
+        self.nfree[0] = n - 1
         self.kind[gfn] = kind
         self.refcount[gfn] = 1
         self.allocated_total += 1
@@ -74,16 +100,20 @@ class PhysMem:
         self.refcount[gfn] -= 1
         if self.refcount[gfn] == 0:
             self.kind[gfn] = FREE
-            n = int(self.nfree[0])
-            self.free_stack[n] = gfn
-            self.nfree[0] = n + 1
+            self.free_stack[self._stacked()] = gfn
+            self.nfree[0] += 1
 
     def put_many(self, gfns: np.ndarray) -> int:
         """:meth:`put` of each of ``gfns`` in order, vectorized (teardown of a whole range).
 
         A frame is freed by its last reference, so freed frames join the free stack in the
         order of their last occurrence in ``gfns``, as one :meth:`put` after another would
-        leave them.  Returns how many of ``gfns`` were user frames (not the zero page)."""
+        leave them.  Returns how many of ``gfns`` were user frames (not the zero page).
+        A long run is done in pieces of :data:`PUT_BATCH` (the same as one piece after the
+        other), so the temporaries of a teardown stay a few MiB."""
+        if len(gfns) > PUT_BATCH:
+            return sum(self.put_many(gfns[i:i + PUT_BATCH])
+                       for i in range(0, len(gfns), PUT_BATCH))
         gfns = np.asarray(gfns, dtype=np.int64)
         gfns = gfns[(self.kind[gfns] != ZERO) & (self.kind[gfns] != KERNEL)]
         if gfns.size == 0:
@@ -99,15 +129,21 @@ class PhysMem:
         order = np.argsort(last[freed], kind="stable")
         frames = backwards[freed][order]
         self.kind[frames] = FREE
-        n = int(self.nfree[0])
+        n = self._stacked()
         self.free_stack[n:n + frames.size] = frames
-        self.nfree[0] = n + frames.size
+        self.nfree[0] += frames.size
         return int(gfns.size)
 
     def check(self) -> None:
-        """Frames allocated + free == all user frames; free frames have no references."""
-        free = self.kind == FREE
-        if int(np.count_nonzero(free)) != self.free_frames:
+        """Frames allocated + free == all user frames; free frames have no references
+        (O(frames below the watermark): the frames above it were never touched)."""
+        used = self.watermark
+        free = self.kind[:used] == FREE
+        stacked = self.free_stack[:self._stacked()]
+        if (int(np.count_nonzero(free)) + self.nframes - used != self.free_frames
+                or stacked.size != np.count_nonzero(free)
+                or (stacked.size and not np.all(free[stacked]))):
             raise InvariantViolation("free-stack size differs from frames marked free")
-        if np.any(self.refcount[free] != 0) or np.any(self.refcount[~free] <= 0):
+        refcount = self.refcount[:used]
+        if np.any(refcount[free] != 0) or np.any(refcount[~free] <= 0):
             raise InvariantViolation("frame reference counts inconsistent with allocation")

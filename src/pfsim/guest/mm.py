@@ -1,16 +1,34 @@
-"""Address spaces: VMAs (vsegs) and a page table stored as flat numpy arrays.
+"""Address spaces: VMAs (vsegs) and a sparse page table stored as flat numpy arrays.
 
-Each VMA reserves a run of *slots* in its address space's arrays, one per page it covers or
-may cover (a stack reserves its whole rlimit below its top).  A slot holds PTE flag bits
-(``state``) and the frame it maps (``gfn``); the bits are in :mod:`pfsim.machine.pte`.  Access
-streams are translated once from page numbers to slots, so the per-access check is two array
-reads in compiled code.
+A *slot* holds one page's PTE flag bits (``state``), the frame it maps (``gfn``, int64) and
+the flags of its VMA (``vflags``); the bits are in :mod:`pfsim.machine.pte`.  Access streams
+are translated once from page numbers to slots, so the per-access check in compiled code is
+two array reads.
+
+Slots come in *leaves* of 512 (one x86-64 page-table page, 2 MiB of address space), allocated
+when a page of the leaf is first translated (an access stream, a fault, a syscall's range), as
+the kernel allocates a PTE page in ``__pte_alloc`` (mm/memory.c, Linux 6.6) on the first fault
+below a PMD entry.  A leaf belongs to one VMA and covers 512 pages from the VMA's
+``reserve_start`` on (not from a 2 MiB boundary as the hardware's tables: a leaf never spans two
+VMAs, so its VMA flags are uniform), keyed ``(vma.key << 26) | leaf``: 2**26 leaves of 2 MiB are the 128 TiB
+of user space, so one VMA can span it all.  The directory from keys to leaves is a sorted
+int64 array (vectorized lookups with ``np.searchsorted``; the few missing keys of a chunk are
+inserted with one ``np.insert``) plus a dict for the scalar lookups of the fault path.  The
+slot arrays grow by doubling, so memory is O(touched leaves) + O(VMAs), adding a VMA is O(1)
+amortized (no slot is reserved for it), and a 1 TiB ``mmap`` that touches 1 GiB holds 512
+leaves.  A dense index per VMA (one entry per 2 MiB) was the alternative: O(1) lookups, but
+512 MiB for one 128 TiB VMA, where the directory costs nothing until pages are touched.
+
+The cluster kernel's VMM copies (:mod:`pfsim.cluster.gpt`) index their own dense arrays by
+slot and need each VMA's slots contiguous: an address space built with ``dense=True``
+allocates all leaves of a VMA when it is added (``vma.slot_base`` is then its first slot).
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,7 +62,10 @@ class Vma:
 
     Attributes:
         start, end: byte range [start, end) today (a stack's start moves down as it grows).
-        reserve_start: lowest byte the VMA may ever cover (its slot 0).
+        reserve_start: lowest byte the VMA may ever cover (its page 0).
+        slot_base: first slot of a dense address space's VMA (its slots are contiguous);
+            -1 in a sparse one, where :meth:`slot` asks the address space's directory.
+        key: the VMA's number in its address space (the high bits of its leaves' keys).
     """
 
     name: str
@@ -62,6 +83,8 @@ class Vma:
     stack_max: int
     advice: str = "normal"
     """madvise() advice: normal, random (VM_RAND_READ) or sequential (VM_SEQ_READ)."""
+    key: int = -1
+    table: AddressSpace | None = field(default=None, repr=False, compare=False)
 
     @property
     def anonymous(self) -> bool:
@@ -80,7 +103,12 @@ class Vma:
         return (self.end - self.reserve_start) >> PAGE_SHIFT
 
     def slot(self, addr: int) -> int:
-        return self.slot_base + ((addr - self.reserve_start) >> PAGE_SHIFT)
+        """The slot of the page holding ``addr`` (in the reserved range), its leaf allocated
+        on first use."""
+        if self.slot_base >= 0:
+            return self.slot_base + ((addr - self.reserve_start) >> PAGE_SHIFT)
+        assert self.table is not None
+        return self.table.vma_slot(self, (addr - self.reserve_start) >> PAGE_SHIFT)
 
     def file_page(self, addr: int) -> int:
         return self.pgoff + ((addr - self.start) >> PAGE_SHIFT)
@@ -95,54 +123,145 @@ class Vma:
         return PTE_PRESENT | (PTE_WRITE if self.writable else 0) | (PTE_EXEC if self.executable else 0)
 
 
-class AddressSpace:
-    """The ``mm_struct`` of a process: its VMAs and its page table arrays."""
+LEAF_SHIFT = 9
+LEAF = 1 << LEAF_SHIFT
+"""Slots per leaf: the 512 PTEs of one x86-64 page-table page."""
+KEY_SHIFT = 26
+"""Bits of a leaf's number inside its VMA (2**26 leaves of 2 MiB: 128 TiB)."""
+_LEAF_PAGES = np.arange(LEAF, dtype=np.int64)
 
-    def __init__(self) -> None:
+
+class AddressSpace:
+    """The ``mm_struct`` of a process: its VMAs and its page table arrays.
+
+    Args:
+        dense: allocate every leaf of a VMA when it is added, contiguously (the cluster
+            kernel's layout); by default leaves are allocated on first use.
+    """
+
+    def __init__(self, dense: bool = False) -> None:
         self.vmas: list[Vma] = []
+        self.dense = dense
         self.state = np.zeros(0, dtype=np.uint8)
-        self.gfn = np.full(0, -1, dtype=np.int32)
+        self.gfn = np.full(0, -1, dtype=np.int64)
         self.vflags = np.zeros(0, dtype=np.uint8)
+        """Slot arrays, as long as their capacity; slots past ``nleaves * LEAF`` are unused
+        (state 0, gfn -1).  They may be views of a larger run's arrays (the compiled core)."""
         self.rss = 0  # resident pages mapped by this mm (zero page excluded)
-        self._starts = np.zeros(0, dtype=np.int64)
+        self.nleaves = 0
+        self._starts = np.zeros(0, dtype=np.int64)  # reserve_start page of each VMA, sorted
         self._ends = np.zeros(0, dtype=np.int64)
-        self._bases = np.zeros(0, dtype=np.int64)
+        self._keys_of = np.zeros(0, dtype=np.int64)  # vma.key, in the same order
+        self._by_key: dict[int, Vma] = {}
+        self._leaf_keys = np.zeros(0, dtype=np.int64)  # sorted
+        self._leaf_blocks = np.zeros(0, dtype=np.int64)
+        self._leaf_of: dict[int, int] = {}
+
+    @property
+    def nslots(self) -> int:
+        """Slots in use (allocated leaves times 512)."""
+        return self.nleaves * LEAF
 
     def add_vma(self, vma: Vma) -> None:
-        """Append ``vma``'s slots; slots below its start (stack room) are marked outside.
-
-        The slot arrays grow by doubling (``state``, ``gfn`` and ``vflags`` are views of
-        larger buffers), so adding n VMAs costs O(total slots), not O(n * total slots).
-        """
-        vma.slot_base = n = len(self.state)
-        self._reserve(n + vma.nslots)
-        self.state = self._buffers[0][: n + vma.nslots]
-        self.gfn = self._buffers[1][: n + vma.nslots]
-        self.vflags = self._buffers[2][: n + vma.nslots]
-        self.state[n:] = 0
-        self.state[n: n + ((vma.start - vma.reserve_start) >> PAGE_SHIFT)] = PTE_NOVMA
-        self.gfn[n:] = -1
-        self.vflags[n:] = vma.vm_flags()
+        """Add ``vma`` (no slot is allocated for it unless the address space is dense)."""
+        vma.key = len(self._by_key)
+        vma.table = self
+        self._by_key[vma.key] = vma
         index = bisect.bisect_right(self.vmas, vma.start, key=lambda v: v.start)
         self.vmas.insert(index, vma)
         self._starts = np.insert(self._starts, index, vma.reserve_start >> PAGE_SHIFT)
         self._ends = np.insert(self._ends, index, vma.end >> PAGE_SHIFT)
-        self._bases = np.insert(self._bases, index, vma.slot_base)
+        self._keys_of = np.insert(self._keys_of, index, vma.key)
+        if self.dense:
+            leaves = -(-vma.nslots // LEAF)
+            vma.slot_base = self.nleaves * LEAF
+            self._allocate((vma.key << KEY_SHIFT) + np.arange(leaves, dtype=np.int64))
+        else:
+            vma.slot_base = -1
 
-    def _reserve(self, size: int) -> None:
-        """Make the slot buffers hold at least ``size`` slots, keeping the current contents
-        (the arrays may have been replaced by copies, e.g. in a forked address space)."""
-        buffers = getattr(self, "_buffers", None)
-        if (buffers is not None and buffers[0].size >= size and self.state.base is buffers[0]
-                and self.gfn.base is buffers[1] and self.vflags.base is buffers[2]):
+    def clone(self) -> AddressSpace:
+        """A copy with copies of the VMAs and of the page table (fork's ``dup_mm``)."""
+        child = AddressSpace(self.dense)
+        child.vmas = [copy.copy(vma) for vma in self.vmas]
+        for vma in child.vmas:
+            vma.table = child
+            child._by_key[vma.key] = vma
+        child.state, child.gfn, child.vflags = self.state.copy(), self.gfn.copy(), self.vflags.copy()
+        child.rss, child.nleaves = self.rss, self.nleaves
+        child._starts, child._ends = self._starts.copy(), self._ends.copy()
+        child._keys_of = self._keys_of.copy()
+        child._leaf_keys, child._leaf_blocks = self._leaf_keys.copy(), self._leaf_blocks.copy()
+        child._leaf_of = dict(self._leaf_of)
+        return child
+
+    # ------------------------------------------------------------------ leaves
+
+    def _grow(self, size: int) -> None:
+        """Make the slot arrays hold at least ``size`` slots (doubling), keeping them."""
+        capacity = len(self.state)
+        if capacity >= size:
             return
-        n = len(self.state)
-        capacity = max(size, 2 * n, 1024)
-        fresh = (np.zeros(capacity, dtype=np.uint8), np.full(capacity, -1, dtype=np.int32),
-                 np.zeros(capacity, dtype=np.uint8))
-        for buffer, current in zip(fresh, (self.state, self.gfn, self.vflags), strict=True):
-            buffer[:n] = current
-        self._buffers = fresh
+        capacity = max(size, 2 * capacity, 4 * LEAF)
+        state = np.zeros(capacity, dtype=np.uint8)
+        gfn = np.full(capacity, -1, dtype=np.int64)
+        vflags = np.zeros(capacity, dtype=np.uint8)
+        n = self.nslots
+        state[:n], gfn[:n], vflags[:n] = self.state[:n], self.gfn[:n], self.vflags[:n]
+        self.state, self.gfn, self.vflags = state, gfn, vflags
+
+    def _allocate(self, keys: np.ndarray) -> None:
+        """Allocate one leaf for each of ``keys`` (sorted, distinct, none allocated yet):
+        ``__pte_alloc``.  Its pages below the VMA's start or at and above its end are
+        marked outside the VMA (PTE_NOVMA)."""
+        first, count = self.nleaves, len(keys)
+        self._grow((first + count) * LEAF)
+        blocks = np.arange(first, first + count, dtype=np.int64)
+        at = np.searchsorted(self._leaf_keys, keys)
+        self._leaf_keys = np.insert(self._leaf_keys, at, keys)
+        self._leaf_blocks = np.insert(self._leaf_blocks, at, blocks)
+        self._leaf_of.update(zip(keys.tolist(), blocks.tolist(), strict=True))
+        self.nleaves = first + count
+        state = self.state[first * LEAF:(first + count) * LEAF].reshape(count, LEAF)
+        vflags = self.vflags[first * LEAF:(first + count) * LEAF].reshape(count, LEAF)
+        owners = keys >> KEY_SHIFT
+        for key in np.unique(owners).tolist():
+            vma = self._by_key[key]
+            rows = np.flatnonzero(owners == key)
+            pages = ((keys[rows] & ((1 << KEY_SHIFT) - 1)) << LEAF_SHIFT)[:, None] + _LEAF_PAGES
+            lo = (vma.start - vma.reserve_start) >> PAGE_SHIFT
+            hi = (vma.end - vma.reserve_start) >> PAGE_SHIFT
+            state[rows] = np.where((pages < lo) | (pages >= hi), PTE_NOVMA, 0)
+            vflags[rows] = vma.vm_flags()
+
+    def vma_slot(self, vma: Vma, page: int) -> int:
+        """Slot of page ``page`` (counted from ``vma.reserve_start``) of ``vma``."""
+        key = (vma.key << KEY_SHIFT) | (page >> LEAF_SHIFT)
+        block = self._leaf_of.get(key)
+        if block is None:
+            block = self.nleaves
+            self._allocate(np.array([key], dtype=np.int64))
+        return block * LEAF + (page & (LEAF - 1))
+
+    def vma_slots(self, vma: Vma) -> np.ndarray:
+        """The allocated slots of ``vma``'s reserved range, in page order (int64)."""
+        slots, _ = self._vma_leaves(vma)
+        return slots
+
+    def _vma_leaves(self, vma: Vma) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, pages counted from ``reserve_start``) of ``vma``'s allocated leaves."""
+        lo, hi = np.searchsorted(self._leaf_keys, [vma.key << KEY_SHIFT,
+                                                   (vma.key + 1) << KEY_SHIFT])
+        leaves = self._leaf_keys[lo:hi] & ((1 << KEY_SHIFT) - 1)
+        slots = (self._leaf_blocks[lo:hi, None] * LEAF + _LEAF_PAGES).ravel()
+        pages = ((leaves << LEAF_SHIFT)[:, None] + _LEAF_PAGES).ravel()
+        inside = pages < vma.nslots
+        return slots[inside], pages[inside]
+
+    def used_slots(self) -> slice:
+        """The slots in use (every allocated leaf), for whole-table scans."""
+        return slice(0, self.nslots)
+
+    # ------------------------------------------------------------------ lookups
 
     def overlaps(self, start: int, end: int) -> Vma | None:
         """The first VMA (in address order) whose reserved range meets [start, end)."""
@@ -154,23 +273,38 @@ class AddressSpace:
 
     def find_vma(self, addr: int) -> Vma | None:
         """``find_vma``: the first VMA whose end is above ``addr`` (it may start above it)."""
-        for vma in self.vmas:
-            if addr < vma.end:
-                return vma
-        return None
+        # VMAs do not overlap, so their ends are sorted as their starts are
+        index = int(np.searchsorted(self._ends, (addr >> PAGE_SHIFT) + 1))
+        return self.vmas[index] if index < len(self.vmas) else None
 
     def prev_vma(self, vma: Vma) -> Vma | None:
         index = self.vmas.index(vma)
         return self.vmas[index - 1] if index > 0 else None
 
     def slots_of(self, vpns: np.ndarray) -> np.ndarray:
-        """Translate page numbers to slots (vectorized); -1 where no VMA reserves the page."""
+        """Translate page numbers to slots (vectorized, int64), allocating the leaves they
+        fall in; -1 where no VMA reserves the page."""
+        vpns = np.asarray(vpns, dtype=np.int64)
         index = np.searchsorted(self._starts, vpns, side="right") - 1
         valid = index >= 0
         safe = np.where(valid, index, 0)
-        inside = valid & (vpns < self._ends[safe])
-        slots = self._bases[safe] + (vpns - self._starts[safe])
-        return np.where(inside, slots, -1).astype(np.int32)
+        if self.vmas:
+            inside = valid & (vpns < self._ends[safe])
+            offset = vpns - self._starts[safe]
+            keys = (self._keys_of[safe] << KEY_SHIFT) | (offset >> LEAF_SHIFT)
+        else:
+            inside = np.zeros(vpns.shape, dtype=np.bool_)
+            offset = keys = np.zeros(vpns.shape, dtype=np.int64)
+        at = np.searchsorted(self._leaf_keys, keys)
+        found = at < len(self._leaf_keys)
+        found[found] = self._leaf_keys[at[found]] == keys[found]
+        missing = inside & ~found
+        if missing.any():
+            self._allocate(np.unique(keys[missing]))
+            at = np.searchsorted(self._leaf_keys, keys)
+        blocks = self._leaf_blocks[np.minimum(at, len(self._leaf_blocks) - 1)] if len(
+            self._leaf_blocks) else np.zeros(vpns.shape, dtype=np.int64)
+        return np.where(inside, blocks * LEAF + (offset & (LEAF - 1)), -1)
 
     def slot_of(self, addr: int) -> int:
         vma = self.find_vma(addr)
@@ -179,9 +313,11 @@ class AddressSpace:
         return vma.slot(addr)
 
     def expand_stack(self, vma: Vma, addr: int) -> None:
-        """Move a stack's start down to the page holding ``addr`` (slots become in-VMA)."""
+        """Move a stack's start down to the page holding ``addr`` (its pages become in-VMA;
+        leaves not yet allocated are built from the new start)."""
         new_start = addr & ~(PAGE_SIZE - 1)
-        first = vma.slot(new_start)
-        last = vma.slot(vma.start)
-        self.state[first:last] = 0
+        slots, pages = self._vma_leaves(vma)
+        lo = (new_start - vma.reserve_start) >> PAGE_SHIFT
+        hi = (vma.start - vma.reserve_start) >> PAGE_SHIFT
+        self.state[slots[(pages >= lo) & (pages < hi)]] = 0
         vma.start = new_start

@@ -190,7 +190,8 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
             than what is left of a slice is carried, as a compute unit is); the access makes
             its memory reference when the part that completes it runs.
         state, gfn, vflags: the address space's PTE bits, frames and VMA flags per slot.
-        refcount, kind, free_stack, nfree: guest frames (``nfree`` is a 1-element array).
+        refcount, kind, free_stack, nfree: guest frames (``nfree``: [free frames, watermark],
+            :class:`~pfsim.guest.memory.PhysMem`).
         costs: fault costs (ns) indexed by COST_*; ``zero_page``: map the zero page on reads.
         fast: resolve the common faults here (off: every fault returns to Python).
         fetch: instruction fetches (never resolved here).
@@ -260,13 +261,16 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 n = nfree[0]
                 if n == 0:
                     break
-                frame = free_stack[n - 1]
+                stacked = n - (kind.shape[0] - nfree[1])  # PhysMem.alloc: freed frames first
+                frame = free_stack[stacked - 1] if stacked > 0 else nfree[1]
                 stall = 0
                 if host:
                     stall = _backed(frame, t, out, hbits, hlinks, hframes, hfree_at, hsmall)
                     if stall < 0:
                         break
                 nfree[0] = n - 1
+                if stacked <= 0:
+                    nfree[1] = frame + 1
                 kind[frame] = ANON
                 refcount[frame] = 1
                 gfn[slot] = frame

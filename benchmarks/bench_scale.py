@@ -1,0 +1,130 @@
+"""Scale: memory that grows with the pages touched, not with address space or guest memory.
+
+    python benchmarks/bench_scale.py [--quick] [--baseline SRC] [--cases 1,2,3,4]
+
+Each case runs in a fresh process (so its peak resident memory is its own) and reports the
+whole process's CPU and wall time, the peak RSS (``ru_maxrss`` of the child), and faults per
+CPU second, counted from the result's ``min_flt``.  Cases (issue 8):
+
+1. first touch of 4 GiB by one thread (1 M faults) in a 8 GiB guest;
+2. a 64 GiB guest, one process with a 1 TiB anonymous vseg, touching 64 GiB of distinct
+   pages (16 M first-touch faults) and exiting;
+3. a 1 TiB guest running a 1 GiB working set (256 K faults);
+4. sixteen 64 GiB vsegs (1 TiB of address space) touching 1 GiB.
+
+``--baseline SRC`` runs the same cases with the pfsim package of another source tree (e.g. a
+``git worktree`` of an earlier commit: ``--baseline /tmp/old/src``) in the same run and prints
+the ratios; a case the baseline refuses or cannot finish is shown with its exit status.
+``--quick`` divides the touched sizes by 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+GIB = 1 << 30
+
+CHILD = """
+import json, sys, time
+from pfsim.config import load_config
+from pfsim.simulation import Simulation
+warm = {"guest": {"memory": "64MiB"}, "processes": [{"name": "p", "vsegs": [
+    {"name": "h", "type": "anon", "size": "1MiB"}], "threads": [{"steps": [
+    {"op": "access", "vseg": "h", "accesses": 100}]}]}]}
+Simulation(load_config(warm)).run()  # imports and compiled kernels (numba cache) first
+start = time.process_time()
+result = Simulation(load_config(json.loads(sys.argv[1]))).run()
+cpu = time.process_time() - start
+procs = result["vms"]["vm0"]["processes"]
+print(json.dumps({"faults": sum(p["min_flt"] for p in procs.values()), "run_cpu": cpu}))
+"""
+
+
+def touch(guest: str, vsegs: list[tuple[str, str]], touched: int) -> dict:
+    """One thread writes ``touched`` bytes of distinct pages, spread over ``vsegs`` (name,
+    size) in order, then exits."""
+    steps = []
+    per = touched // len(vsegs)
+    for name, _ in vsegs:
+        steps.append({"op": "access", "vseg": name, "pattern": "sequential", "stride": "4KiB",
+                      "accesses": per // 4096, "write_ratio": 1.0, "think": "10ns"})
+    return {"sim": {"seed": 1}, "guest": {"vcpus": 1, "memory": guest},
+            "processes": [{"name": "p", "vsegs": [{"name": n, "type": "anon", "size": s}
+                                                  for n, s in vsegs],
+                           "threads": [{"stack": False, "steps": steps}]}]}
+
+
+def cases(scale: int) -> dict[str, dict]:
+    return {
+        "1": ("first touch of 4 GiB, 8 GiB guest",
+              touch("8GiB", [("heap", "4GiB")], 4 * GIB // scale)),
+        "2": ("1 TiB vseg touching 64 GiB, 64 GiB guest",
+              touch("64GiB", [("arena", "1TiB")], 64 * GIB // scale)),
+        "3": ("1 TiB guest, 1 GiB working set",
+              touch("1TiB", [("heap", "1GiB")], GIB // scale)),
+        "4": ("16 vsegs of 64 GiB touching 1 GiB, 64 GiB guest",
+              touch("64GiB", [(f"v{k}", "64GiB") for k in range(16)], GIB // scale)),
+    }
+
+
+def run_case(src: Path, config: dict) -> dict:
+    """Run ``config`` in a fresh interpreter importing pfsim from ``src``; its own CPU time and
+    peak RSS come from ``wait4``."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(config)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = child.stdout.read()
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    found: dict = {"status": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                   "rss_gib": usage.ru_maxrss * 1024 / GIB}
+    if code == 0:
+        found.update(json.loads(out.strip().splitlines()[-1]))
+    else:
+        found["error"] = (err.strip().splitlines() or ["?"])[-1][:160]
+    return found
+
+
+def show(label: str, found: dict) -> str:
+    if found["status"] != 0:
+        return f"{label:9} exit {found['status']}: {found['error']}"
+    faults = found["faults"]
+    return (f"{label:9} {faults:>11,} faults  CPU {found['cpu']:7.2f} s (run {found['run_cpu']:6.2f})"
+            f"  wall {found['wall']:7.2f} s  peak RSS {found['rss_gib']:6.2f} GiB"
+            f"  {faults / found['cpu'] / 1e6:5.2f} M faults/CPU s"
+            f"  {faults / found['wall'] / 1e6:5.2f} M/wall s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="touch a sixteenth")
+    parser.add_argument("--baseline", type=Path, help="another source tree's src/ to compare")
+    parser.add_argument("--cases", default="1,2,3,4")
+    args = parser.parse_args()
+    table = cases(16 if args.quick else 1)
+    for key in args.cases.split(","):
+        title, config = table[key]
+        print(f"case {key}: {title}")
+        here = run_case(SRC, config)
+        print("  " + show("this tree", here))
+        if args.baseline is not None:
+            base = run_case(args.baseline, config)
+            print("  " + show("baseline", base))
+            if here["status"] == 0 and base["status"] == 0:
+                print(f"  ratios this/baseline: CPU {here['cpu'] / base['cpu']:.2f}, "
+                      f"peak RSS {here['rss_gib'] / base['rss_gib']:.2f}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
