@@ -28,9 +28,11 @@ def _vma(name: str, start: int, end: int, reserve: int | None = None, vtype: str
 
 
 def _space() -> tuple[AddressSpace, list[Vma]]:
-    """Three VMAs: a 3-page heap, a 1 TiB arena, and a stack of 2 pages reserving 1 MiB."""
+    """Four VMAs: a 3-page heap, a 4 GiB and a 1 TiB arena (two and three directory levels),
+    and a stack of 2 pages reserving 1 MiB."""
     mm = AddressSpace()
     vmas = [_vma("arena", 0x100_0000_0000, 0x100_0000_0000 + TIB),
+            _vma("mid", 0x300_0000_0000, 0x300_0000_0000 + 4 * GIB),
             _vma("heap", 0x40_0000, 0x40_3000),
             _vma("stack", 0x7FFF_FFFF_E000, 0x8000_0000_0000, reserve=0x7FFF_FFF0_0000,
                  vtype="stack")]
@@ -61,7 +63,8 @@ def test_adding_vmas_allocates_nothing():
     0x400, 0x401, 0x402, 0x403, 0x3FF,                     # heap and around it
     0x100_0000_0 - 1, 0x100_0000_0, 0x100_0000_0 + 511, 0x100_0000_0 + 512,  # arena start
     0x100_0000_0 + (TIB >> 12) - 1, 0x100_0000_0 + (TIB >> 12),              # arena end
-    0x100_0000_0 + (1 << 31), 0x100_0000_0 + (1 << 31) - 1,                  # 8 TiB in pages
+    0x100_0000_0 + (1 << 27), 0x100_0000_0 + (1 << 27) - 1,                  # 512 GiB in
+    0x300_0000_0, 0x300_0000_0 + (1 << 20) - 1, 0x300_0000_0 + (1 << 18) + 5,  # the 4 GiB one
     0x7FFF_FFF0_0 - 1, 0x7FFF_FFF0_0, 0x7FFF_FFFF_D, 0x7FFF_FFFF_E, 0x7FFF_FFFF_F]),
     min_size=1, max_size=40), st.integers(1, 4))
 def test_slots_match_the_reference(vpns, chunks):
@@ -92,10 +95,11 @@ def test_slots_match_the_reference(vpns, chunks):
 
 def test_find_vma_is_the_first_vma_ending_above():
     mm, vmas = _space()
-    heap, arena, stack = sorted(vmas, key=lambda v: v.start)
+    heap, arena, mid, stack = sorted(vmas, key=lambda v: v.start)
     assert mm.find_vma(0) is heap and mm.find_vma(0x40_2FFF) is heap
     assert mm.find_vma(0x40_3000) is arena and mm.find_vma(arena.end - 1) is arena
-    assert mm.find_vma(arena.end) is stack and mm.find_vma(1 << 47) is None
+    assert mm.find_vma(arena.end) is mid and mm.find_vma(mid.end) is stack
+    assert mm.find_vma(1 << 47) is None
 
 
 def _sparse(size: str, offsets: list[int], memory: str = "64MiB", engine: str | None = None

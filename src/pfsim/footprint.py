@@ -18,7 +18,6 @@ touched page (sparse slot)   24           10 (state, gfn, vflags), up to twice t
                              (per 512)    doubling arrays, three times while they are copied
 vseg page, clusters          24 + 40 per  24 per copy with times half touched; 37 per copy when all
                              copy         are (state, gfn, four times), one copy per cluster
-zipf range page              32           25 (weights and CDF, cached per range)
 trace-step access            4            4 (dense page ids, one array per trace file)
 thread                       16 KiB       25-28 KiB with its stack's slots (task, executor)
 ===========================  ===========  ==================================================
@@ -59,7 +58,6 @@ FRAME_TABLE_BYTES = 5  # refcount and kind of every frame, plus its free-stack e
 LEAF_PAGES = 512
 PER_SLOT_CLUSTERS = 24
 PER_SLOT_COPY = 40
-PER_ZIPF_PAGE = 32
 PER_TRACE_ACCESS = 4
 PER_THREAD = 16 << 10
 STACK_RESERVE = 8 << 20  # a thread stack reserves slots down to its stack_max (default 8 MiB)
@@ -110,29 +108,12 @@ def estimate(config: Config) -> Footprint:
             stack_pages = STACK_RESERVE // PAGE_SIZE if clusters else LEAF_PAGES
             stack = stack_pages * per_slot if group.stack else 0
             add(f"processes[{p}].threads[{t}].count", group.count * (PER_THREAD + stack))
-            for key, pages in _zipf_ranges(proc, group.steps, f"processes[{p}].threads[{t}]"):
-                add(key, pages * PER_ZIPF_PAGE)
             for key, accesses in _traces(group.steps, f"processes[{p}].threads[{t}]", traces):
                 add(key, accesses * PER_TRACE_ACCESS)
     add("hypervisor.host_tasks", config.hypervisor.host_tasks * PER_THREAD)
     key = max(terms, key=lambda k: terms[k])
     tables = frames * (FRAME_TABLE_BYTES + (4 if frames <= 1 << 31 else 8))
     return Footprint(BASELINE + sum(terms.values()), key, terms[key], tables)
-
-
-def _zipf_ranges(proc: Any, steps: list[Any], where: str) -> list[tuple[str, int]]:
-    """(key, pages) of every zipf access range of ``steps`` (fork children included)."""
-    sizes = {vseg.name: vseg.size for vseg in proc.vsegs}
-    found = []
-    for s, step in enumerate(steps):
-        here = f"{where}.steps[{s}]"
-        if step.op == "access" and step.pattern == "zipf":
-            length = step.length if step.length is not None else sizes.get(step.vseg, 0)
-            found.append((f"{here}.length" if step.length is not None else f"{here}.vseg",
-                          -(-length // PAGE_SIZE)))
-        elif step.op == "fork":
-            found.extend(_zipf_ranges(proc, step.steps, here))
-    return found
 
 
 def _traces(steps: list[Any], where: str, seen: set[str]) -> list[tuple[str, int]]:

@@ -337,7 +337,7 @@ class CompiledRun:
         buf = int(m.steps[row, S.ST_BUF0 if chunk % 2 == 0 else S.ST_BUF1])
         pages, stores = stream.next_chunk(n)
         mm = texec.process.mm
-        slots = mm.slots_of(pages + base_vpn)
+        slots = mm.slots_of(pages, base_vpn)
         if mm.state.base is not m.mstate:  # its table outgrew its part: gather them again
             self._regather()
             m = self.m

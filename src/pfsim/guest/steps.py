@@ -156,7 +156,7 @@ class TaskExec:
             n = CHUNK if texec.remaining >= FOREVER else min(CHUNK, texec.remaining)
             pages, stores = texec.stream.next_chunk(n)
             texec.vpns = pages + texec.base_vpn
-            texec.slots = mm.slots_of(texec.vpns)
+            texec.slots = mm.slots_of(pages, texec.base_vpn)
             texec.writes = stores
             texec.pos = 0
             return True

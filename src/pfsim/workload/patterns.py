@@ -1,43 +1,37 @@
-"""Access patterns over a range of pages, generated in vectorized chunks.
+"""Access patterns over a range of pages, generated in compiled chunks.
 
 A :class:`PatternStream` yields page offsets (0 .. npages-1, relative to the range's first
-page) and store flags, chunk by chunk, from one named random stream.  The sequence depends on
-the seed and on the chunk sizes asked for (numpy's bounded-integer sampling does not carry
-state across calls); the executor always asks for the same sizes, so runs are reproducible.
+page) and store flags, chunk by chunk, from its own generator seeded from one named random
+stream (:mod:`pfsim.workload.generate`): the sequence depends on the seed only, not on the
+chunk sizes asked for.
 
 Patterns:
     sequential  byte position ``k * stride`` wrapping at the end of the range
     uniform     each page equally likely
     zipf        page of popularity rank r with probability ~ 1 / r**alpha (bounded Zipf,
-                inverse-CDF sampling); ranks are scattered over the range by a fixed permutation
+                rejection-inversion: O(1) memory); ranks are scattered over the range by a
+                keyed bijection
     hotcold     with ``hot_probability`` a page of the hot set (``hot_fraction`` of the range),
                 else any page; the hot set moves to the next block every ``phase`` accesses
+    trace       the page ids of a recorded trace in request order (wrapping), modulo the range
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from pfsim.units import PAGE_SIZE
-
-
-@lru_cache(maxsize=32)
-def _zipf_cdf(npages: int, alpha: float) -> np.ndarray:
-    weights = 1.0 / np.power(np.arange(1, npages + 1, dtype=np.float64), alpha)
-    cdf = np.cumsum(weights)
-    cdf /= cdf[-1]
-    return cdf
+from pfsim.workload import generate as g
 
 
 class PatternStream:
     """Endless stream of (page offset, is_store) for one access step of one thread.
 
     Args:
-        pattern: "sequential", "uniform", "zipf" or "hotcold".
+        pattern: "sequential", "uniform", "zipf", "hotcold" or "trace" (``trace``: the dense
+            page ids in request order).
         npages: pages in the range; ``offset_bytes`` is the range start within its page.
-        rng: the thread-step's random generator.
+        rng: the thread-step's random generator (seeds the stream's own generator).
         write_ratio: probability that an access is a store.
     """
 
@@ -47,55 +41,45 @@ class PatternStream:
                  offset_bytes: int = 0, trace: np.ndarray | None = None) -> None:
         self.pattern = pattern
         self.npages = npages
-        self.rng = rng
         self.write_ratio = write_ratio
         self.length_bytes = length_bytes if length_bytes is not None else npages * PAGE_SIZE
-        self.stride = stride
-        self.alpha = alpha
         self.hot_pages = max(1, int(round(npages * hot_fraction)))
-        self.hot_probability = hot_probability
-        self.phase = phase
-        self.offset_bytes = offset_bytes
-        self.generated = 0
-        self._rank_to_page: np.ndarray | None = None
         self._trace = trace  # trace pattern: dense page ids in request order
         if pattern == "trace" and (trace is None or trace.size == 0):
             raise ValueError("the trace pattern needs a non-empty array of page ids")
+        self.state = np.zeros(g.STATE_WORDS, dtype=np.int64)
+        self.state[g.S_RNG] = rng.integers(0, 1 << 63)
+        half = 1
+        while 1 << (2 * half) < npages:
+            half += 1
+        self.state[g.S_HALF_BITS] = half
+        self.state[g.S_KEY0:] = rng.integers(0, 1 << 63, size=g.FEISTEL_ROUNDS)
+        self.iparams = np.zeros(g.IPARAMS, dtype=np.int64)
+        self.iparams[g.I_PATTERN] = g.PATTERNS[pattern]
+        self.iparams[g.I_NPAGES] = npages
+        self.iparams[g.I_STRIDE] = stride
+        self.iparams[g.I_LENGTH] = self.length_bytes
+        self.iparams[g.I_OFFSET] = offset_bytes
+        self.iparams[g.I_HOT_PAGES] = self.hot_pages
+        self.iparams[g.I_PHASE] = phase
+        self.params = np.zeros(g.PARAMS, dtype=np.float64)
+        self.params[g.P_WRITE_RATIO] = write_ratio
+        self.params[g.P_ALPHA] = alpha
+        self.params[g.P_HOT_PROBABILITY] = hot_probability
         if pattern == "zipf":
-            self._rank_to_page = rng.permutation(npages).astype(np.int64)
+            self.params[g.P_H_X1:g.P_S + 1] = g.zipf_constants(npages, float(alpha))
+
+    @property
+    def generated(self) -> int:
+        return int(self.state[g.S_GENERATED])
 
     def next_chunk(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The next ``n`` accesses: (page offsets as int64, stores as bool)."""
-        k0 = self.generated
-        if self.pattern == "sequential":
-            positions = (np.arange(k0, k0 + n, dtype=np.int64) * self.stride) % self.length_bytes
-            pages = (positions + self.offset_bytes) // PAGE_SIZE
-        elif self.pattern == "trace":
-            assert self._trace is not None
-            at = np.arange(k0, k0 + n, dtype=np.int64) % self._trace.size
+        if self._trace is not None and self.pattern == "trace":
+            at = np.arange(self.generated, self.generated + n, dtype=np.int64) % self._trace.size
             pages = self._trace[at].astype(np.int64) % self.npages
-        elif self.pattern == "uniform":
-            pages = self.rng.integers(0, self.npages, size=n, dtype=np.int64)
-        elif self.pattern == "zipf":
-            cdf = _zipf_cdf(self.npages, float(self.alpha))
-            ranks = np.searchsorted(cdf, self.rng.random(n), side="right")
-            np.minimum(ranks, self.npages - 1, out=ranks)
-            assert self._rank_to_page is not None
-            pages = self._rank_to_page[ranks]
-        elif self.pattern == "hotcold":
-            index = np.arange(k0, k0 + n, dtype=np.int64)
-            hot_start = ((index // self.phase) * self.hot_pages) % self.npages
-            hot = self.rng.random(n) < self.hot_probability
-            pick_hot = (hot_start + self.rng.integers(0, self.hot_pages, size=n)) % self.npages
-            pick_any = self.rng.integers(0, self.npages, size=n, dtype=np.int64)
-            pages = np.where(hot, pick_hot, pick_any)
-        else:  # pragma: no cover - the schema admits only the four names
-            raise ValueError(f"unknown pattern {self.pattern!r}")
-        if self.write_ratio <= 0.0:
-            stores = np.zeros(n, dtype=np.bool_)
-        elif self.write_ratio >= 1.0:
-            stores = np.ones(n, dtype=np.bool_)
         else:
-            stores = self.rng.random(n) < self.write_ratio
-        self.generated += n
+            pages = np.empty(n, dtype=np.int64)
+        stores = np.empty(n, dtype=np.bool_)
+        g.fill(self.state, self.iparams, self.params, pages, stores)
         return pages, stores
