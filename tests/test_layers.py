@@ -24,7 +24,8 @@ composition root        simulation, apf_modes, api, cli, report, tracedriven
                         (trace replay, miss-ratio curves), sweeps (parameter
                         sweeps on Dask), boundary (exit statuses), output (result files),
                         footprint (memory estimate), validate (fault counts
-                        against this machine's kernel), ``pfsim`` itself
+                        against this machine's kernel), tracing (run timelines
+                        for Perfetto), ``pfsim`` itself
 ======================  =====================================================================
 
 On top of the layer order, the package graph must have no cycle at all.
@@ -47,7 +48,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cluster"}),
     frozenset({"compiled"}),
     frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "sweeps", "__init__",
-               "__main__", "boundary", "output", "footprint", "validate"}),
+               "__main__", "boundary", "output", "footprint", "validate", "tracing"}),
 )
 COMPOSITION_ROOT = len(LAYERS) - 1
 

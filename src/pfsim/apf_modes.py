@@ -35,6 +35,7 @@ from pfsim.hypervisor.apf_hooks import ApfMode
 from pfsim.hypervisor.apf_kvm import KvmApfHost, X86FaultContext, X86FaultOutcome
 from pfsim.hypervisor.apf_s390 import PfaultHost
 from pfsim.machine.apf_kvm_abi import BROADCAST_TOKEN
+from pfsim.machine.trace_records import K_NOT_PRESENT, K_PAGE_READY
 from pfsim.machine.apf_s390_abi import (
     CR0_SERVICE_SIGNAL_SUBMASK,
     PFAULT_DONE,
@@ -95,6 +96,9 @@ class KvmMode(ApfMode):
         if task is None:
             return
         outcome = self.guest.handle_async_pf(c, task, token, user, executor.interrupts_enabled(c))
+        if self.recorder.on and outcome in (NotPresentOutcome.SLEEP, NotPresentOutcome.NO_SLEEP):
+            now = self.host.sim.now  # counted in not_present: one end of the fault's flow
+            self.recorder.add(now, K_NOT_PRESENT, c, task.tid, 0, token & 0xFFFFFFFF)
         if outcome is NotPresentOutcome.SLEEP:
             task.data.apf_wait = True
             executor.need_resched[c] = True
@@ -123,6 +127,9 @@ class KvmMode(ApfMode):
             for completion in completions:
                 if completion.page_ready and completion.token != BROADCAST_TOKEN:
                     self.page_ready += 1  # the boot-time wakeup_all broadcast is not counted
+                    if self.recorder.on:
+                        self.recorder.add(self.host.sim.now, K_PAGE_READY, c, -1, 0,
+                                          completion.token)
             if not any(comp.page_ready for comp in completions):
                 return
             ready = self.guest.page_ready_interrupt(c)
@@ -207,7 +214,13 @@ class S390Mode(ApfMode):
         """Deliver every pending pfault interrupt for ``c`` (one per entry, in a loop)."""
         user = True
         while (irq := self.hv.pre_run(c, self._psw(user))) is not None:
+            counted = self.guest.init_count + self.guest.done_count
             outcome = self.guest.pfault_interrupt(c, irq.code, irq.subcode, irq.param64)
+            if self.recorder.on and self.guest.init_count + self.guest.done_count > counted:
+                pid = irq.param64 & 0xFFFFFFFF
+                done = irq.subcode == PFAULT_DONE
+                self.recorder.add(self.host.sim.now, K_PAGE_READY if done else K_NOT_PRESENT, c,
+                                  -1 if done else pid, 0, pid)
             if irq.subcode == PFAULT_DONE:  # the INIT's delivery is in apf_inject
                 self.host.spend_at_entry(c, self.host.costs.page_ready)
             if outcome in (PfaultOutcome.BLOCK, PfaultOutcome.REBLOCK):

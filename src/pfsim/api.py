@@ -11,6 +11,7 @@ from typing import Any
 from pfsim.config import Config, load_config
 from pfsim.errors import ResourceError
 from pfsim.simulation import Simulation
+from pfsim.tracing import TraceOptions, names_of, trace_options, write_trace
 
 
 class FrozenList(tuple):  # type: ignore[type-arg]
@@ -49,6 +50,10 @@ class RunResult(Mapping[str, Any]):
     def __init__(self, data: dict[str, Any]) -> None:
         self._data = data
         self._frozen = freeze(data)
+        self.trace_path: Path | None = None
+        """The trace file written by ``run(..., trace=...)`` (not part of result.json)."""
+        self.trace_warning: str | None = None
+        """Why the trace is incomplete (records dropped at the limit), or None."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RunResult, (self._data,))
@@ -91,7 +96,8 @@ class RunResult(Mapping[str, Any]):
 
 
 def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | None = None,
-        seed: int | None = None, progress: Callable[[int], None] | None = None) -> RunResult:
+        seed: int | None = None, progress: Callable[[int], None] | None = None,
+        trace: str | Path | TraceOptions | None = None) -> RunResult:
     """Run a scenario and return its result.
 
     Args:
@@ -99,6 +105,9 @@ def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | Non
         overrides: ``"dotted.key=value"`` strings applied before validation.
         seed: replaces ``sim.seed``.
         progress: called now and then with the simulated time (ns).
+        trace: also write a timeline of the run there (Perfetto protobuf, or Chrome JSON for
+            a ``.json`` name; :func:`pfsim.tracing.trace_options` for the other choices); the
+            result is the same as without it.
 
     Raises:
         pfsim.errors.ConfigError: the config is refused (ConfigErrors: several problems).
@@ -109,8 +118,16 @@ def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | Non
     if not isinstance(config, Config) or overrides or seed is not None:
         source = config.model_dump(mode="json") if isinstance(config, Config) else config
         config = load_config(source, overrides=overrides, seed=seed)
+    if trace is not None and not isinstance(trace, TraceOptions):
+        trace = trace_options(Path(trace), None, None, None)
     try:
-        return RunResult(Simulation(config).run(progress=progress))
+        recorder = trace.recorder() if trace is not None else None
+        simulation = Simulation(config, recorder)
+        result = RunResult(simulation.run(progress=progress))
+        if trace is not None and recorder is not None:
+            names = names_of(simulation, result["sim_time_ns"])
+            result.trace_path, result.trace_warning = write_trace(trace, recorder, names)
+        return result
     except MemoryError:
         raise ResourceError("out of memory while simulating: this scenario needs more memory "
                             "than this machine has free; make it smaller (guest.memory, vseg "

@@ -35,11 +35,31 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="--compare: worker processes (default: all cores; 1 runs the variants one "
                    "after another in this process).")
+@click.option("--trace", "trace_path", type=click.Path(path_type=Path), default=None,
+              help="Also write a timeline of the run to this file for ui.perfetto.dev: "
+                   "scheduling per vCPU and host CPU, faults, async-PF flows, swap I/O.")
+@click.option("--trace-format", default=None, metavar="perfetto|json",
+              help="perfetto (protobuf, the default) or json (Chrome Trace Event Format; the "
+                   "default for a .json name).")
+@click.option("--trace-window", default=None, metavar="FROM..TO",
+              help="Keep only what happens in this span of simulated time, e.g. 2s..3s.")
+@click.option("--trace-limit", type=int, default=None, metavar="RECORDS",
+              help="Keep at most this many records (default 2,000,000); past it records are "
+                   "dropped, with a warning.")
 def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[str, ...],
-        quiet: bool, compare: tuple[str, ...], workers: int | None) -> None:
+        quiet: bool, compare: tuple[str, ...], workers: int | None, trace_path: Path | None,
+        trace_format: str | None, trace_window: str | None, trace_limit: int | None) -> None:
     """Run the scenario CONFIG (a TOML file), print a summary and write result.json."""
     from pfsim.report import compare_command, run_command
 
+    flags = {"--trace-format": trace_format, "--trace-window": trace_window,
+             "--trace-limit": trace_limit}
+    given = [flag for flag, value in flags.items() if value is not None]
+    if trace_path is None and given:
+        raise click.BadParameter("only applies with --trace", param_hint=given[0])
+    if trace_path is not None and compare:
+        raise click.BadParameter("traces one run; it does not combine with --compare",
+                                 param_hint="--trace")
     if compare:
         from pfsim.sweeps.compare import parse_compare
 
@@ -48,7 +68,11 @@ def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[s
         return
     if workers is not None:
         raise click.BadParameter("only applies with --compare", param_hint="--workers")
-    run_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides), quiet=quiet)
+    trace = None
+    if trace_path is not None:
+        trace = (trace_path, trace_format, trace_window, trace_limit)
+    run_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides), quiet=quiet,
+                trace=trace)
 
 
 def _trace_options(command):

@@ -125,8 +125,11 @@ class OutputDir:
             OutputError: the file cannot be written (disk full, quota, I/O error); the old
                 file, if any, is intact and no temporary file is left.
         """
+        return self.write_bytes(name, text.encode("utf-8"))
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """:meth:`write` for bytes."""
         target = self.path / name
-        data = text.encode("utf-8")
         tmp: str | None = None
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")

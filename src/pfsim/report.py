@@ -54,7 +54,8 @@ class _LazyProgress:
 
 
 def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overrides: list[str],
-                quiet: bool) -> None:
+                quiet: bool, trace: tuple[Path, str | None, str | None, int | None] | None = None
+                ) -> None:
     """Implementation of ``pfsim run`` (errors propagate as PfsimError).
 
     Everything the user gave is checked before the run: the config, the memory the scenario
@@ -65,6 +66,11 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
     for warning in config_warnings(config):
         click.echo(f"pfsim: warning: {clip(warning, 400)}", err=True)
     check_resources(config)
+    tracing = None
+    if trace is not None:
+        from pfsim.tracing import trace_options
+
+        tracing = trace_options(*trace)  # checked (and its directory made) before the run
     out = OutputDir(out_dir if out_dir is not None else Path("out") / config_path.stem).prepare()
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -77,17 +83,22 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
         progress = _LazyProgress(config.sim.duration)
         wall = time.monotonic()
         try:
-            result = run(config, progress=progress)
+            result = run(config, progress=progress, trace=tracing)
         finally:
             progress.close()
         wall = time.monotonic() - wall
         path = out.write("result.json", result.to_json())
     except BaseException:
         out.discard()
+        if tracing is not None:
+            tracing.out.discard()
         raise
     if not quiet:
         print_summary(console, result)
-    click.echo(final_line(result, wall, path))
+    if result.trace_warning is not None:
+        click.echo(f"pfsim: warning: {result.trace_warning}", err=True)
+    line = final_line(result, wall, path)
+    click.echo(line if result.trace_path is None else f"{line} trace={result.trace_path}")
 
 
 def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,

@@ -20,6 +20,7 @@ from pfsim.guest.flat_vmm import FlatVmm
 from pfsim.guest.kernel import GuestKernel
 from pfsim.guest.vmm import Vmm
 from pfsim.hypervisor.host import Host
+from pfsim.machine.trace_records import OFF, TraceRecorder
 from pfsim.sched import TaskState
 
 VERSION = "0.1.0"
@@ -37,7 +38,7 @@ def vmm_class(config: Config) -> type[Vmm]:
 class Simulation:
     """One run of one scenario."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, recorder: TraceRecorder | None = None) -> None:
         check_resources(config)  # refuse a scenario too large before allocating anything
         self.config = config
         self.sim = Simulator()
@@ -48,6 +49,14 @@ class Simulation:
             self.host = Host(config, self.sim, self.streams, self.kernel,
                              MODES[config.hypervisor.async_pf])
             self.kernel.executor.attach_host(self.host)
+        self.recorder = OFF if recorder is None else recorder
+        if self.recorder.on:  # --trace: every part that records gets the one array
+            self.recorder.reset()
+            parts: list[Any] = [self.kernel.scheduler, self.kernel.executor]
+            if self.host is not None:
+                parts += [self.host, self.host.sched, self.host.swap, self.host.apf]
+            for part in parts:
+                part.recorder = self.recorder
 
     def run(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Run to completion (or ``sim.duration``) and return the result dict."""
@@ -61,7 +70,7 @@ class Simulation:
                     return self._run_compiled(progress)
                 except Fallback as why:
                     reason = str(why)
-                    fresh = Simulation(self.config)  # the same run from the start
+                    fresh = Simulation(self.config, self.recorder)  # the same run from the start
                     self.__dict__.update(fresh.__dict__)
             self.engine_note = f"reference path ({reason})"
         return self._run_reference(progress)

@@ -35,6 +35,7 @@ from pfsim.machine.hostmem_layout import (
     SWAPPED,
 )
 from pfsim.machine.scan import lru_push_front, ring_push
+from pfsim.machine.trace_records import K_SWAP_IO, record
 from pfsim.units import NS_PER_S, PAGE_SIZE
 
 SPLITMIX64_GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -281,6 +282,7 @@ def swap_submit(m, t, npages, write):
     else:
         m.sw[S.SW_READS] += 1
         m.sw[S.SW_PAGES_READ] += npages
+    record(m.tr, m.trm, t, K_SWAP_IO, -1, -1, 0, npages, done, 1 if write else 0)
     return done
 
 

@@ -47,6 +47,8 @@ from pfsim.engine.arrayheap import (
 )
 from pfsim.machine.frames import ANON, ZERO_GFN
 from pfsim.machine.hostmem_layout import B_EPT, B_WHERE, NEVER, RESIDENT, SWAPCACHE, SWAPPED
+from pfsim.machine import trace_records as T
+from pfsim.machine.trace_records import record
 from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
 from pfsim.machine.scan import (
     OUT_ALLOCATED,
@@ -249,6 +251,9 @@ def _scan(m, cpu, task, t, end, limit):
         m.hm[S.HM_EPT_VIOLATIONS] += out[OUT_EPT]
         m.hm[S.HM_HOST_MINOR] += out[OUT_EPT]
         m.vc[S.VC_CHARGED_STALL, cpu] += out[OUT_STALL]
+    if faults or out[OUT_EPT]:
+        record(m.tr, m.trm, t, T.K_SCAN_FAULTS, cpu, m.tk[S.TK_TID, m.tx[S.TX_TASK, task]], 0,
+               faults, out[OUT_TIME], out[OUT_EPT])
     return stop
 
 
@@ -411,6 +416,8 @@ def _fault(m, cpu, task, t):
     m.tx[S.TX_PGFAULT, task] += 1
     m.tx[S.TX_MIN_FLT, task] += 1
     m.tx[S.TX_LOCAL_PGFAULT, task] += 1
+    record(m.tr, m.trm, t, T.K_GUEST_FAULT, cpu, m.tk[S.TK_TID, m.tx[S.TX_TASK, task]],
+           touched, 0, t + cost, 0)
     after = t + cost
     if touched >= 0 and not m.hbits[B_EPT, touched]:
         after = _host_fault(m, cpu, task, touched, after, 0)
@@ -456,6 +463,12 @@ def ept_violation(m, c, gfn, user):
     m.hm[S.HM_EPT_VIOLATIONS] += 1
     t = now(m)
     where = m.hbits[B_WHERE, gfn]
+    if m.trm[T.M_ON]:
+        current = m.rq[S.RQ_CURRENT, rq_of(m, S.GUEST, c)]
+        record(m.tr, m.trm, t, T.K_HOST_FAULT, c, m.tk[S.TK_TID, current] if current >= 0 else -1,
+               gfn, 0, t, T.HF_RESIDENT if where == RESIDENT else T.HF_SWAPCACHE
+               if where == SWAPCACHE else T.HF_FIRST_TOUCH if where == NEVER else T.HF_MAJOR
+               if where == SWAPPED else T.HF_INIO)
     if where == RESIDENT:
         return m.cf[S.CF_EPT]
     if where == SWAPCACHE:
@@ -700,6 +713,7 @@ def _kvm_deliver(m, c, ncomp):
                 any_ready = True
                 if m.comp[0, i] != KVM_BROADCAST:
                     m.hm[S.HM_PAGE_READY] += 1
+                    record(m.tr, m.trm, now(m), T.K_PAGE_READY, c, -1, 0, m.comp[0, i], now(m), 0)
         if not any_ready:
             return
         ack, kind, nwoken = K.kvm_page_ready_interrupt(m.kvm, c, m.woken)
@@ -722,6 +736,10 @@ def _s390_pre_run(m, c):
         outcome, wake_task, resched = Z.s390_pfault_interrupt(
             m.s390, c, subcode, param, current, m.tk[S.TK_STATE], m.tk[S.TK_USAGE],
             m.tk[S.TK_FREED], m.tk[S.TK_TID])
+        if outcome != Z.NOT_PFAULT and outcome != Z.DROPPED_UNKNOWN_PID and outcome != Z.ERROR:
+            done = (subcode & Z.PF_COMPLETE) != 0
+            record(m.tr, m.trm, now(m), T.K_PAGE_READY if done else T.K_NOT_PRESENT, c,
+                   -1 if done else param & 0xFFFFFFFF, 0, param & 0xFFFFFFFF, now(m), 0)
         if wake_task >= 0:
             guest_wake_up(m, wake_task)
         if resched:
@@ -740,6 +758,9 @@ def _run_handler(m, cpu, kind, a):
         if task < 0:
             return
         outcome = K.kvm_handle_async_pf(m.kvm, cpu, task, token, user, True, m.tk[S.TK_STATE])
+        if outcome == K.SLEEP or outcome == K.NO_SLEEP:  # counted as not_present
+            record(m.tr, m.trm, now(m), T.K_NOT_PRESENT, cpu, m.tk[S.TK_TID, task], 0, token,
+                   now(m), 0)
         if outcome == K.SLEEP:
             m.tx[S.TX_APF_WAIT, task] = 1  # tx and tk share the guest task index
             m.vc[S.VC_NEED_RESCHED, cpu] = 1

@@ -205,6 +205,7 @@ class CompiledRun:
             bfree=np.arange(bcap - 1, -1, -1, dtype=np.int64),
             rstate=np.zeros(1, dtype=np.uint64), kvm=kvm, s390=s390,
             comp=np.zeros((2, 256), dtype=np.int64), woken=np.zeros(max(1, ntask), dtype=np.int64),
+            tr=simulation.recorder.rec, trm=simulation.recorder.meta,
         )
         self.m = m
         self.view = View(m)  # what the compiled functions receive (one pointer)

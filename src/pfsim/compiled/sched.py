@@ -19,6 +19,7 @@ from pfsim.compiled.jit import core
 
 from pfsim.compiled import state as S
 from pfsim.engine.arrayheap import H_NOW, heap_push
+from pfsim.machine.trace_records import K_GUEST_SWITCH, K_HOST_SWITCH, record
 
 
 @core
@@ -609,6 +610,9 @@ def _context_switch(m, sid, cpu, prev, nxt, t_now):
         m.rq[S.RQ_HAS_IDLE_SINCE, r] = 0
     m.rq[S.RQ_SWITCHES, r] += 1
     m.rq[S.RQ_CURRENT, r] = nxt
+    record(m.tr, m.trm, t_now, K_GUEST_SWITCH if sid == S.GUEST else K_HOST_SWITCH, cpu,
+           m.tk[S.TK_TID, nxt] if nxt >= 0 else -1, m.tk[S.TK_TID, prev] if prev >= 0 else -1,
+           0, t_now, m.tk[S.TK_STATE, prev] if prev >= 0 else 0)
     if nxt >= 0:
         policy_set_next(m, sid, nxt)
         m.tk[S.TK_STATE, nxt] = S.RUNNING

@@ -113,5 +113,6 @@ Machine = namedtuple("Machine", [
     "hm", "evicted", "swap_slot", "ra_flag", "pinned", "slot_gfn", "free_slots",
     "sw", "swq", "lat", "whead", "wtail", "wtr", "wfree", "bt", "bfree",
     "rstate", "kvm", "s390", "comp", "woken",
+    "tr", "trm",  # trace records and their counters (pfsim.machine.trace_records)
 ])
 """Every array of the running machine, passed whole to the compiled functions."""

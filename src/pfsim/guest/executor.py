@@ -28,7 +28,9 @@ from pfsim.machine.scan import (
     COST_COW_REUSE,
     COST_ENTRY,
     COST_ZERO_PAGE,
+    OUT_EPT,
     OUT_GFN,
+    OUT_MIN_FLT,
     OUT_NLOG,
     OUT_REASON,
     OUT_SIZE,
@@ -36,6 +38,7 @@ from pfsim.machine.scan import (
     STOP_LIMIT,
     done_by,
 )
+from pfsim.machine.trace_records import K_GUEST_FAULT, K_SCAN_FAULTS, OFF, TraceRecorder
 from pfsim.machine.vmexit import Decision
 from pfsim.sched import Task, TaskState
 from pfsim.units import PAGE_SHIFT
@@ -89,6 +92,8 @@ class VcpuExecutor:
         self.segment: list[Segment | None] = [None] * n
         self.halted = False
         self.out = np.zeros(OUT_SIZE, dtype=np.int64)
+        self.recorder: TraceRecorder = OFF
+        """Where guest faults are recorded when the run is traced."""
         self.log = [np.zeros((2, FAULT_LOG), dtype=np.int64) for _ in range(n)]
         costs = kernel.config.guest.costs
         self.costs = np.zeros(4, dtype=np.int64)
@@ -356,7 +361,11 @@ class VcpuExecutor:
 
     def _scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int) -> tuple[int, int]:
         """Run the VMM's compiled loop; it applies its fault counts at once."""
-        return self.kernel.vmm.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
+        t_end, stop = self.kernel.vmm.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
+        if self.recorder.on and (self.out[OUT_MIN_FLT] or self.out[OUT_EPT]):
+            self.recorder.add(t, K_SCAN_FAULTS, cpu, texec.task.tid, 0, int(self.out[OUT_MIN_FLT]),
+                              t_end, int(self.out[OUT_EPT]))
+        return t_end, stop
 
     # ------------------------------------------------------------------ events
 
@@ -479,6 +488,9 @@ class VcpuExecutor:
         faults.touched.clear()
         result = self.kernel.vmm.exception(cpu, texec, access, t)
         after = t + result.cost_ns
+        if self.recorder.on:
+            self.recorder.add(t, K_GUEST_FAULT, cpu, texec.task.tid,
+                              faults.touched[0] if faults.touched else -1, 0, after)
         action = result.action
         if action is Action.RETRY:
             if self.host is not None:  # the kernel zeroed or copied frames: they need backing

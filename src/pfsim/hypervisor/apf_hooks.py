@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pfsim.machine.trace_records import OFF, TraceRecorder
 from pfsim.sched import Task
 
 if TYPE_CHECKING:
@@ -24,6 +25,8 @@ class ApfMode:
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.recorder: TraceRecorder = OFF
+        """Where "page not present" and "page ready" are recorded when the run is traced."""
 
     def setup(self) -> None:
         """Per-vCPU handshake at boot."""

@@ -38,6 +38,7 @@ from pfsim.hypervisor.swap import SwapDevice, swap_params
 from pfsim.hypervisor.vcpu_notifier import KvmPreemptOps, KvmVcpu
 from pfsim.machine.frames import ZERO_GFN
 from pfsim.machine.hostmem_layout import INIO, NEVER, RESIDENT, S_FIRST_TOUCH, SWAPCACHE, SWAPPED
+from pfsim.machine import trace_records as T
 from pfsim.machine.vmexit import Decision
 from pfsim.sched import PreemptNotifier, Scheduler, Task, TaskState
 from pfsim.sched.policy import make_policy
@@ -55,6 +56,10 @@ class VcpuMode(IntEnum):
     IDLE = 1  # guest halted with nothing to run
     STALLED = 2  # thread blocked for a host fault (sync I/O or APF halt)
     PREEMPTED = 3  # thread runnable, waiting for a host CPU (steal)
+
+
+_HOST_FAULT_CLASS = {RESIDENT: T.HF_RESIDENT, SWAPCACHE: T.HF_SWAPCACHE, NEVER: T.HF_FIRST_TOUCH,
+                     SWAPPED: T.HF_MAJOR}
 
 
 class Host:
@@ -113,6 +118,8 @@ class Host:
         self.sync_fallbacks = 0
         self.halts = 0
         self.irq_pending = [False] * nv
+        self.recorder: T.TraceRecorder = T.OFF
+        """Where host faults are recorded when the run is traced."""
         self.apf: ApfMode = apf_mode(self)
         self.apf.setup()
         for task in [*self.threads, *self.noise]:
@@ -254,6 +261,10 @@ class Host:
         now = self.sim.now
         costs = self.costs
         where = int(memory.where[gfn])
+        if self.recorder.on:
+            current = self.kernel.scheduler.current(c)
+            self.recorder.add(now, T.K_HOST_FAULT, c, -1 if current is None else current.tid, gfn,
+                              aux=_HOST_FAULT_CLASS.get(where, T.HF_INIO))
         if where == RESIDENT:  # another vCPU mapped it meanwhile
             return Decision.CONTINUE, costs.ept_violation
         if where == SWAPCACHE:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pfsim.config.schema import SwapConfig
+from pfsim.machine.trace_records import K_SWAP_IO, OFF, TraceRecorder
 from pfsim.units import NS_PER_S, PAGE_SIZE
 
 
@@ -74,6 +75,8 @@ class SwapDevice:
         self.pages_read = 0
         self.pages_written = 0
         self.busy_until = 0
+        self.recorder: TraceRecorder = OFF
+        """Where requests are recorded when the run is traced."""
 
     def _latency(self) -> int:
         p = self.params
@@ -99,4 +102,6 @@ class SwapDevice:
         else:
             self.reads += 1
             self.pages_read += npages
+        if self.recorder.on:
+            self.recorder.add(now, K_SWAP_IO, -1, -1, 0, npages, done, 1 if write else 0)
         return done

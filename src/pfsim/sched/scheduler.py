@@ -21,6 +21,7 @@ from typing import Protocol
 
 from pfsim.engine import Priority, Simulator
 from pfsim.errors import InvariantViolation
+from pfsim.machine.trace_records import K_GUEST_SWITCH, K_HOST_SWITCH, OFF, TraceRecorder
 from pfsim.sched.notifier import PreemptNotifier, SwitchContext
 from pfsim.sched.policy import RoundRobin
 from pfsim.sched.task import Task, TaskState
@@ -93,6 +94,8 @@ class Scheduler:
         in its host and will dispatch when it runs again."""
         self.warnings: list[str] = []
         self._firing = False
+        self.recorder: TraceRecorder = OFF
+        """Where context switches are recorded when the run is traced."""
 
     # ------------------------------------------------------------------ notifiers
 
@@ -307,6 +310,11 @@ class Scheduler:
                 rq.idle_since = None
         rq.context_switches += 1
         rq.current = nxt
+        if self.recorder.on:
+            self.recorder.add(now, K_HOST_SWITCH if self.name == "host" else K_GUEST_SWITCH,
+                              rq.index, -1 if nxt is None else nxt.tid,
+                              -1 if prev is None else prev.tid,
+                              aux=0 if prev is None else int(prev.state))
         # finish_task_switch: rq lock released, interrupts on, preemption still off
         rq.locked = False
         rq.irqs_disabled = False
