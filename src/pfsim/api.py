@@ -122,7 +122,7 @@ def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | Non
         trace = trace_options(Path(trace), None, None, None)
     try:
         recorder = trace.recorder() if trace is not None else None
-        simulation = Simulation(config, recorder)
+        simulation = Simulation(config) if recorder is None else Simulation(config, recorder)
         result = RunResult(simulation.run(progress=progress))
         if trace is not None and recorder is not None:
             names = names_of(simulation, result["sim_time_ns"])

@@ -30,7 +30,6 @@ from pfsim.machine.scan import (
     COST_ZERO_PAGE,
     OUT_EPT,
     OUT_GFN,
-    OUT_MIN_FLT,
     OUT_NLOG,
     OUT_REASON,
     OUT_SIZE,
@@ -361,10 +360,14 @@ class VcpuExecutor:
 
     def _scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int) -> tuple[int, int]:
         """Run the VMM's compiled loop; it applies its fault counts at once."""
+        if not self.recorder.on:
+            return self.kernel.vmm.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
+        before = texec.counters.min_flt
         t_end, stop = self.kernel.vmm.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
-        if self.recorder.on and (self.out[OUT_MIN_FLT] or self.out[OUT_EPT]):
-            self.recorder.add(t, K_SCAN_FAULTS, cpu, texec.task.tid, 0, int(self.out[OUT_MIN_FLT]),
-                              t_end, int(self.out[OUT_EPT]))
+        faults = texec.counters.min_flt - before  # whichever VMM's loop resolved them
+        if faults or self.out[OUT_EPT]:
+            self.recorder.add(t, K_SCAN_FAULTS, cpu, texec.task.tid, 0, faults, t_end,
+                              int(self.out[OUT_EPT]))
         return t_end, stop
 
     # ------------------------------------------------------------------ events
