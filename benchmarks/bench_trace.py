@@ -106,8 +106,9 @@ def main() -> None:
                       f"{m['cpu_s']:16.3f} {m['write_s']:12.3f} {records!s:>9} "
                       f"{'' if size is None else f'{size / 1e6 / sim_s:9.1f}':>9}")
             if "baseline" in med:
-                print(f"  off / baseline: wall {med['off']['wall_s'] / med['baseline']['wall_s']:.3f}"
-                      f", run CPU {med['off']['cpu_s'] / med['baseline']['cpu_s']:.3f}")
+                off, base = med["off"], med["baseline"]
+                print(f"  off / baseline: wall {off['wall_s'] / base['wall_s']:.3f}, "
+                      f"run CPU {off['cpu_s'] / base['cpu_s']:.3f}")
 
 
 def _seconds(text: str) -> float:

@@ -296,3 +296,51 @@ def test_cli_writes_the_trace_and_names_it(tmp_path, capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("FINAL ") and line.endswith(f"trace={trace_path}")
     assert len(read_perfetto(trace_path).packet) > 100
+
+
+CLUSTERS = """
+[sim]
+seed = 11
+
+[guest]
+vcpus = 8
+clusters = 4
+memory = "512MiB"
+fast_faults = {fast}
+
+[guest.vmm]
+remote_ops = "rpc"
+vsl_lock = "{lock}"
+
+[[processes]]
+name = "solver"
+cluster = 0
+vsegs = [{{ name = "grid", type = "data", size = "16MiB" }}]
+[[processes.threads]]
+count = 8
+steps = [
+  {{ op = "access", vseg = "grid", split = true, pattern = "sequential", stride = "4KiB", accesses = 512, write_ratio = 1.0 }},
+  {{ op = "access", vseg = "grid", pattern = "uniform", accesses = 20_000, write_ratio = 0.2 }},
+]
+"""
+
+
+@pytest.mark.parametrize(("fast", "lock"), [("true", "rwlock"), ("true", "queuelock"),
+                                            ("false", "rwlock")])
+def test_cluster_lock_waits_are_slices_matching_the_wait_counters(tmp_path, fast, lock):
+    config = tmp_path / "clusters.toml"
+    config.write_text(CLUSTERS.format(fast=fast, lock=lock))
+    trace_path = tmp_path / "c.json"
+    result = run(config, trace=trace_path)
+    tasks = result.tasks.values()
+    waits = defaultdict(list)
+    for event in json.loads(trace_path.read_text())["traceEvents"]:
+        if event["ph"] == "X" and event["name"].endswith(" wait"):
+            waits[event["name"]].append(round(event["dur"] * 1000))
+    assert len(waits["PTE lock wait"]) == sum(t["pte_lock_waits"] for t in tasks)
+    assert len(waits["PT2 lock wait"]) == sum(t["pt2_lock_waits"] for t in tasks)
+    assert len(waits["vseg-list rwlock wait"]) == sum(t["rwlock_waits"] for t in tasks)
+    assert sum(waits["PTE lock wait"]) + sum(waits["PT2 lock wait"]) == sum(
+        t["pte_lock_wait_ns"] for t in tasks)  # PT2 waits are counted in pte_lock_wait_ns
+    assert sum(waits["vseg-list rwlock wait"]) == sum(t["rwlock_wait_ns"] for t in tasks)
+    assert sum(len(v) for v in waits.values()) > 3  # the scenario has waits to check

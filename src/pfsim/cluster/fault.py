@@ -69,6 +69,7 @@ from pfsim.guest.fault import Access, Action, FaultResult
 from pfsim.guest.mm import TASK_SIZE_MAX
 from pfsim.guest.pagecache import ReadRequest
 from pfsim.machine.frames import ANON, PAGECACHE
+from pfsim.machine.trace_records import K_LOCK_WAIT
 from pfsim.units import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -119,7 +120,12 @@ class AlmosFaults:
         local = self.vmm.topology.cluster_of(cpu)
         counters = texec.counters
         counters.pgfault += 1
-        clock = HandlerClock(t + int(self.c[K_ENTRY]), counters, t)
+        recorder = self.kernel.executor.recorder
+        on_wait = None
+        if recorder.on:
+            def on_wait(start: int, end: int, lock: int) -> None:
+                recorder.add(start, K_LOCK_WAIT, cpu, texec.task.tid, end=end, aux=lock)
+        clock = HandlerClock(t + int(self.c[K_ENTRY]), counters, t, on_wait)
         if access.addr >= TASK_SIZE_MAX:  # PRIVILEGE_VIOLATION: no handler
             outcome = _Outcome(USER_ERROR, reason="privilege violation")
             return self._finish(texec, access, clock, outcome, cpu, t)

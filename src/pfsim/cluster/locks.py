@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Callable
+
 from pfsim.cluster.gpt import ProcessGpt
 from pfsim.guest.process import Counters
+from pfsim.machine.trace_records import LOCK_PT2, LOCK_PTE, LOCK_RWLOCK
 
 
 class HandlerClock:
@@ -29,30 +32,39 @@ class HandlerClock:
         counters: the faulting thread's counters (wait counts and times go there).
     """
 
-    __slots__ = ("t", "counters", "raised")
+    __slots__ = ("t", "counters", "raised", "on_wait")
 
-    def __init__(self, t: int, counters: Counters, raised: int = 0) -> None:
+    def __init__(self, t: int, counters: Counters, raised: int = 0,
+                 on_wait: Callable[[int, int, int], None] | None = None) -> None:
         self.t = t
         self.counters = counters
         self.raised = raised
         """When the exception was raised (before its entry cost)."""
+        self.on_wait = on_wait
+        """Told (start, end, LOCK_*) of every wait, when the run is traced."""
 
     def spin_pte(self, until: int) -> None:
         if until > self.t:
             self.counters.pte_lock_waits += 1
             self.counters.pte_lock_wait_ns += until - self.t
+            if self.on_wait is not None:
+                self.on_wait(self.t, until, LOCK_PTE)
             self.t = until
 
     def spin_pt2(self, until: int) -> None:
         if until > self.t:
             self.counters.pt2_lock_waits += 1
             self.counters.pte_lock_wait_ns += until - self.t
+            if self.on_wait is not None:
+                self.on_wait(self.t, until, LOCK_PT2)
             self.t = until
 
     def wait_rwlock(self, until: int) -> None:
         if until > self.t:
             self.counters.rwlock_waits += 1
             self.counters.rwlock_wait_ns += until - self.t
+            if self.on_wait is not None:
+                self.on_wait(self.t, until, LOCK_RWLOCK)
             self.t = until
 
 

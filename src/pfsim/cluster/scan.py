@@ -65,8 +65,8 @@ from pfsim.machine.scan import OUT_NLOG, OUT_REASON, OUT_TIME, STOP_FAULT, STOP_
 # per-thread counter deltas (the ``tout`` array)
 (T_MIN_FLT, T_FALSE_NR, T_LOCAL_NR, T_GLOBAL_NR, T_FALSE_COST, T_LOCAL_COST, T_GLOBAL_COST,
  T_REMOTE, T_RPCS, T_PTE_WAITS, T_PTE_WAIT_NS, T_PT2_WAITS, T_RW_WAITS, T_RW_WAIT_NS,
- T_ALLOCATED, T_SPANS) = range(16)
-T_SIZE = 16
+ T_ALLOCATED, T_SPANS, T_NWAITS) = range(17)
+T_SIZE = 17
 # the scalar arguments (the ``params`` array)
 (P_START, P_STOP, P_T0, P_THINK, P_LIMIT, P_FETCH, P_FAST, P_LOCAL, P_REF, P_BANK, P_MESH,
  P_MODULO, P_LOOKAHEAD, P_SPENT) = range(14)
@@ -122,13 +122,27 @@ def _new_page(target: int, source: int, local: int, v: int, rpc: bool, bank_size
 
 
 @njit(cache=True, nogil=True)
-def _spin(t: int, acq: int, rel: int, tout: np.ndarray, count_index: int) -> int:
+def _spin(t: int, acq: int, rel: int, tout: np.ndarray, count_index: int,
+          waits: np.ndarray) -> int:
     """Spin until ``rel`` when the last hold ends after ``t`` (locks go in handler order)."""
     if rel > t:
         tout[count_index] += 1
         tout[T_PTE_WAIT_NS if count_index != T_RW_WAITS else T_RW_WAIT_NS] += rel - t
+        _log_wait(waits, tout, t, rel, count_index)
         return rel
     return t
+
+
+@njit(cache=True, nogil=True)
+def _log_wait(waits: np.ndarray, tout: np.ndarray, t: int, until: int, count_index: int) -> None:
+    """Note the wait ``[t, until)`` in ``waits`` (rows: start, end, T_* count index) while it
+    has room (none when the run is not traced); ``tout[T_NWAITS]`` counts them all."""
+    n = tout[T_NWAITS]
+    if n < waits.shape[1]:
+        waits[0, n] = t
+        waits[1, n] = until
+        waits[2, n] = count_index
+    tout[T_NWAITS] = n + 1
 
 
 @njit(cache=True, nogil=True)
@@ -140,7 +154,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                          placement: np.ndarray, kind: np.ndarray, rf: np.ndarray,
                          free2d: np.ndarray, bank_counts: np.ndarray, dist: np.ndarray,
                          costs: np.ndarray, out: np.ndarray, log: np.ndarray, spans: np.ndarray,
-                         tout: np.ndarray) -> int:
+                         waits: np.ndarray, tout: np.ndarray) -> int:
     """Run accesses ``[start, stop)`` of a thread in cluster ``local`` from time ``t0``.
 
     Args:
@@ -163,6 +177,8 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
         dist: hops between clusters; costs: the cost vector of :mod:`pfsim.cluster.costs`.
         out: OUT_TIME, OUT_NLOG, OUT_REASON of the guest scan; ``log``: [2, n] slow accesses;
         ``spans``: [2, n] (raise, end) times of the faults resolved here (``tout[T_SPANS]``);
+        ``waits``: [3, n] the lock waits (start, end, T_PTE_WAITS / T_PT2_WAITS / T_RW_WAITS;
+            ``tout[T_NWAITS]`` of them, those past ``n`` not noted; n = 0 when not traced);
         tout: the thread's counter deltas (T_*).
 
     Returns:
@@ -279,6 +295,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                 if busy > tau:
                     tout[T_RW_WAITS] += 1
                     tout[T_RW_WAIT_NS] += busy - tau
+                    _log_wait(waits, tout, tau, busy, T_RW_WAITS)
                     tau = busy
                 hold = tau
                 tau += costs[K_VSL_LOOKUP]
@@ -286,7 +303,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                     vsl_wr_acq[local] = hold
                     vsl_wr_rel[local] = tau
             else:
-                tau = _spin(tau, vsl_wr_acq[local], vsl_wr_rel[local], tout, T_RW_WAITS)
+                tau = _spin(tau, vsl_wr_acq[local], vsl_wr_rel[local], tout, T_RW_WAITS, waits)
                 tau += costs[K_VSL_LOOKUP]
                 if tau > vsl_rd_rel[local]:
                     vsl_rd_rel[local] = tau
@@ -301,8 +318,8 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                     pt2_acq[local, r] = hold
                     pt2_rel[local, r] = tau
             else:
-                tau = _spin(tau, pt2_acq[local, r], pt2_rel[local, r], tout, T_PT2_WAITS)
-            tau = _spin(tau, lock_acq[local, s], lock_rel[local, s], tout, T_PTE_WAITS)
+                tau = _spin(tau, pt2_acq[local, r], pt2_rel[local, r], tout, T_PT2_WAITS, waits)
+            tau = _spin(tau, lock_acq[local, s], lock_rel[local, s], tout, T_PTE_WAITS, waits)
             a1 = tau
             tau += pte_op
             if local_mapped:  # step 3
@@ -346,12 +363,12 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                         pt2_acq[ref, r] = hold
                         pt2_rel[ref, r] = tau
                 else:
-                    tau = _spin(tau, pt2_acq[ref, r], pt2_rel[ref, r], tout, T_PT2_WAITS)
-                tau = _spin(tau, lock_acq[ref, s], lock_rel[ref, s], tout, T_PTE_WAITS)
+                    tau = _spin(tau, pt2_acq[ref, r], pt2_rel[ref, r], tout, T_PT2_WAITS, waits)
+                tau = _spin(tau, lock_acq[ref, s], lock_rel[ref, s], tout, T_PTE_WAITS, waits)
                 a2 = tau
                 tau += remote
-                tau = _spin(tau, pt2_acq[local, r], pt2_rel[local, r], tout, T_PT2_WAITS)
-                tau = _spin(tau, lock_acq[local, s], lock_rel[local, s], tout, T_PTE_WAITS)
+                tau = _spin(tau, pt2_acq[local, r], pt2_rel[local, r], tout, T_PT2_WAITS, waits)
+                tau = _spin(tau, lock_acq[local, s], lock_rel[local, s], tout, T_PTE_WAITS, waits)
                 a3 = tau
                 tau += pte_op
                 if ref_mapped:  # 5d

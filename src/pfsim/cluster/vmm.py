@@ -51,6 +51,7 @@ from pfsim.cluster.scan import (
     T_LOCAL_COST,
     T_LOCAL_NR,
     T_MIN_FLT,
+    T_NWAITS,
     T_PT2_WAITS,
     T_PTE_WAIT_NS,
     T_PTE_WAITS,
@@ -68,7 +69,12 @@ from pfsim.guest.fault import Access, FaultResult
 from pfsim.guest.mm import TASK_SIZE_MAX
 from pfsim.guest.process import Process
 from pfsim.guest.vmm import Vmm
+from pfsim.machine.trace_records import K_LOCK_WAIT, LOCK_PT2, LOCK_PTE, LOCK_RWLOCK, M_DROPPED
 from pfsim.units import PAGE_SIZE
+
+WAITS_PER_SCAN = 4096
+"""Lock waits one run of the compiled loop notes for the trace (more are counted as dropped)."""
+_LOCK_OF = {T_PTE_WAITS: LOCK_PTE, T_PT2_WAITS: LOCK_PT2, T_RW_WAITS: LOCK_RWLOCK}
 
 if TYPE_CHECKING:
     from pfsim.guest.executor import TaskExec
@@ -135,6 +141,8 @@ class ClusterVmm(Vmm):
         self.spans = [np.zeros_like(log) for log in kernel.executor.log]
         """Per vCPU: the (raise, end) times of the faults its current segment resolved."""
         self.nspans = [0] * guest.vcpus
+        self.waits = np.zeros((3, 0), dtype=np.int64)
+        """The lock waits of one run of the compiled loop, when the run is traced."""
 
     # ------------------------------------------------------------------ processes
 
@@ -243,9 +251,14 @@ class ClusterVmm(Vmm):
         params[P_FAST] = self.fast and texec.tried_slot < 0  # a retried mapper fault: Python
         params[P_LOCAL] = cpu // self.topology.per_cluster
         params[P_REF] = gpt.ref
+        recorder = self.kernel.executor.recorder
+        if recorder.on and self.waits.shape[1] == 0:
+            self.waits = np.zeros((3, WAITS_PER_SCAN), dtype=np.int64)
         stop = run_cluster_accesses(texec.slots, texec.writes, texec.vpns, params,
                                     *gpt.kernel_args, *self.mem_args, out, log, self.spans[cpu],
-                                    tout)
+                                    self.waits, tout)
+        if tout[T_NWAITS]:
+            self._record_waits(cpu, texec.task.tid, int(tout[T_NWAITS]))
         self.nspans[cpu] = int(tout[T_SPANS])
         nonzero = np.flatnonzero(tout).tolist()
         if nonzero:
@@ -259,6 +272,14 @@ class ClusterVmm(Vmm):
             self.outcomes[NON_FATAL] += faults
             self.mem.allocated_total += int(tout[T_ALLOCATED])
         return int(out[0]), stop
+
+    def _record_waits(self, cpu: int, tid: int, n: int) -> None:
+        """The lock waits the compiled loop noted, as trace records."""
+        recorder = self.kernel.executor.recorder
+        kept = min(n, self.waits.shape[1])
+        for start, end, index in self.waits[:, :kept].T.tolist():
+            recorder.add(start, K_LOCK_WAIT, cpu, tid, end=end, aux=_LOCK_OF[index])
+        recorder.meta[M_DROPPED] += n - kept
 
     def fault_in_progress(self, cpu: int, now: int) -> int:
         """End time of a fault the compiled loop resolved on ``cpu`` that is under way at

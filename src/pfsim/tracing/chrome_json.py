@@ -56,7 +56,8 @@ def events(timeline: Timeline, names: Names) -> list[dict[str, Any]]:
         times = sw.time[sw.cpu == c].tolist() + [names.end_ns]
         for k, tid in enumerate(sw.next_tid[sw.cpu == c].tolist()):
             if tid >= 0 and times[k + 1] > times[k]:
-                out.append({"ph": "X", "pid": PID_VCPUS, "tid": c, "name": comm.get(tid, f"tid {tid}"),
+                out.append({"ph": "X", "pid": PID_VCPUS, "tid": c,
+                            "name": comm.get(tid, f"tid {tid}"),
                             "ts": _us(times[k]), "dur": _us(times[k + 1] - times[k]),
                             "args": {"tid": tid}})
     for h in range(names.host_cpus):

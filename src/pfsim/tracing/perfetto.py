@@ -177,7 +177,8 @@ def write(timeline: Timeline, names: Names, out: BinaryIO) -> None:
                    rank=lane)
         for r, lane in zip(timeline.swap.tolist(), lanes, strict=True):
             row = rows[r]
-            _slices(builder, TRACK_SWAP + 1 + lane, [(row[T.TIME], row[T.END], swap_span_name(row))])
+            _slices(builder, TRACK_SWAP + 1 + lane,
+                    [(row[T.TIME], row[T.END], swap_span_name(row))])
     cores = sorted({rows[r][T.CPU] for r in timeline.locks.tolist()})
     for core in cores:
         _track(builder, TRACK_LOCK + core, f"core {core} lock waits", rank=300 + core)

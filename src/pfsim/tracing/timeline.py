@@ -169,4 +169,5 @@ def instant_args(row: np.ndarray) -> dict[str, int]:
     if kind == T.K_SCAN_FAULTS:
         return {"minor_faults": int(row[T.ID]), "host_first_touches": int(row[T.AUX]),
                 "until_ns": int(row[T.END]), "tid": int(row[T.TASK])}
-    return {"gfn": int(row[T.ARG]), "tid": int(row[T.TASK]), "handled_ns": int(row[T.END] - row[T.TIME])}
+    return {"gfn": int(row[T.ARG]), "tid": int(row[T.TASK]),
+            "handled_ns": int(row[T.END] - row[T.TIME])}

@@ -28,7 +28,8 @@ def names_of(simulation: Simulation, end_ns: int) -> Names:
                  end_ns=end_ns)
 
 
-def write_trace(options: TraceOptions, recorder: TraceRecorder, names: Names) -> tuple[Path, str | None]:
+def write_trace(options: TraceOptions, recorder: TraceRecorder,
+                names: Names) -> tuple[Path, str | None]:
     """Write the trace file; returns its path and the warning line when records were dropped."""
     timeline = build(recorder.rows)
     if options.fmt == "json":
