@@ -3,6 +3,7 @@ CPU time of the run and of writing the trace, and the trace's size per simulated
 
     python benchmarks/bench_trace.py [--modes kvm,s390] [--duration 1s] [--repeat 5]
                                      [--engine compiled] [--baseline OTHER/src]
+                                     [--variants off,perfetto,json,baseline]
 
 Each measurement is a fresh interpreter running ``pfsim run examples/overcommit.toml`` (1 s
 simulated by default) as a user would, timed from outside (median of ``--repeat``); inside,
@@ -73,7 +74,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--engine", default="compiled")
     parser.add_argument("--baseline", type=Path, default=None)
+    parser.add_argument("--variants", default="off,perfetto,json,baseline",
+                        help="which of off, perfetto, json, baseline to time")
     args = parser.parse_args()
+    chosen = set(args.variants.split(","))
     src = ROOT / "src"
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes.split(","):
@@ -84,6 +88,7 @@ def main() -> None:
                         "json": (src, f"{tmp}/t.json")}
             if args.baseline is not None:
                 variants["baseline"] = (args.baseline, "")
+            variants = {k: v for k, v in variants.items() if k in chosen or k == "off"}
             for where, _trace in variants.values():
                 child(where, overrides, "")  # warm the compiled core's cache
             runs: dict[str, list[dict]] = {name: [] for name in variants}

@@ -4,7 +4,7 @@ which ui.perfetto.dev, chrome://tracing and Speedscope-like tools load.
 The same timeline as the Perfetto trace, in the format's own terms: a "process" per kind of
 CPU (guest vCPUs, host CPUs) with a "thread" per CPU holding complete events (``"ph": "X"``)
 for each task run; a thread per vCPU for its faults (instants, ``"ph": "i"``) and its async
-page faults, each drawn as a zero-length complete event carrying a flow step: ``"ph": "s"``
+page faults, each drawn as a 1 ns complete event carrying a flow step: ``"ph": "s"``
 at the earlier end, ``"ph": "f"`` (``"bp": "e"``: bound to the enclosing event) at the later,
 with the fault's flow id, one pair per async fault.  Timestamps are microseconds with the
 nanoseconds kept as decimals.  The format is verbose (about twice the Perfetto file): it is
@@ -75,8 +75,8 @@ def events(timeline: Timeline, names: Names) -> list[dict[str, Any]]:
             out.append({**base, "ph": "i", "s": "t", "name": instant_name(row),
                         "args": instant_args(row)})
             continue
-        out.append({**base, "ph": "X", "dur": 0, "name": instant_name(row),
-                    "args": instant_args(row)})
+        out.append({**base, "ph": "X", "dur": 0.001, "name": instant_name(row),
+                    "args": instant_args(row)})  # 1 ns: open at ts, so the step binds to it
         step = {**base, "name": "async page fault", "cat": "apf", "id": flow[0]}
         out.append({**step, "ph": "s"} if flow[1] else {**step, "ph": "f", "bp": "e"})
     if len(timeline.swap):
