@@ -15,7 +15,7 @@ from pfsim.units import parse_time
 FORMATS = ("perfetto", "json")
 DEFAULT_LIMIT = 2_000_000
 """Records kept by default: 128 MiB of rows at most, a Perfetto file of about 100 MB at most
-(about 50 bytes a record; the overcommit example records about 120,000 a simulated second)."""
+(about 55 bytes a record; the overcommit example records about 60,000 a simulated second)."""
 
 
 @dataclass(frozen=True)
