@@ -286,7 +286,8 @@ def test_result_file_mode_follows_the_umask(capsys, workdir):
         os.umask(old)
     assert code == 0, err
     assert (workdir / "out" / "result.json").stat().st_mode & 0o777 == 0o640
-    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["result.json"]
+    assert (workdir / "out" / "config.json").stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["config.json", "result.json"]
 
 
 def test_hypervisor_keys_without_the_host_model_warn(capsys, workdir):

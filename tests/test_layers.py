@@ -25,7 +25,11 @@ composition root        simulation, apf_modes, api, cli, report, tracedriven
                         sweeps on Dask), boundary (exit statuses), output (result files),
                         footprint (memory estimate), validate (fault counts
                         against this machine's kernel), tracing (run timelines
-                        for Perfetto), ``pfsim`` itself
+                        for Perfetto), sampling (time series of a
+                        run), result_tables (results as DataFrames, CSV, Parquet),
+                        plot (figures), html_report (report.html), views (the report
+                        and plot commands), console_tables (tables fitted to the
+                        terminal), ``pfsim`` itself
 ======================  =====================================================================
 
 On top of the layer order, the package graph must have no cycle at all.
@@ -48,7 +52,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cluster"}),
     frozenset({"compiled"}),
     frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "sweeps", "__init__",
-               "__main__", "boundary", "output", "footprint", "validate", "tracing"}),
+               "__main__", "boundary", "output", "footprint", "validate", "tracing", "sampling",
+               "result_tables", "plot", "html_report", "views", "console_tables"}),
 )
 COMPOSITION_ROOT = len(LAYERS) - 1
 

@@ -8,6 +8,7 @@ Public API (for notebooks and scripts)::
     rows = pfsim.replay("trace.lackey", policies=["lru", "clock"], frames="64:1024:64")
     curve = pfsim.mrc("trace.lackey"); curve.miss_ratio([64, 128]), curve.footprint
     frame = pfsim.sweep("examples/sweep-apf.toml")   # pandas DataFrame, a row per point
+    t = pfsim.tables("out/quickstart")   # DataFrames: t.tasks, t.processes, t.vcpus, t.intervals
     result.processes["kvstore"]["min_flt"]          # shortcut for the single VM
     result["vms"]["vm0"]["processes"]["kvstore"]    # the same, as in result.json
 """
@@ -20,7 +21,7 @@ numba_cache.configure()  # before any compiled function is decorated (read-only 
 __version__ = "0.1.0"
 
 __all__ = ["Config", "RunResult", "__version__", "load_config", "mrc", "replay", "run",
-           "sweep"]
+           "sweep", "tables"]
 
 
 def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on first run)
@@ -44,4 +45,8 @@ def __getattr__(name: str):  # lazy: keep `import pfsim` cheap (numba loads on f
         from pfsim.sweeps.api import sweep
 
         return sweep
+    if name == "tables":  # pandas loads only with it
+        from pfsim.result_tables import tables
+
+        return tables
     raise AttributeError(name)

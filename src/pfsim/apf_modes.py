@@ -36,6 +36,8 @@ from pfsim.hypervisor.apf_kvm import KvmApfHost, X86FaultContext, X86FaultOutcom
 from pfsim.hypervisor.apf_s390 import PfaultHost
 from pfsim.machine.apf_kvm_abi import BROADCAST_TOKEN
 from pfsim.machine.trace_records import K_NOT_PRESENT, K_PAGE_READY
+from pfsim.machine.latency import ASYNC
+from pfsim.machine.latency import record as record_latency
 from pfsim.machine.apf_s390_abi import (
     CR0_SERVICE_SIGNAL_SUBMASK,
     PFAULT_DONE,
@@ -46,6 +48,21 @@ from pfsim.sched import Task
 
 if TYPE_CHECKING:
     from pfsim.hypervisor.host import Host
+
+
+def wait_starts(host: Host, task: Task) -> None:
+    """An async PF put ``task`` to sleep: the start of its round trip (kept when it already
+    waits, as after s390's REBLOCK)."""
+    if task.data.apf_since < 0:
+        task.data.apf_since = host.sim.now
+
+
+def wait_ends(host: Host, task: Task) -> None:
+    """The page-ready / completion wakes ``task``: one async round trip, if it waited."""
+    since = task.data.apf_since
+    if since >= 0:
+        record_latency(host.kernel.latency, ASYNC, host.sim.now - since)
+        task.data.apf_since = -1
 
 
 class KvmMode(ApfMode):
@@ -59,7 +76,7 @@ class KvmMode(ApfMode):
         debug = host.config.hypervisor.apf_debug
         self.hv = KvmApfHost(nv, debug=debug)
         self.hv.queues.record_frees = debug  # the per-item history grows with the run
-        self.guest = KvmApfGuest(nv, wake_up=host.kernel.scheduler.wake_up, debug=debug)
+        self.guest = KvmApfGuest(nv, wake_up=self._wake_up, debug=debug)
         self.page_ready = 0
 
     def setup(self) -> None:
@@ -101,10 +118,15 @@ class KvmMode(ApfMode):
             self.recorder.add(now, K_NOT_PRESENT, c, task.tid, 0, token & 0xFFFFFFFF)
         if outcome is NotPresentOutcome.SLEEP:
             task.data.apf_wait = True
+            wait_starts(self.host, task)
             executor.need_resched[c] = True
         elif outcome in (NotPresentOutcome.PANIC_KERNEL_MODE, NotPresentOutcome.PANIC_IRQS_DISABLED):
             self.host.kernel.kernel_panic({"reason": f"Host injected async #PF ({outcome.value})",
                                            "tid": task.tid})
+
+    def _wake_up(self, task: Task) -> bool:
+        wait_ends(self.host, task)
+        return self.host.kernel.scheduler.wake_up(task)
 
     def _work_done(self, work: Any) -> None:
         done = self.hv.work_done(work)
@@ -160,6 +182,7 @@ class _S390Ops:
         self.host.kernel.executor.need_resched[cpu] = True
 
     def wake_up(self, task: Task) -> bool:
+        wait_ends(self.host, task)
         return self.host.kernel.scheduler.wake_up(task)
 
 
@@ -215,12 +238,15 @@ class S390Mode(ApfMode):
         user = True
         while (irq := self.hv.pre_run(c, self._psw(user))) is not None:
             counted = self.guest.init_count + self.guest.done_count
+            current = self.host.kernel.scheduler.current(c)
             outcome = self.guest.pfault_interrupt(c, irq.code, irq.subcode, irq.param64)
             if self.recorder.on and self.guest.init_count + self.guest.done_count > counted:
                 pid = irq.param64 & 0xFFFFFFFF
                 done = irq.subcode == PFAULT_DONE
                 self.recorder.add(self.host.sim.now, K_PAGE_READY if done else K_NOT_PRESENT, c,
                                   -1 if done else pid, 0, pid)
+            if outcome in (PfaultOutcome.BLOCK, PfaultOutcome.REBLOCK) and current is not None:
+                wait_starts(self.host, current)
             if irq.subcode == PFAULT_DONE:  # the INIT's delivery is in apf_inject
                 self.host.spend_at_entry(c, self.host.costs.page_ready)
             if outcome in (PfaultOutcome.BLOCK, PfaultOutcome.REBLOCK):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +36,8 @@ def freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return MappingProxyType({key: freeze(item) for key, item in value.items()})
     if isinstance(value, list):
+        if not any(isinstance(item, (dict, list)) for item in value):
+            return FrozenList(value)  # a column of numbers (samples): nothing to freeze inside
         return FrozenList(freeze(item) for item in value)
     return value
 
@@ -88,11 +91,34 @@ class RunResult(Mapping[str, Any]):
         return self.vm["outcome"]
 
     def to_json(self) -> str:
-        """The canonical result.json text (sorted keys, stable across runs)."""
-        return json.dumps(self._data, indent=2, sort_keys=True) + "\n"
+        """The canonical result.json text (sorted keys, stable across runs; the columns of
+        ``samples`` one per line)."""
+        return result_json(self._data)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.to_json())
+
+
+def result_json(data: dict[str, Any]) -> str:
+    """``data`` as canonical JSON: sorted keys, indented, but every list of integers under
+    ``samples`` on one line (a time series of thousands of values stays readable and small)."""
+    samples = data.get("samples")
+    if not isinstance(samples, dict):
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    columns: list[str] = []
+
+    def mark(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: mark(item) for key, item in value.items()}
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            columns.append(json.dumps(value, separators=(",", ":")))
+            return f"\x00{len(columns) - 1}\x00"
+        if isinstance(value, list):
+            return [mark(item) for item in value]
+        return value
+
+    text = json.dumps({**data, "samples": mark(samples)}, indent=2, sort_keys=True) + "\n"
+    return re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: columns[int(m.group(1))], text)
 
 
 def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | None = None,

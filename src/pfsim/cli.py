@@ -1,5 +1,5 @@
-"""Command line: ``pfsim run``, ``pfsim sweep``, ``pfsim replay``, ``pfsim mrc``,
-``pfsim trace record`` and ``pfsim validate``.
+"""Command line: ``pfsim run``, ``report``, ``plot``, ``sweep``, ``replay``, ``mrc``,
+``trace record`` and ``validate``.
 
 Every user mistake ends with one line on stderr (``pfsim: error: ...``) and exit status 2;
 no traceback, no half-written output directory (exit statuses: :mod:`pfsim.boundary`).
@@ -46,10 +46,18 @@ def cli() -> None:
 @click.option("--trace-limit", type=int, default=None, metavar="RECORDS",
               help="Keep at most this many records (default 2,000,000); past it records are "
                    "dropped, with a warning.")
+@click.option("--report", "report", is_flag=True,
+              help="Also write report.html (tables and figures, one self-contained file).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Also write the tables (tasks, processes, vcpus, intervals) in this format.")
+@click.option("--wide", is_flag=True, help="Every column of the console tables, whatever the "
+                                           "terminal's width.")
 def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[str, ...],
         quiet: bool, compare: tuple[str, ...], workers: int | None, trace_path: Path | None,
-        trace_format: str | None, trace_window: str | None, trace_limit: int | None) -> None:
-    """Run the scenario CONFIG (a TOML file), print a summary and write result.json."""
+        trace_format: str | None, trace_window: str | None, trace_limit: int | None,
+        report: bool, fmt: str | None, wide: bool) -> None:
+    """Run the scenario CONFIG (a TOML file), print a summary and write result.json and
+    config.json."""
     from pfsim.report import compare_command, run_command
 
     flags = {"--trace-format": trace_format, "--trace-window": trace_window,
@@ -64,7 +72,8 @@ def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[s
         from pfsim.sweeps.compare import parse_compare
 
         compare_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides),
-                        axes=parse_compare(compare), workers=workers)
+                        axes=parse_compare(compare), workers=workers, report=report, fmt=fmt,
+                        wide=wide)
         return
     if workers is not None:
         raise click.BadParameter("only applies with --compare", param_hint="--workers")
@@ -72,7 +81,34 @@ def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[s
     if trace_path is not None:
         trace = (trace_path, trace_format, trace_window, trace_limit)
     run_command(config, seed=seed, out_dir=out_dir, overrides=list(overrides), quiet=quiet,
-                trace=trace)
+                trace=trace, report=report, fmt=fmt, wide=wide)
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Also write the tables (tasks, processes, vcpus, intervals) in this format.")
+def report(directory: Path, fmt: str | None) -> None:
+    """Write DIR/report.html for the run or --compare directory DIR: config, summary tables
+    and figures in one self-contained file (docs/report.md)."""
+    from pfsim.views import report_command
+
+    report_command(directory, fmt)
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--figure", required=True,
+              type=click.Choice(["work", "vcpus", "latency", "memory"]),
+              help="work over time, vCPU states over time, fault-latency CDFs, or host "
+                   "memory and swap over time.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The image: FILE.png or FILE.svg.")
+def plot(directory: Path, figure: str, out: Path) -> None:
+    """Draw one figure of the run or --compare directory DIR (one series per run)."""
+    from pfsim.views import plot_command
+
+    plot_command(directory, figure, out)
 
 
 def _trace_options(command):

@@ -118,14 +118,15 @@ class OutputDir:
             return "a part of the path is not a directory"
         return f"cannot use it ({_reason(exc)})"
 
-    def write(self, name: str, text: str) -> Path:
-        """Write ``text`` to ``name`` in the directory atomically; returns the file's path.
+    def write(self, name: str, text: str | bytes) -> Path:
+        """Write ``text`` (UTF-8 text, or bytes) to ``name`` in the directory atomically;
+        returns the file's path.
 
         Raises:
             OutputError: the file cannot be written (disk full, quota, I/O error); the old
                 file, if any, is intact and no temporary file is left.
         """
-        return self.write_bytes(name, text.encode("utf-8"))
+        return self.write_bytes(name, text.encode("utf-8") if isinstance(text, str) else text)
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         """:meth:`write` for bytes."""

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from pfsim.api import RunResult, run
 from pfsim.config import config_digest, config_warnings, load_config
+from pfsim.console_tables import output_console
 from pfsim.errors import clip
 from pfsim.footprint import check_resources
 from pfsim.output import OutputDir
@@ -53,9 +54,28 @@ class _LazyProgress:
             self.bar.stop()
 
 
+def config_json(config: Any) -> str:
+    """The resolved config as written to config.json beside result.json."""
+    import json
+
+    return json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def write_config(out: OutputDir, config: Any) -> None:
+    """config.json beside result.json (what ``pfsim report`` shows); a failure to write it
+    leaves no stale one and is a warning, the result being written already."""
+    from pfsim.errors import OutputError
+
+    try:
+        out.write("config.json", config_json(config))
+    except OutputError as exc:
+        (out.path / "config.json").unlink(missing_ok=True)
+        click.echo(f"pfsim: warning: {exc}", err=True)
+
+
 def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overrides: list[str],
-                quiet: bool, trace: tuple[Path, str | None, str | None, int | None] | None = None
-                ) -> None:
+                quiet: bool, trace: tuple[Path, str | None, str | None, int | None] | None = None,
+                report: bool = False, fmt: str | None = None, wide: bool = False) -> None:
     """Implementation of ``pfsim run`` (errors propagate as PfsimError).
 
     Everything the user gave is checked before the run: the config, the memory the scenario
@@ -72,9 +92,7 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
 
         tracing = trace_options(*trace)  # checked (and its directory made) before the run
     out = OutputDir(out_dir if out_dir is not None else Path("out") / config_path.stem).prepare()
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=140)
+    console = output_console(pipe_width=140)
     try:
         if not quiet:
             click.echo(f"ARG config {config_path}  seed {config.sim.seed}  digest "
@@ -93,17 +111,27 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
         if tracing is not None:
             tracing.out.discard()
         raise
+    write_config(out, config)
     if not quiet:
-        print_summary(console, result)
+        print_summary(console, result, wide=wide)
     if result.trace_warning is not None:
         click.echo(f"pfsim: warning: {result.trace_warning}", err=True)
     line = final_line(result, wall, path)
     click.echo(line if result.trace_path is None else f"{line} trace={result.trace_path}")
+    _after_run(out.path, report, fmt)
+
+
+def _after_run(directory: Path, report: bool, fmt: str | None) -> None:
+    from pfsim.views import after_run
+
+    for written in after_run(directory, report, fmt):
+        click.echo(f"wrote {written}")
 
 
 def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
                     overrides: list[str], axes: list[tuple[str, list[str]]],
-                    workers: int | None = None) -> None:
+                    workers: int | None = None, report: bool = False, fmt: str | None = None,
+                    wide: bool = False) -> None:
     """Implementation of ``pfsim run --compare KEY=V1,V2,... [--compare ...]``: one run per
     combination of the values, same seed, in parallel (pfsim.sweeps.compare)."""
     from pfsim.sweeps.compare import compare_warnings, plan_compare, run_compare
@@ -112,17 +140,16 @@ def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
     variants = plan_compare(config_path, seed, overrides, axes, out_dir)  # all validated first
     for warning in compare_warnings(variants):
         click.echo(f"pfsim: warning: {clip(warning, 400)}", err=True)
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=1000)  # a file or a pipe: never cut a table
+    console = output_console(pipe_width=1000)  # a file or a pipe: every column
     click.echo(f"ARG config {config_path}  seed {variants[0].config.sim.seed}  compare "
                + "  ".join(f"{key} = {', '.join(values)}" for key, values in axes))
     run_compare(variants, workers=workers)
+    _record_compare(out_dir, variants)
     keys = [key for key, _values in axes]
     rows = [(tuple(value for _key, value in v.values), RunResult(v.result), v.wall_s, v.path)
             for v in variants if v.result is not None]
     if rows:
-        print_comparison(console, keys, rows)
+        print_comparison(console, keys, rows, wide=wide)
     for variant in variants:
         if variant.result is None:
             click.echo(f"FAILED {variant.label}: {variant.error}")
@@ -131,19 +158,42 @@ def compare_command(config_path: Path, seed: int | None, out_dir: Path | None,
         click.echo(f"FINAL {variant.label} " + line[len("FINAL "):])
     if any(variant.result is None for variant in variants):
         sys.exit(1)
+    _after_run(out_dir, report, fmt)
+
+
+def _record_compare(out_dir: Path, variants: list[Any]) -> None:
+    """config.json beside each variant's result.json, and the order of the variants
+    (compare.json) for ``pfsim report``."""
+    import json
+
+    done = [v for v in variants if v.result is not None]
+    for variant in done:
+        write_config(OutputDir(variant.path.parent), variant.config)
+    if done:
+        order = {"keys": [key for key, _value in done[0].values],
+                 "runs": [variant.path.parent.name for variant in done]}
+        OutputDir(out_dir).write("compare.json", json.dumps(order, indent=2) + "\n")
+
+
+COMPARISON_COLUMNS = (("work", 0), ("ratio", 0), ("busy", 1), ("stalled", 1), ("idle", 4),
+                      ("min_flt", 3), ("maj_flt", 5), ("host faults", 5), ("swap-ins", 2),
+                      ("not_present", 2), ("page_ready", 3), ("sync_fallbacks", 4),
+                      ("outcome", 0))
+"""The columns of the comparison and their rank (console_tables: the highest rank is left
+out first on a narrow terminal)."""
 
 
 def print_comparison(console: Console, keys: list[str] | str,
-                     rows: list[tuple[tuple[str, ...] | str, RunResult, float, Path]]) -> None:
+                     rows: list[tuple[tuple[str, ...] | str, RunResult, float, Path]],
+                     wide: bool = False) -> None:
     """One row per variant: work, ratio to the first, vCPU time split, faults, async PF."""
+    from pfsim.console_tables import show
+
     keys = [keys] if isinstance(keys, str) else keys
-    table = Table(title=f"comparison over {' x '.join(keys)}", title_justify="left")
-    names = [key.rsplit(".", 1)[-1] for key in keys]
-    for column in names:
-        table.add_column(column, justify="left")
-    for column in ("work", "ratio", "busy", "stalled", "idle", "min_flt", "maj_flt",
-                   "host faults", "swap-ins", "not_present", "page_ready", "sync_fallbacks", "outcome"):
-        table.add_column(column, justify="left" if column == "outcome" else "right")
+    columns = [(key.rsplit(".", 1)[-1], "left", 0) for key in keys]
+    columns += [(name, "left" if name == "outcome" else "right", rank)
+                for name, rank in COMPARISON_COLUMNS]
+    cells = []
     base = None
     for values, result, _wall, _path in rows:
         values = (values,) if isinstance(values, str) else values
@@ -153,15 +203,15 @@ def print_comparison(console: Console, keys: list[str] | str,
         span = max(1, result["sim_time_ns"] * len(vcpus))
         apf = result.vm["async_pf"]
         host = result["host"]
-        table.add_row(*values, f"{totals['work']:,}", f"{totals['work'] / base:.3f}",
+        cells.append([*values, f"{totals['work']:,}", f"{totals['work'] / base:.3f}",
                       f"{100 * sum(v['busy_ns'] for v in vcpus) / span:.1f}%",
                       f"{100 * sum(v['stalled_ns'] for v in vcpus) / span:.1f}%",
                       f"{100 * sum(v['idle_ns'] for v in vcpus) / span:.1f}%",
                       f"{totals['min_flt']:,}", f"{totals['maj_flt']:,}",
                       f"{host['ept_violations']:,}", f"{host['swap_ins']:,}",
                       f"{apf['not_present']:,}", f"{apf['page_ready']:,}",
-                      f"{apf['sync_fallbacks']:,}", result.outcome)
-    console.print(table)
+                      f"{apf['sync_fallbacks']:,}", result.outcome])
+    show(console, f"comparison over {' x '.join(keys)}", columns, cells, wide)
 
 
 def _totals(result: RunResult) -> dict[str, int]:
@@ -172,22 +222,29 @@ def _totals(result: RunResult) -> dict[str, int]:
     return totals
 
 
-def print_summary(console: Console, result: RunResult) -> None:
+PROCESS_COLUMNS = (("process", 0), ("threads", 3), ("work", 0), ("accesses", 2),
+                   ("min_flt", 0), ("maj_flt", 0), ("segv", 2), ("cow copy/reuse", 4),
+                   ("exit", 0))
+"""The columns of the process table and their rank (left out highest first when narrow)."""
+
+
+def print_summary(console: Console, result: RunResult, wide: bool = False) -> None:
     """Per-process and per-vCPU tables."""
+    from pfsim.console_tables import show
+
     oom = result.vm["memory"]["oom_kills"]
     killed = f"; OOM killer: {oom} process{'es' if oom > 1 else ''} killed" if oom else ""
-    procs = Table(title=f"processes (VM outcome: {result.outcome}{killed})", title_justify="left")
-    for column in ("process", "threads", "work", "accesses", "min_flt", "maj_flt", "segv",
-                   "cow copy/reuse", "exit"):
-        procs.add_column(column, justify="left" if column in ("process", "exit") else "right")
+    columns = [(name, "left" if name in ("process", "exit") else "right", rank)
+               for name, rank in PROCESS_COLUMNS]
+    cells = []
     for name, p in result.processes.items():
         exit_text = p["exit"]
         if p["signal"]:
             exit_text += f" ({p['signal'].get('si_code', p['signal'].get('signal'))})"
-        procs.add_row(name, str(p["threads"]), f"{p['work']:,}", f"{p['accesses']:,}",
+        cells.append([name, str(p["threads"]), f"{p['work']:,}", f"{p['accesses']:,}",
                       f"{p['min_flt']:,}", f"{p['maj_flt']:,}", str(p["segv"]),
-                      f"{p['cow_copies']}/{p['cow_reuses']}", exit_text)
-    console.print(procs)
+                      f"{p['cow_copies']}/{p['cow_reuses']}", exit_text])
+    show(console, f"processes (VM outcome: {result.outcome}{killed})", columns, cells, wide)
     total = result["sim_time_ns"] or 1
     cpus = Table(title="vCPUs", title_justify="left")
     for column in ("vcpu", "busy", "idle", "stalled", "context switches"):

@@ -19,6 +19,7 @@ from pfsim.footprint import check_resources
 from pfsim.guest.flat_vmm import FlatVmm
 from pfsim.guest.kernel import GuestKernel
 from pfsim.guest.vmm import Vmm
+from pfsim.machine.latency import as_result
 from pfsim.hypervisor.host import Host
 from pfsim.machine.trace_records import OFF, TraceRecorder
 from pfsim.sched import TaskState
@@ -78,9 +79,11 @@ class Simulation:
     def _run_compiled(self, progress: Callable[[int], None] | None) -> dict[str, Any]:
         from pfsim.compiled import machine
         from pfsim.compiled.run import CompiledRun, asleep_tasks, write_back
+        from pfsim.sampling import CompiledReader
 
         run = CompiledRun(self)
-        run.run(progress)
+        self.sampler = self._sampler(CompiledReader(run))
+        run.run(progress, self.sampler)
         until = self.config.sim.duration
         end, pending = write_back(run)
         if until is not None and pending and not run.stopped:
@@ -99,8 +102,14 @@ class Simulation:
         return self._result(end)
 
     def _run_reference(self, progress: Callable[[int], None] | None) -> dict[str, Any]:
+        from pfsim.sampling import ReferenceReader, run_sampled
+
         until = self.config.sim.duration
-        end = self.sim.run(until_ns=until, progress=progress)
+        self.sampler = self._sampler(ReferenceReader(self))
+        if self.sampler is None:
+            end = self.sim.run(until_ns=until, progress=progress)
+        else:
+            end = run_sampled(self.sim, until, progress, self.sampler)
         if until is not None and self.sim.peek() is not None and not self.sim.stopped:
             end = until  # the limit ended the run (a stopped workload ends at its last event)
         if self.sim.peek() is None and self.kernel.outcome == "ok":
@@ -114,6 +123,13 @@ class Simulation:
             self.host.memory.check()
         self.kernel.mem.check()
         return self._result(end)
+
+    def _sampler(self, reader: Callable[[int], Any]) -> Any:
+        """The time series of the run (``sim.sample``; 0: none)."""
+        from pfsim.sampling import Sampler
+
+        every = self.config.sim.sample
+        return Sampler(every, reader) if every else None
 
     def _async_pf(self) -> dict[str, Any]:
         counters = {"mode": self.config.hypervisor.async_pf if self.host else "off",
@@ -175,11 +191,12 @@ class Simulation:
                 "disk_pages_read": kernel.disk.pages_read,
             },
             "warnings": list(sched.warnings),
+            "latency": as_result(kernel.latency),
         }
         clusters = kernel.vmm.vm_result()
         if clusters is not None:
             vm["clusters"] = clusters
-        return {
+        result = {
             "engine": self.config.sim.engine,
             "pfsim_version": VERSION,
             "seed": self.config.sim.seed,
@@ -190,3 +207,6 @@ class Simulation:
             "host": (self.host.result() if self.host is not None else
                      {"evictions": 0, "swap_ins": 0, "swap_outs": 0, "ept_violations": 0}),
         }
+        if self.sampler is not None:
+            result["samples"] = self.sampler.result()
+        return result

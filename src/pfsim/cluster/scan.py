@@ -59,6 +59,8 @@ from pfsim.cluster.gpt import (
 )
 from pfsim.cluster.memory import PAGETABLE
 from pfsim.cluster.topology import CODE, DATA, FILE, STACK
+from pfsim.machine.latency import MINOR
+from pfsim.machine.latency import record as record_latency
 from pfsim.machine.frames import ANON
 from pfsim.machine.scan import OUT_NLOG, OUT_REASON, OUT_TIME, STOP_FAULT, STOP_LIMIT
 
@@ -154,7 +156,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
                          placement: np.ndarray, kind: np.ndarray, rf: np.ndarray,
                          free2d: np.ndarray, bank_counts: np.ndarray, dist: np.ndarray,
                          costs: np.ndarray, out: np.ndarray, log: np.ndarray, spans: np.ndarray,
-                         waits: np.ndarray, tout: np.ndarray) -> int:
+                         waits: np.ndarray, tout: np.ndarray, hist: np.ndarray) -> int:
     """Run accesses ``[start, stop)`` of a thread in cluster ``local`` from time ``t0``.
 
     Args:
@@ -418,6 +420,7 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
             tout[tcount] += 1
             tout[tcost] += cost
             tout[T_MIN_FLT] += 1
+            record_latency(hist, MINOR, tau - t)  # from the trap to the retry, as the Python path
             t = tau
             reason = STOP_LIMIT
             if t + th > t_limit:  # the re-executed access would overrun: stop before it

@@ -256,7 +256,7 @@ class ClusterVmm(Vmm):
             self.waits = np.zeros((3, WAITS_PER_SCAN), dtype=np.int64)
         stop = run_cluster_accesses(texec.slots, texec.writes, texec.vpns, params,
                                     *gpt.kernel_args, *self.mem_args, out, log, self.spans[cpu],
-                                    self.waits, tout)
+                                    self.waits, tout, self.kernel.latency)
         if tout[T_NWAITS]:
             self._record_waits(cpu, texec.task.tid, int(tout[T_NWAITS]))
         self.nspans[cpu] = int(tout[T_SPANS])

@@ -16,7 +16,7 @@ _SOURCES = ("compiled/state.py", "compiled/jit.py", "compiled/view.py", "compile
             "compiled/machine.py", "compiled/apf_kvm.py", "compiled/apf_s390.py",
             "engine/arrayheap.py", "machine/scan.py", "hypervisor/reclaim/resident.py",
             "machine/hostmem_layout.py", "machine/frames.py", "machine/pte.py",
-            "machine/trace_records.py")
+            "machine/trace_records.py", "machine/latency.py")
 """Every file whose njit code the core calls or whose constants it compiles in: the core's own
 files, the array heap, the per-access loop (machine/scan.py), the list primitive of the
 resident reclaim, the trace recorder, and the machine layer's constants (host memory layout,

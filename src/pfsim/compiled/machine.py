@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 from pfsim.compiled.jit import core
+from pfsim.machine.latency import ASYNC, MINOR
+from pfsim.machine.latency import record as record_latency
 
 from pfsim.compiled import apf_kvm as K
 from pfsim.compiled import apf_s390 as Z
@@ -238,7 +240,7 @@ def _scan(m, cpu, task, t, end, limit):
                         m.tx[S.TX_THINK, task], m.tx[S.TX_SPENT, task], limit, m.mstate, m.mgfn, m.mvflags, m.refcount,
                         m.gkind, m.gfree, m.gnfree, m.gcosts, m.cf[S.CF_ZERO_PAGE] != 0,
                         m.cf[S.CF_FAST] != 0, False, out, m.flog[cpu], True, m.hbits, m.hlinks,
-                        m.hframes, m.hfree_at, m.hsmall)
+                        m.hframes, m.hfree_at, m.hsmall, m.hist)
     faults = out[OUT_MIN_FLT]
     if faults:
         m.tx[S.TX_MIN_FLT, task] += faults
@@ -421,6 +423,8 @@ def _fault(m, cpu, task, t):
     after = t + cost
     if touched >= 0 and not m.hbits[B_EPT, touched]:
         after = _host_fault(m, cpu, task, touched, after, 0)
+    if after >= 0:
+        record_latency(m.hist, MINOR, after - t)
     return after
 
 
@@ -705,6 +709,22 @@ def _apf_on_entry(m, c, interrupt_pending):
 
 
 @core
+def _apf_wait_starts(m, task):
+    """An async PF put ``task`` to sleep (kept if it already waits: s390's REBLOCK)."""
+    if m.tx[S.TX_APF_SINCE, task] < 0:
+        m.tx[S.TX_APF_SINCE, task] = now(m)
+
+
+@core
+def _apf_wait_ends(m, task):
+    """The page-ready / completion wakes ``task``: one async round trip, if it waited."""
+    since = m.tx[S.TX_APF_SINCE, task]
+    if since >= 0:
+        record_latency(m.hist, ASYNC, now(m) - since)
+        m.tx[S.TX_APF_SINCE, task] = -1
+
+
+@core
 def _kvm_deliver(m, c, ncomp):
     while ncomp > 0:
         any_ready = False
@@ -718,6 +738,7 @@ def _kvm_deliver(m, c, ncomp):
             return
         ack, kind, nwoken = K.kvm_page_ready_interrupt(m.kvm, c, m.woken)
         for i in range(nwoken):
+            _apf_wait_ends(m, m.woken[i])
             guest_wake_up(m, m.woken[i])
         _spend_at_entry(m, c, m.cf[S.CF_PAGE_READY])
         if kind == K.RETRY:
@@ -740,7 +761,10 @@ def _s390_pre_run(m, c):
             done = (subcode & Z.PF_COMPLETE) != 0
             record(m.tr, m.trm, now(m), T.K_PAGE_READY if done else T.K_NOT_PRESENT, c,
                    -1 if done else param & 0xFFFFFFFF, 0, param & 0xFFFFFFFF, now(m), 0)
+        if outcome == Z.BLOCK or outcome == Z.REBLOCK:
+            _apf_wait_starts(m, current)
         if wake_task >= 0:
+            _apf_wait_ends(m, wake_task)
             guest_wake_up(m, wake_task)
         if resched:
             m.vc[S.VC_NEED_RESCHED, c] = 1
@@ -763,6 +787,7 @@ def _run_handler(m, cpu, kind, a):
                    now(m), 0)
         if outcome == K.SLEEP:
             m.tx[S.TX_APF_WAIT, task] = 1  # tx and tk share the guest task index
+            _apf_wait_starts(m, task)
             m.vc[S.VC_NEED_RESCHED, cpu] = 1
         elif outcome == K.PANIC_KERNEL_MODE or outcome == K.PANIC_IRQS_DISABLED:
             fail(m, S.ERR_UNSUPPORTED, 5)

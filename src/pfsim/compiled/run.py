@@ -150,6 +150,7 @@ class CompiledRun:
             tx[S.TX_STEP0, t] = len(steps)
             tx[S.TX_NSTEPS, t] = len(texec.steps)
             tx[S.TX_STEP_INDEX, t] = -1
+            tx[S.TX_APF_SINCE, t] = -1
             for index, step in enumerate(texec.steps):
                 if isinstance(step, AccessStep):
                     stream, base_vpn = texec.access_stream(step, index)
@@ -206,6 +207,7 @@ class CompiledRun:
             rstate=np.zeros(1, dtype=np.uint64), kvm=kvm, s390=s390,
             comp=np.zeros((2, 256), dtype=np.int64), woken=np.zeros(max(1, ntask), dtype=np.int64),
             tr=simulation.recorder.rec, trm=simulation.recorder.meta,
+            hist=kernel.latency,
         )
         self.m = m
         self.view = View(m)  # what the compiled functions receive (one pointer)
@@ -364,9 +366,13 @@ class CompiledRun:
         self.m = m._replace(mstate=mstate, mgfn=mgfn, mvflags=mvflags)
         self.view = View(self.m)
 
-    def run(self, progress: Callable[[int], None] | None = None) -> None:
+    def run(self, progress: Callable[[int], None] | None = None, sampler: Any = None) -> None:
+        """Run to the end; with a :class:`~pfsim.sampling.Sampler`, stop at each of its times
+        (the core's ``until``) to let it read the counters, and go on."""
         m = self.m
         debug = self.config.hypervisor.apf_debug
+        until = self.config.sim.duration
+        self._limit(until, sampler)
         while True:
             machine.run_events(self.view, 1 if debug else EVENTS_PER_CALL)
             if m.g[S.G_ERR]:
@@ -396,6 +402,11 @@ class CompiledRun:
                 break
             if m.g[S.G_HAS_UNTIL] and m.ev[EV_TIME, m.heap[0]] >= m.g[S.G_UNTIL]:
                 m.hg[H_NOW] = m.g[S.G_UNTIL]  # as the core does when it meets ``until`` itself
+                if sampler is not None and m.g[S.G_UNTIL] == sampler.next_time:
+                    sampler.take(int(m.g[S.G_UNTIL]))
+                    if until is None or m.g[S.G_UNTIL] < until:
+                        self._limit(until, sampler)
+                        continue
                 break
         err = int(m.g[S.G_ERR])
         if not err:
@@ -408,6 +419,12 @@ class CompiledRun:
             detail = apf_kvm.kvm_error(m.kvm) or apf_s390.s390_error(m.s390)
             raise InvariantViolation(f"compiled core error {err} ({m.g[S.G_ERR_ARG]}) {detail}")
 
+
+    def _limit(self, until: int | None, sampler: Any) -> None:
+        """The core's ``until``: the end of the run or the next sample, whichever is first."""
+        stops = [t for t in (until, sampler.next_time if sampler else None) if t is not None]
+        self.m.g[S.G_HAS_UNTIL] = bool(stops)
+        self.m.g[S.G_UNTIL] = min(stops) if stops else 0
 
     @property
     def stopped(self) -> bool:

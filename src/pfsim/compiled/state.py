@@ -66,8 +66,8 @@ IRQ_KVM_NOT_PRESENT, IRQ_S390_PRE_RUN = 1, 2  # pending guest handlers (the no-o
 (TX_TASK, TX_PROC, TX_STEP0, TX_NSTEPS, TX_STEP_INDEX, TX_HAS_STEP, TX_DEADLINE, TX_REMAINING,
  TX_POS, TX_LEN, TX_CHUNK, TX_BUF, TX_THINK, TX_APF_WAIT,
  TX_MIN_FLT, TX_MAJ_FLT, TX_WORK, TX_ACCESSES, TX_COMPUTE_UNITS, TX_COW_REUSES,
- TX_LOCAL_PGFAULT, TX_PGFAULT, TX_SPENT) = range(23)
-TX_FIELDS = 23
+ TX_LOCAL_PGFAULT, TX_PGFAULT, TX_SPENT, TX_APF_SINCE) = range(24)
+TX_FIELDS = 24
 
 # ---------------------------------------------------------------- steps (st rows of [n, ST])
 STEP_ACCESS, STEP_COMPUTE, STEP_SLEEP = 0, 1, 2
@@ -112,7 +112,7 @@ Machine = namedtuple("Machine", [
     "hbits", "hlinks", "hframes", "hfree_at", "hsmall",
     "hm", "evicted", "swap_slot", "ra_flag", "pinned", "slot_gfn", "free_slots",
     "sw", "swq", "lat", "whead", "wtail", "wtr", "wfree", "bt", "bfree",
-    "rstate", "kvm", "s390", "comp", "woken",
+    "rstate", "kvm", "s390", "comp", "woken", "hist",
     "tr", "trm",  # trace records and their counters (pfsim.machine.trace_records)
 ])
 """Every array of the running machine, passed whole to the compiled functions."""

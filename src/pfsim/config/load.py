@@ -297,6 +297,7 @@ def config_digest(config: Config) -> str:
     dumped = config.model_dump(mode="json")
     dumped["sim"].pop("seed", None)
     dumped["sim"].pop("engine", None)  # the engine never changes a result
+    dumped["sim"].pop("sample", None)  # nor do the samples taken on the way
     text = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -135,6 +135,10 @@ class SimConfig(_Section):
     """Seed of every random stream of the run (``--seed`` overrides it)."""
     duration: Time | None = None
     """Stop the run at this simulated time; None runs until every task has exited."""
+    sample: Time = 10_000_000
+    """Record the counters every this much simulated time (result.json ``samples``: work,
+    accesses and faults per task, busy/stalled/idle per vCPU, host memory and swap); 0 records
+    none.  Sampling never changes the run (this key is not in the config digest)."""
     check_invariants: StrictBool = False
     """Check model invariants after every protocol event (slow; always on in tests)."""
     engine: Annotated[Literal["compiled", "reference"], LOWER] = "compiled"

@@ -38,6 +38,8 @@ from pfsim.machine.scan import (
     done_by,
 )
 from pfsim.machine.trace_records import K_GUEST_FAULT, K_SCAN_FAULTS, OFF, TraceRecorder
+from pfsim.machine.latency import MAJOR, MINOR
+from pfsim.machine.latency import record as record_latency
 from pfsim.machine.vmexit import Decision
 from pfsim.sched import Task, TaskState
 from pfsim.units import PAGE_SHIFT
@@ -489,6 +491,8 @@ class VcpuExecutor:
     def _handle(self, cpu: int, texec: TaskExec, access: Access, t: int) -> int:
         faults = self.kernel.faults
         faults.touched.clear()
+        counters = texec.counters
+        minor, major = counters.min_flt, counters.maj_flt
         result = self.kernel.vmm.exception(cpu, texec, access, t)
         after = t + result.cost_ns
         if self.recorder.on:
@@ -503,9 +507,22 @@ class VcpuExecutor:
                         after = self._host_fault(cpu, texec, gfn, after, user=False)
                         if after < 0:
                             return -1
+            if texec.io_since >= 0:  # the retry of a fault that waited for I/O: from its first
+                # attempt; major or minor as counted (a wait on a read another fault started
+                # is a minor fault in Linux)
+                kind = MAJOR if counters.maj_flt > texec.io_majors else MINOR
+                record_latency(self.kernel.latency, kind, after - texec.io_since)
+                texec.io_since = -1
+            elif counters.maj_flt > major:
+                record_latency(self.kernel.latency, MAJOR, after - t)
+            elif counters.min_flt > minor:
+                record_latency(self.kernel.latency, MINOR, after - t)
             return after
         if action is Action.WAIT_IO:
             assert result.request is not None
+            if texec.io_since < 0:
+                texec.io_since = t
+                texec.io_majors = major
             result.request.waiters.append(texec.task)
             texec.task.state = TaskState.UNINTERRUPTIBLE
             self._arm(cpu, after, self._block)

@@ -136,7 +136,7 @@ class FlatVmm(Vmm):
                             mm.state, mm.gfn, mm.vflags, mem.refcount, mem.kind, mem.free_stack,
                             mem.nfree, executor.costs, executor.zero_page, executor.fast,
                             texec.fetch, out, log, executor.host is not None,
-                            *executor.host_arrays)
+                            *executor.host_arrays, self.kernel.latency)
         faults = int(out[OUT_MIN_FLT])
         if faults:
             counters = texec.counters

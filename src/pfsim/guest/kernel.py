@@ -19,6 +19,7 @@ from pfsim.errors import ConfigError
 from pfsim.guest.executor import TaskExec, VcpuExecutor
 from pfsim.guest.fault import FaultHandler
 from pfsim.guest.fork import ProcessOps
+from pfsim.machine.latency import new_histograms
 from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
 from pfsim.guest.process import Process
@@ -76,6 +77,8 @@ class GuestKernel:
         self.outcome = "ok"
         self.panic: dict[str, Any] | None = None
         self.oom_kills = 0
+        self.latency = new_histograms()
+        """Minor, major and async-PF latency histograms (pfsim.machine.latency)."""
         self._next_pid = 1
         self.pending_spawns = len(config.processes)
         for proc in config.processes:

@@ -47,6 +47,9 @@ class TaskExec:
         """The wait before the retry on ``tried_slot`` was for a read this fault started."""
         self.killed = False
         self.apf_wait = False  # slept for an x86 async PF: run the wait loop when resumed
+        self.apf_since = -1  # when an async PF put it to sleep (the latency histogram's start)
+        self.io_since = -1  # when a fault first waited for I/O (the latency histogram's start)
+        self.io_majors = 0  # maj_flt before that fault
         # current step
         self.deadline = FOREVER
         self.remaining = FOREVER  # accesses, units or calls left

@@ -33,6 +33,8 @@ import numpy as np
 from numba import njit
 
 from pfsim.machine.frames import ANON, ZERO_GFN
+from pfsim.machine.latency import MINOR
+from pfsim.machine.latency import record as record_latency
 from pfsim.machine.hostmem_layout import (
     B_DIRTY,
     B_EPT,
@@ -180,7 +182,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                  free_stack: np.ndarray, nfree: np.ndarray, costs: np.ndarray,
                  zero_page: bool, fast: bool, fetch: bool, out: np.ndarray, log: np.ndarray,
                  host: bool, hbits: np.ndarray, hlinks: np.ndarray, hframes: np.ndarray,
-                 hfree_at: np.ndarray, hsmall: np.ndarray) -> int:
+                 hfree_at: np.ndarray, hsmall: np.ndarray, hist: np.ndarray) -> int:
     """Run accesses ``[start, stop)`` from time ``t0`` until one needs Python.
 
     Args:
@@ -198,6 +200,8 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         out: receives OUT_* (end time, counts, stop reason); ``log``: [2, n] fault log.
         host, hbits, hlinks, hframes, hfree_at, hsmall: the host's packed arrays
             (:mod:`pfsim.machine.hostmem_layout`).
+        hist: latency histograms (:mod:`pfsim.machine.latency`): each minor fault resolved
+            here adds its time (entry, handling, the host's first touch of a new frame).
 
     Returns:
         index of the first access left undone; ``out[OUT_REASON]`` says why.
@@ -291,6 +295,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 out[OUT_COW_REUSES] += 1
                 extra = entry + costs[COST_COW_REUSE]
             out[OUT_MIN_FLT] += 1
+            record_latency(hist, MINOR, extra)
             reason = STOP_LIMIT
             if host:  # the re-executed access touches the page
                 _touch(gfn[slot], store, hbits, hlinks, hsmall)
