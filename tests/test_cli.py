@@ -90,6 +90,8 @@ steps = [{ op = "access", vseg = "h", accesses = 10 }]
     (("vcpus = 2", 'vcpus = "two"'), "guest.vcpus: input should be a valid integer"),
     (('size = "1MiB"', 'size = "1 furlong"'), "processes[0].vsegs[0].size: a size is a string with a unit in B, KiB, MiB"),
     (('size = "1MiB"', 'size = "256TiB"'), "processes[0].vsegs[0].size: 281474976710656 bytes is larger than the user address space (128TiB)"),
+    (("vcpus = 2", 'vcpus = 2\nswap.device = "nvme"\nswap.size = "5KiB"'),
+     "guest.swap.size: must be a positive whole number of 4KiB pages"),
     (('accesses = 10', 'accesses = 10, cpu = 1'), "processes[0].threads[0].steps[0].cpu: unknown key"),
     (('steps = [', 'cpu = 5\nsteps = ['), "processes[0].threads[0].cpu: vCPU 5 does not exist (guest.vcpus = 2)"),
     (('vseg = "h"', 'vseg = "nope"'), "processes[0].threads[0].steps[0].vseg: unknown vseg 'nope'; this process has: h"),

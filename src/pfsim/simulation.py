@@ -189,6 +189,7 @@ class Simulation:
                 "oom_kills": kernel.oom_kills,
                 "disk_reads": kernel.disk.requests,
                 "disk_pages_read": kernel.disk.pages_read,
+                **(kernel.reclaim.result() if kernel.reclaim is not None else {}),
             },
             "warnings": list(sched.warnings),
             "latency": as_result(kernel.latency),

@@ -20,9 +20,11 @@ from pfsim.compiled import state as S
 from pfsim.compiled.view import View
 from pfsim.config.schema import AccessStep, ComputeStep, Config, SleepStep
 from pfsim.engine.arrayheap import EV_TIME, H_NOW, H_SEQ, H_SIZE, grow_heap, heap_push, new_heap
+from pfsim.guest.reclaim import watermarks
 from pfsim.guest.steps import CHUNK, FOREVER
 from pfsim.sched import TaskState
 from pfsim.sched.policy import Eevdf, Fair
+from pfsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from pfsim.simulation import Simulation
@@ -35,12 +37,31 @@ class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error
     """The compiled core cannot run this scenario: run the reference path."""
 
 
+def guest_pressure(config: Config) -> str | None:
+    """Why the guest might reclaim: its anonymous vsegs together need more frames than are
+    free above the low watermark (kswapd would wake; guest reclaim is not in the core)."""
+    guest = config.guest
+    frames = guest.memory // PAGE_SIZE
+    user = frames - max(1, guest.mm.kernel_reserved // PAGE_SIZE)
+    _, low, _ = watermarks(user, guest.mm.min_free_kbytes, guest.mm.watermark_scale_factor)
+    need = sum(-(-vseg.size // PAGE_SIZE) for proc in config.processes for vseg in proc.vsegs)
+    if need > user - low:
+        return (f"guest memory pressure: the vsegs need {need} pages, {user - low} are free "
+                "above the low watermark (guest page reclaim runs on the reference path)")
+    return None
+
+
 def unsupported(config: Config) -> str | None:
     """Why ``config`` is outside the compiled core, or None when the core covers it."""
     if not config.hypervisor.enabled:
         return "no hypervisor (the guest-only path is already compiled per access)"
     if config.guest.clusters > 1 or config.guest.vmm.model == "almos":
         return "ALMOS-MKH clusters"
+    if config.guest.swap.device != "none":
+        return "guest swap (guest page reclaim runs on the reference path)"
+    pressure = guest_pressure(config)
+    if pressure is not None:
+        return pressure
     # sim.check_invariants checks cluster page tables and fork; neither is in the core.
     # hypervisor.apf_debug is honoured: the protocol state is checked after every event.
     for proc in config.processes:

@@ -431,6 +431,11 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
         problem("guest.mm.kernel_reserved", f"must be smaller than guest.memory ({frames} pages)")
     if guest.clusters > guest.vcpus or guest.vcpus % guest.clusters:
         problem("guest.clusters", f"must divide guest.vcpus ({guest.vcpus}) into equal clusters")
+    swap = guest.swap
+    if swap.size is not None and (swap.size % PAGE_SIZE or swap.size == 0):
+        problem("guest.swap.size", "must be a positive whole number of 4KiB pages")
+    if swap.device != "none" and (guest.clusters > 1 or guest.vmm.model == "almos"):
+        problem("guest.swap.device", "guest swap needs the flat kernel (ALMOS-MKH does not swap)")
     hyp = config.hypervisor
     if hyp.memory_limit is not None:
         if hyp.memory_limit % PAGE_SIZE or hyp.memory_limit < 64 * PAGE_SIZE:
@@ -464,6 +469,9 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
             if vseg.size > USER_SPACE:  # mmap's overcommit: bounded by the address space
                 problem(f"{vw}.size", f"{vseg.size} bytes is larger than the user address "
                         "space (128TiB)")
+            if vseg.type in ("code", "data", "file") and vseg.cached and vseg.size > guest.memory:
+                problem(f"{vw}.size", f"{vseg.size} bytes is larger than guest.memory "
+                        f"({guest.memory}) for a file cached at the start")
             if vseg.base is not None and vseg.base % PAGE_SIZE:
                 problem(f"{vw}.base", "must be page aligned (a multiple of 4KiB)")
             if vseg.type == "stack" and vseg.stack_max < vseg.size:

@@ -206,6 +206,11 @@ class FaultCosts(_Section):
     """Fixed CPU time of fork(): new process and thread descriptors, VMA copies."""
     fork_page: Cost = 20
     """Each page-table entry fork() copies (and write-protects for copy-on-write)."""
+    reclaim_page: Cost = 200
+    """Reclaim work per page scanned: isolate it, walk its reverse map, test and clear the
+    accessed bits, unmap or move it (charged to the allocating task in direct reclaim)."""
+    swap_page: Cost = 1_000
+    """do_swap_page without the I/O: look up the swap cache, map the page, free the slot."""
 
 
 class DiskConfig(_Section):
@@ -246,6 +251,15 @@ class MMConfig(_Section):
     smap: StrictBool = True
     """Supervisor-mode access prevention: a kernel access to user memory outside a uaccess
     helper (a touch step with mode = "kernel" and fixup = false) oopses."""
+    swappiness: Annotated[StrictInt, Field(ge=0, le=200)] = 60
+    """vm.swappiness: the relative I/O cost of swapping anonymous pages against dropping file
+    pages in reclaim (0: anon only when file pages run out; 100: equal; up to 200)."""
+    min_free_kbytes: Annotated[StrictInt, Field(ge=0)] | None = None
+    """vm.min_free_kbytes: the min watermark in KiB; None: Linux's default, sqrt(16 x user
+    memory in KiB) clamped to [128, 262144] (mm/page_alloc.c calculate_min_free_kbytes)."""
+    watermark_scale_factor: Annotated[StrictInt, Field(ge=1, le=3000)] = 10
+    """vm.watermark_scale_factor: the low and high watermarks sit this many 1/10000ths of
+    user memory above min (and at least min/4 above it)."""
 
 
 class ClusterCosts(_Section):
@@ -322,6 +336,40 @@ class ClusterConfig(_Section):
     """CPU time of the ALMOS-MKH fault, COW and fork steps (table ``[guest.vmm.costs]``)."""
 
 
+class SwapConfig(_Section):
+    """The host swap device.  ``device`` picks a preset (measured latencies, estimated bandwidths:
+    docs/hypervisor.md "Swap device"); any value given here overrides the preset's."""
+
+    device: Annotated[Literal["zram", "nvme", "sata-ssd", "hdd"], LOWER] = "nvme"
+    """Preset of the swap device; the keys below override its values."""
+    latency: Cost | None = None
+    """Per-request service latency (preset: zram 1.7us, nvme 16us, sata-ssd 100us, hdd 8ms)."""
+    distribution: Annotated[Literal["fixed", "exponential", "lognormal"], LOWER] = "fixed"
+    """How each request's latency is drawn around ``latency`` (its mean)."""
+    sigma: Annotated[float, Field(gt=0.0, le=4.0)] = 0.5
+    """Lognormal shape parameter."""
+    bandwidth: Bandwidth | None = None
+    """Bytes per second of transfer (preset: zram 8GiB, nvme 2GiB, sata-ssd 500MiB, hdd 150MiB)."""
+    queue_depth: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Requests served at once (preset: zram 1, nvme 64, sata-ssd 32, hdd 1)."""
+    page_cluster: Annotated[StrictInt, Field(ge=0, le=6)] | None = None
+    """Swap readahead reads 2**page_cluster slots (preset 3; zram 0: synchronous, no readahead)."""
+    synchronous: StrictBool | None = None
+    """SWP_SYNCHRONOUS_IO: a swap-in completes inside the faulting thread, so KVM never sees
+    NEEDS_IO and no async PF happens (preset: zram only)."""
+
+
+class GuestSwapConfig(SwapConfig):
+    """The guest's own swap device (table ``[guest.swap]``): the keys and presets of
+    ``[hypervisor.swap]``, plus ``none`` (the default: no guest swap, so anonymous memory
+    cannot be reclaimed) and ``size``."""
+
+    device: Annotated[Literal["none", "zram", "nvme", "sata-ssd", "hdd"], LOWER] = "none"
+    """Preset of the guest swap device, or none (no swap); the keys below override its values."""
+    size: Size | None = None
+    """Swap space (whole 4KiB pages); None: as large as guest.memory."""
+
+
 class GuestConfig(_Section):
     """The virtual machine seen from inside."""
 
@@ -347,32 +395,11 @@ class GuestConfig(_Section):
     pagecache: PageCacheConfig = PageCacheConfig()
     """The guest page cache (large folios)."""
     mm: MMConfig = MMConfig()
-    """Guest memory-management policy (zero page, OOM, reserved memory, SMAP)."""
+    """Guest memory-management policy (zero page, OOM, reserved memory, SMAP, reclaim)."""
+    swap: GuestSwapConfig = GuestSwapConfig()
+    """The guest's swap device (absent or device = "none": no guest swap)."""
     vmm: ClusterConfig = ClusterConfig()
     """The ALMOS-MKH multi-cluster VMM: mesh, costs and the switches of uncertain behaviour."""
-
-
-class SwapConfig(_Section):
-    """The host swap device.  ``device`` picks a preset (measured latencies, estimated bandwidths:
-    docs/hypervisor.md "Swap device"); any value given here overrides the preset's."""
-
-    device: Annotated[Literal["zram", "nvme", "sata-ssd", "hdd"], LOWER] = "nvme"
-    """Preset of the swap device; the keys below override its values."""
-    latency: Cost | None = None
-    """Per-request service latency (preset: zram 1.7us, nvme 16us, sata-ssd 100us, hdd 8ms)."""
-    distribution: Annotated[Literal["fixed", "exponential", "lognormal"], LOWER] = "fixed"
-    """How each request's latency is drawn around ``latency`` (its mean)."""
-    sigma: Annotated[float, Field(gt=0.0, le=4.0)] = 0.5
-    """Lognormal shape parameter."""
-    bandwidth: Bandwidth | None = None
-    """Bytes per second of transfer (preset: zram 8GiB, nvme 2GiB, sata-ssd 500MiB, hdd 150MiB)."""
-    queue_depth: Annotated[StrictInt, Field(ge=1)] | None = None
-    """Requests served at once (preset: zram 1, nvme 64, sata-ssd 32, hdd 1)."""
-    page_cluster: Annotated[StrictInt, Field(ge=0, le=6)] | None = None
-    """Swap readahead reads 2**page_cluster slots (preset 3; zram 0: synchronous, no readahead)."""
-    synchronous: StrictBool | None = None
-    """SWP_SYNCHRONOUS_IO: a swap-in completes inside the faulting thread, so KVM never sees
-    NEEDS_IO and no async PF happens (preset: zram only)."""
 
 
 class HostCosts(_Section):

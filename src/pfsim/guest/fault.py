@@ -24,7 +24,7 @@ from pfsim.guest.mm import PAGE_OFFSET, TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.pagecache import ReadRequest
 from pfsim.guest.readahead import MAX_PAGECACHE_ORDER, Folio, Readahead
 from pfsim.machine.frames import ANON, PAGECACHE, ZERO_GFN
-from pfsim.machine.pte import PTE_EXEC, PTE_NOVMA, PTE_PRESENT, PTE_WRITE, PTE_ZERO
+from pfsim.machine.pte import PTE_EXEC, PTE_NOVMA, PTE_PRESENT, PTE_SWAP, PTE_WRITE, PTE_ZERO
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -89,6 +89,8 @@ class FaultHandler:
         self._async_started = False
         self.touched: list[int] = []
         """Frames the handler wrote or read in kernel mode (zeroing, copying)."""
+        self.stall_ns = 0
+        """Time the handler spent in direct reclaim (the executor adds it to the fault)."""
 
     # ------------------------------------------------------------------ entry
 
@@ -205,6 +207,9 @@ class FaultHandler:
             if (pte & need) == need:  # another thread resolved it meanwhile: nothing to do
                 return self._count(texec, FaultResult(Action.RETRY, cost), major=major_retry)
             result = self.do_wp_page(texec, vma, slot, access, cost)
+        elif pte & PTE_SWAP:  # do_swap_page: a major fault unless the swap cache has the page
+            assert self.kernel.reclaim is not None
+            result = self.kernel.reclaim.do_swap_page(texec, vma, slot, access.write, cost)
         elif vma.anonymous:
             result = self.do_anonymous_page(texec, vma, slot, access, cost)
         else:
@@ -247,6 +252,8 @@ class FaultHandler:
         if old >= 0 and old != ZERO_GFN:
             self.kernel.mem.put(old)
             mm.rss -= 1
+        elif old <= -2 and self.kernel.reclaim is not None:  # reclaim swapped the source out
+            self.kernel.reclaim.free_swap_entries(np.array([-2 - old]))
         mm.gfn[slot] = gfn
         mm.state[slot] = bits
         if gfn != ZERO_GFN:
@@ -275,6 +282,8 @@ class FaultHandler:
         gfn = int(mm.gfn[slot])
         if vma.shared:  # MAP_SHARED file page mapped read-only for dirty tracking
             mm.state[slot] = pte | PTE_WRITE
+            if self.kernel.reclaim is not None:
+                self.kernel.reclaim.set_dirty(gfn)
             return FaultResult(Action.RETRY, cost + self.costs.cow_reuse)
         mem = self.kernel.mem
         if pte & PTE_ZERO:  # write after the zero page: a new zeroed page, no copy
@@ -283,7 +292,9 @@ class FaultHandler:
                 return FaultResult(Action.KILLED, cost)
             self._map(mm, slot, new, vma.pte_bits())
             return FaultResult(Action.RETRY, cost + self.costs.anon_page)
-        if mem.kind[gfn] == ANON and mem.refcount[gfn] == 1:
+        reclaim = self.kernel.reclaim
+        if mem.kind[gfn] == ANON and (mem.refcount[gfn] == 1 or (
+                reclaim is not None and reclaim.try_free_swap(gfn))):
             mm.state[slot] = vma.pte_bits()
             texec.counters.cow_reuses += 1
             return FaultResult(Action.RETRY, cost + self.costs.cow_reuse)
@@ -330,6 +341,8 @@ class FaultHandler:
         if access.write:  # do_shared_fault: the page cache page, writable and dirty
             self.kernel.mem.get(frame)
             self._map(mm, slot, frame, PTE_PRESENT | PTE_WRITE | (PTE_EXEC if vma.executable else 0))
+            if self.kernel.reclaim is not None:
+                self.kernel.reclaim.set_dirty(frame)
             return FaultResult(Action.RETRY, cost + self.costs.file_map)
         return self._mapped(cost, self._finish_fault(mm, vma, access.addr))
 

@@ -19,7 +19,7 @@ from pfsim.guest.memory import PhysMem
 from pfsim.guest.mm import TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.vmm import Vmm
 from pfsim.machine.frames import ANON, FREE, PAGECACHE, ZERO_GFN
-from pfsim.machine.pte import PTE_EXEC, PTE_NOVMA, PTE_PRESENT, PTE_WRITE
+from pfsim.machine.pte import PTE_EXEC, PTE_NOVMA, PTE_PRESENT, PTE_SWAP, PTE_WRITE
 from pfsim.machine.scan import (
     OUT_ALLOCATED,
     OUT_COW_REUSES,
@@ -49,6 +49,7 @@ class FlatVmm(Vmm):
 
     def __init__(self, kernel: GuestKernel) -> None:
         self.kernel = kernel
+        self._nfree_view = np.zeros(2, dtype=np.int64)
 
     @classmethod
     def new_memory(cls, config: Config) -> PhysMem:
@@ -64,6 +65,7 @@ class FlatVmm(Vmm):
         mm = process.mm
         used = mm.used_slots()
         gfn, state = mm.gfn[used], mm.state[used]
+        self._free_swap(gfn)
         self.kernel.mem.put_many(gfn[gfn >= 0])
         gfn[:] = -1
         state[:] = np.where(state & PTE_NOVMA, state, 0)
@@ -90,6 +92,9 @@ class FlatVmm(Vmm):
         frames = mm.gfn[used][present]
         frames = frames[frames != ZERO_GFN]
         np.add.at(kernel.mem.refcount, frames, 1)
+        if kernel.reclaim is not None and kernel.reclaim.swap is not None:
+            # copy_nonpresent_pte: the child's swap PTEs share the parent's slots
+            kernel.reclaim.swap.duplicate(-2 - mm.gfn[(mm.state & PTE_SWAP) != 0].astype(np.int64))
         mm.rss = int(frames.size)
         costs = kernel.config.guest.costs
         cost = costs.fork + costs.fork_page * int(np.count_nonzero(present))
@@ -114,6 +119,7 @@ class FlatVmm(Vmm):
         remains: later accesses are SEGV_MAPERR)."""
         sl = mm.vma_slots(vma)
         frames = mm.gfn[sl]
+        self._free_swap(frames)
         mm.rss -= self.kernel.mem.put_many(frames[frames >= 0])
         mm.gfn[sl] = -1
         if keep:
@@ -121,6 +127,14 @@ class FlatVmm(Vmm):
         else:
             vma.start = vma.end
             mm.state[sl] = PTE_NOVMA
+
+    def _free_swap(self, gfns: np.ndarray) -> None:
+        """Swap entries among ``gfns`` (-2 - slot) lose their PTEs (zap_pte_range)."""
+        reclaim = self.kernel.reclaim
+        if reclaim is not None and reclaim.swap is not None:
+            entries = gfns[gfns <= -2]
+            if entries.size:
+                reclaim.free_swap_entries(-2 - entries.astype(np.int64))
 
     # ------------------------------------------------------------------ the executor's calls
 
@@ -131,12 +145,40 @@ class FlatVmm(Vmm):
         mm = texec.process.mm
         mem = self.kernel.mem
         out[:] = 0
+        reclaim = self.kernel.reclaim
+        # the fast path allocates only above the low watermark (get_page_from_freelist with
+        # ALLOC_WMARK_LOW): the loop sees ``reserve`` fewer free frames, hidden from the top
+        # of the free stack, which is compacted afterwards
+        reserve = reclaim.scan_reserve() if reclaim is not None else 0
+        n0, wm0 = int(mem.nfree[0]), int(mem.nfree[1])
+        stacked0 = n0 - (mem.nframes - wm0)
+        view = self._nfree_view
+        view[0], view[1] = max(0, n0 - reserve), wm0
         stop = run_accesses(texec.slots, texec.writes, texec.pos, end, t, texec.think,
                             texec.spent, limit,
                             mm.state, mm.gfn, mm.vflags, mem.refcount, mem.kind, mem.free_stack,
-                            mem.nfree, executor.costs, executor.zero_page, executor.fast,
-                            texec.fetch, out, log, executor.host is not None,
+                            view, executor.costs, executor.zero_page,
+                            executor.fast, texec.fetch, out, log, executor.host is not None,
                             *executor.host_arrays, self.kernel.latency)
+        if n0 > reserve:
+            taken = max(0, n0 - reserve) - int(view[0])
+            wm1 = int(view[1])
+            from_stack = taken - (wm1 - wm0)
+            top = stacked0 - reserve  # the loop popped stack entries below the hidden ones
+            popped = mem.free_stack[top - from_stack:top][::-1].copy() if from_stack else \
+                np.zeros(0, dtype=mem.free_stack.dtype)
+            if from_stack and stacked0 > top:
+                hidden = mem.free_stack[top:stacked0].copy()
+                mem.free_stack[top - from_stack:stacked0 - from_stack] = hidden
+            mem.nfree[0] = n0 - taken
+            mem.nfree[1] = wm1
+            popped = np.concatenate([popped.astype(np.int64), np.arange(wm0, wm1, dtype=np.int64)])
+        else:
+            popped = np.zeros(0, dtype=np.int64)
+        if reclaim is not None:
+            if popped.size:
+                reclaim.rmap_note_scan(mm, texec.slots[texec.pos:stop], popped)
+            reclaim.after_scan(popped)
         faults = int(out[OUT_MIN_FLT])
         if faults:
             counters = texec.counters
@@ -197,6 +239,8 @@ class FlatVmm(Vmm):
         for file in kernel.files.values():
             cached = file.frame[file.frame >= 0]
             np.add.at(expected, cached, 1)
+        if kernel.reclaim is not None:
+            kernel.reclaim.cache_refs(expected)
         kind, refcount = mem.kind[:used], mem.refcount[:used]
         cache = kind == PAGECACHE  # a frame being read in is not in its file yet: >=
         bad = (((kind == ANON) & (refcount != expected)) | (cache & (refcount < expected)))
@@ -207,6 +251,8 @@ class FlatVmm(Vmm):
         if np.any(expected[kind == FREE]):
             raise InvariantViolation("a free frame is still mapped")
         mem.check()
+        if kernel.reclaim is not None:
+            kernel.reclaim.check()
 
     # ------------------------------------------------------------------ results
 

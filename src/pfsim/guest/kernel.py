@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from pfsim.config.schema import Config, ProcessConfig, VsegConfig
 from pfsim.engine import Priority, RandomStreams, Simulator
@@ -24,6 +23,7 @@ from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, TASK_SIZE_MAX, Addre
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
 from pfsim.guest.process import Process
 from pfsim.guest.readahead import Folio, RaState
+from pfsim.guest.reclaim import Reclaim
 from pfsim.guest.vmm import Vmm
 from pfsim.machine.frames import PAGECACHE
 from pfsim.sched import Scheduler, Task, TaskState
@@ -72,6 +72,8 @@ class GuestKernel:
         """Page tables, the compiled access loop and the life-cycle steps' page-table work."""
         self.procs = ProcessOps(self)
         """fork, exit, wait, munmap and exec steps (both kernels)."""
+        self.reclaim: Reclaim | None = Reclaim(self) if self.vmm.reclaims else None
+        """LRU lists, watermarks, kswapd, direct reclaim and guest swap (flat kernel only)."""
         self.files: dict[str, File] = {}
         self.processes: list[Process] = []
         self.outcome = "ok"
@@ -171,27 +173,32 @@ class GuestKernel:
         return self._add_vseg(process, cfg, "threads", layout)
 
     def _fill_cache(self, file: File, first: int, last: int) -> None:
+        frames = []
         for page in range(first, last):
             gfn = self.mem.alloc(PAGECACHE)
             if gfn < 0:
                 raise ConfigError("processes", f"file {file.name!r} does not fit in guest memory "
                                   "as a cached file; set cached = false or raise guest.memory")
             file.frame[page] = gfn
+            frames.append(gfn)
+        if self.reclaim is not None:
+            self.reclaim.file_pages_added(file, list(range(first, last)), frames)
 
     # ------------------------------------------------------------------ memory
 
-    def alloc_frame(self, texec: TaskExec, kind: int) -> int:
-        """A free frame, shrinking the page cache and then OOM-killing if needed; -1 when the
-        faulting task itself died (or the VM panicked).  Under a VMM that does not reclaim (the
-        ALMOS-MKH clusters: no swap and no OOM killer either): -1 as soon as no frame is free."""
-        if not self.vmm.reclaims:
+    def alloc_frame(self, texec: TaskExec, kind: int, onto_lru: bool = True) -> int:
+        """A free frame, reclaiming (kswapd, direct reclaim: :mod:`pfsim.guest.reclaim`) and
+        then OOM-killing if needed; -1 when the faulting task itself died (or the VM
+        panicked).  A new anonymous frame goes on the inactive anon list unless ``onto_lru``
+        is false (a swap-in joins it when its read completes).  Under a VMM that does not
+        reclaim (the ALMOS-MKH clusters: no swap and no OOM killer either): -1 as soon as no
+        frame is free."""
+        if self.reclaim is None:
             return self.mem.alloc(kind)
         while True:
-            gfn = self.mem.alloc(kind)
+            gfn = self.reclaim.alloc(texec, kind, onto_lru)
             if gfn >= 0:
                 return gfn
-            if self._shrink_page_cache():
-                continue
             if self.config.guest.mm.oom == "panic":
                 self.kernel_panic({"reason": "Out of memory", "tid": texec.task.tid})
                 return -1
@@ -204,21 +211,6 @@ class GuestKernel:
             self.kill_process(victim, "oom", {"signal": "SIGKILL", "by": "oom-killer"})
             if victim is texec.process:
                 return -1
-
-    def _shrink_page_cache(self) -> bool:
-        """Free clean page-cache pages nobody maps; True if any frame was freed."""
-        freed = False
-        for file in self.files.values():
-            cached = np.nonzero(file.frame >= 0)[0]
-            if cached.size == 0:
-                continue
-            frames = file.frame[cached]
-            idle = cached[self.mem.refcount[frames] == 1]
-            for page in idle.tolist():
-                self.mem.put(int(file.frame[page]))
-                file.drop(page)
-                freed = True
-        return freed
 
     def _oom_victim(self) -> Process | None:
         best = None
@@ -243,7 +235,9 @@ class GuestKernel:
             holds_page = page is not None and folio.index <= page < folio.index + folio.npages
             taken: list[int] = []
             for _p in range(folio.npages):
-                gfn = self.mem.alloc(PAGECACHE)
+                # readahead keeps the min watermark's reserve and wakes kswapd below low
+                gfn = (self.reclaim.alloc_nowait(PAGECACHE) if self.reclaim is not None
+                       else self.mem.alloc(PAGECACHE))
                 if gfn < 0:
                     break
                 taken.append(gfn)
@@ -301,7 +295,12 @@ class GuestKernel:
         for p in range(first, last):
             if file.cached(p) or p in file.pending:
                 continue
-            gfn = self.alloc_frame(texec, PAGECACHE) if p == page else self.mem.alloc(PAGECACHE)
+            if p == page:
+                gfn = self.alloc_frame(texec, PAGECACHE)
+            elif self.reclaim is not None:  # readahead: no reclaim for it, min reserve kept
+                gfn = self.reclaim.alloc_nowait(PAGECACHE)
+            else:
+                gfn = self.mem.alloc(PAGECACHE)
             if gfn < 0:
                 if p == page:
                     for frame in frames:
@@ -331,6 +330,8 @@ class GuestKernel:
             file.pending.pop(p, None)
             if host is not None:
                 host.backfill(gfn)
+        if self.reclaim is not None:
+            self.reclaim.file_pages_added(file, request.pages, frames)
         if self.panic is not None:
             return
         for task in request.waiters:

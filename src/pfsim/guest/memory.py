@@ -48,6 +48,9 @@ class PhysMem:
         """[free frames, watermark] (an array, so compiled code updates them in place): the
         stack holds ``nfree[0] - (nframes - nfree[1])`` frames."""
         self.allocated_total = 0
+        self.on_free = None
+        """Called with the frames :meth:`put` and :meth:`put_many` free (page reclaim takes
+        them off its LRU lists)."""
 
     @property
     def watermark(self) -> int:
@@ -102,6 +105,8 @@ class PhysMem:
             self.kind[gfn] = FREE
             self.free_stack[self._stacked()] = gfn
             self.nfree[0] += 1
+            if self.on_free is not None:
+                self.on_free(np.array([gfn]))
 
     def put_many(self, gfns: np.ndarray) -> int:
         """:meth:`put` of each of ``gfns`` in order, vectorized (teardown of a whole range).
@@ -132,6 +137,8 @@ class PhysMem:
         n = self._stacked()
         self.free_stack[n:n + frames.size] = frames
         self.nfree[0] += frames.size
+        if self.on_free is not None and frames.size:
+            self.on_free(frames)
         return int(gfns.size)
 
     def check(self) -> None:

@@ -14,6 +14,8 @@ PTE_WRITE = 0x02
 PTE_EXEC = 0x04
 PTE_ZERO = 0x08  # maps the shared zero page
 PTE_NOVMA = 0x10  # slot reserved (stack growth room) but outside the VMA today
+PTE_ACCESSED = 0x20  # _PAGE_ACCESSED: set by every completed access, cleared by reclaim
+PTE_SWAP = 0x40  # not present, holds a swap entry: ``gfn`` is -2 - swap slot
 
 # VMA flag bits kept per slot (for the compiled fault fast path)
 VM_ANON = 0x01

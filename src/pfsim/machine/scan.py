@@ -23,6 +23,9 @@ vCPU stalls ``first_touch`` ns, or until the host frame's writeback ends); any o
 gfn stops the loop with STOP_EPT for the Python host.  Each access updates the host's dirty
 bit and the reclaim policy's bookkeeping (CLOCK's referenced bit, LRU's move-to-front).
 
+Every completed access sets the PTE's accessed bit (``PTE_ACCESSED``, as the x86 MMU sets
+_PAGE_ACCESSED); the guest's page reclaim reads and clears it (:mod:`pfsim.guest.reclaim`).
+
 Accesses that cost more than ``think`` (a fault, a host stall) are logged (index, completion
 time) so a segment cut short by an interrupt can tell how many accesses were done by a time.
 """
@@ -55,7 +58,16 @@ from pfsim.machine.hostmem_layout import (
     S_RING_HEAD,
     S_TOUCH,
 )
-from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_WRITE, PTE_ZERO, VM_ANON, VM_EXEC, VM_WRITE
+from pfsim.machine.pte import (
+    PTE_ACCESSED,
+    PTE_EXEC,
+    PTE_PRESENT,
+    PTE_WRITE,
+    PTE_ZERO,
+    VM_ANON,
+    VM_EXEC,
+    VM_WRITE,
+)
 
 # NOTE: every compiled function the loop calls lives in this file: numba's on-disk cache
 # (cache=True) is invalidated by changes to the caller's own source file only, so a callee
@@ -226,6 +238,8 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         pte = state[slot]
         extra = 0
         if (pte & need) == need:
+            if (pte & PTE_ACCESSED) == 0:  # the MMU sets the accessed bit (reclaim clears it)
+                state[slot] = pte | PTE_ACCESSED
             if host:
                 g = gfn[slot]
                 if hbits[B_EPT, g] == 0:
@@ -296,6 +310,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 extra = entry + costs[COST_COW_REUSE]
             out[OUT_MIN_FLT] += 1
             record_latency(hist, MINOR, extra)
+            state[slot] |= PTE_ACCESSED  # the re-executed access
             reason = STOP_LIMIT
             if host:  # the re-executed access touches the page
                 _touch(gfn[slot], store, hbits, hlinks, hsmall)

@@ -1,0 +1,347 @@
+"""Guest page reclaim and guest swap (Linux 5.15 mm/vmscan.c, mm/workingset.c, mm/memory.c).
+
+Expected numbers are derived by hand in each docstring from the kernel rules cited in
+:mod:`pfsim.guest.reclaim`; the scenarios run with ``sim.check_invariants`` on, so the LRU and
+swap-slot invariants are checked after every reclaim batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers import run_dict, scenario, simulation
+
+from pfsim.compiled.run import unsupported
+from pfsim.config import load_config
+from pfsim.guest.fault import Action
+from pfsim.guest.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
+from pfsim.guest.reclaim import ScanControl, watermarks
+from pfsim.machine.frames import ANON
+from pfsim.machine.pte import PTE_ACCESSED, PTE_PRESENT, PTE_SWAP, PTE_WRITE
+
+MiB = 1 << 20
+
+
+def test_watermarks_by_hand():
+    """mm/page_alloc.c: min_free_kbytes = int_sqrt(16 * lowmem KiB) clamped to [128, 262144];
+    pages_min = kbytes / 4; tmp = max(pages_min / 4, managed * scale / 10000); low = min + tmp,
+    high = min + 2 tmp.
+
+    * 6144 managed pages (24 MiB): sqrt(16 * 24576) = 627.06 -> 627 KiB -> min 156 pages;
+      tmp = max(39, 6) = 39 -> low 195, high 234.
+    * 240 pages (960 KiB): sqrt(15360) = 123.9 -> 123 < 128 -> 128 KiB -> min 32; tmp = 8.
+    * 4 GiB = 1,048,576 pages: sqrt(16 * 4 Mi KiB) = 8192 KiB -> min 2048; tmp =
+      max(512, 1048) = 1048 -> low 3096, high 4144.
+    """
+    assert watermarks(6144, None, 10) == (156, 195, 234)
+    assert watermarks(240, None, 10) == (32, 40, 48)
+    assert watermarks(1 << 20, None, 10) == (2048, 3096, 4144)
+    assert watermarks(240, 0, 1) == (0, 0, 0)
+
+
+def test_file_scan_larger_than_memory_evicts_clean_pages_instead_of_oom():
+    """The issue's report: a 28 MiB file read once in a 32 MiB guest (24 MiB for users).
+    Clean file pages are reclaimed (no swap needed); one sequential pass reads every page
+    exactly once (readahead windows never overlap and nothing is evicted before it is used,
+    since reclaim takes the oldest pages first): 7168 pages read, no refault, no OOM."""
+    data = scenario(
+        steps=[{"op": "access", "vseg": "data", "pattern": "sequential", "stride": "4KiB",
+                "accesses": 7168, "think": "50ns"}],
+        vsegs=[{"name": "data", "type": "file", "size": "28MiB", "cached": False}],
+        guest={"memory": "32MiB", "mm": {"kernel_reserved": "8MiB"}}, check_invariants=True)
+    result = run_dict(data)
+    memory = result["vms"]["vm0"]["memory"]
+    assert result.outcome == "ok"
+    assert result.processes["p"]["exit"] == "exited"
+    assert memory["oom_kills"] == 0
+    assert memory["disk_pages_read"] == 7168
+    assert memory["refaults"] == 0
+    assert memory["swap_outs"] == 0
+    assert memory["pgsteal"] > 0
+    assert memory["pgsteal"] == memory["pgsteal_kswapd"] + memory["pgsteal_direct"]
+
+
+def _two_pass(device: str, swappiness: int = 60, duration: str = "1s"):
+    """300 anonymous pages written once, then read once, in a guest with 240 user frames."""
+    return scenario(
+        steps=[{"op": "access", "vseg": "heap", "pattern": "sequential", "stride": "4KiB",
+                "accesses": 300, "write_ratio": 1.0, "think": "1us"},
+               {"op": "access", "vseg": "heap", "pattern": "sequential", "stride": "4KiB",
+                "accesses": 300, "write_ratio": 0.0, "think": "1us"},
+               {"op": "sleep", "duration": "10s"}],
+        vsegs=[{"name": "heap", "type": "anon", "size": 300 * 4096}],
+        guest={"memory": "1MiB", "mm": {"kernel_reserved": "64KiB", "swappiness": swappiness},
+               "swap": {"device": device}},
+        check_invariants=True, duration=duration)
+
+
+def test_anon_beyond_memory_swaps_with_exact_accounting():
+    """N = 240 user frames (watermarks min 32, low 40, high 48), a process writes N + 60 pages
+    once, then reads them all again; the run ends while it sleeps (the pages still there).
+    zram is synchronous with page_cluster 0 (``SWP_SYNCHRONOUS_IO``, no readahead), and every
+    swap entry has one PTE, so ``do_swap_page`` bypasses the swap cache: every swap-in is one
+    major fault and frees its slot at once.  Hence, by hand:
+
+    * the first pass's 300 first touches are the only minor faults (min_flt = 300), and the
+      second pass's faults are exactly the swap-ins (maj_flt = swap_ins);
+    * every page is either resident or in exactly one slot: rss + slots used = 300;
+    * a slot is taken by each write and given back by each swap-in:
+      slots used = swap_outs - swap_ins;
+    * at least the 60 pages beyond memory (plus the free reserve above min) were written,
+      and the second pass read back at least the 60 + 32 pages not resident when it began.
+    """
+    result = run_dict(_two_pass("zram"))
+    memory = result["vms"]["vm0"]["memory"]
+    proc = result.processes["p"]
+    assert result.outcome == "ok" and proc["exit"] == "running"
+    assert memory["oom_kills"] == 0
+    assert proc["min_flt"] == 300
+    assert proc["maj_flt"] == memory["swap_ins"]
+    assert proc["rss_pages"] + memory["swap_slots_used"] == 300
+    assert memory["swap_slots_used"] == memory["swap_outs"] - memory["swap_ins"]
+    assert memory["swap_outs"] >= 60 + 32
+    assert memory["swap_ins"] >= 60 + 32
+    assert memory["refaults"] == memory["swap_ins"]  # every page read back had been evicted
+
+
+def test_anon_beyond_memory_without_swap_is_oom_killed():
+    """Without guest swap anonymous pages cannot be reclaimed (get_scan_count: SCAN_FILE), so
+    the allocation that finds the min watermark reached with nothing reclaimable OOM-kills."""
+    result = run_dict(_two_pass("none"))
+    assert result.processes["p"]["exit"] == "oom"
+    assert result["vms"]["vm0"]["memory"]["oom_kills"] == 1
+    assert result["vms"]["vm0"]["memory"]["swap_outs"] == 0
+
+
+def test_nvme_swap_in_reads_ahead_and_waits():
+    """nvme is asynchronous with page_cluster 3: ``swap_cluster_readahead`` reads the aligned
+    8-slot window around the faulting slot (slots in use, not cached), the faulting task
+    sleeps until the read completes and its retry is the major fault.  Pages read ahead are
+    mapped later by minor faults from the swap cache, so major faults are fewer than pages
+    read: maj_flt + swap_ra = swap_ins."""
+    result = run_dict(_two_pass("nvme"))
+    memory = result["vms"]["vm0"]["memory"]
+    proc = result.processes["p"]
+    assert result.outcome == "ok"
+    assert memory["swap_ra"] > 0
+    assert proc["maj_flt"] + memory["swap_ra"] == memory["swap_ins"]
+    assert proc["rss_pages"] + memory["swap_slots_used"] >= 300  # clean copies keep slots
+
+
+def _file_then_anon(swappiness: int, file_write: float):
+    return {
+        "sim": {"check_invariants": True},
+        "guest": {"memory": "4MiB", "mm": {"kernel_reserved": "1MiB", "swappiness": swappiness},
+                  "swap": {"device": "zram"}},
+        "processes": [
+            {"name": "reader", "vsegs": [{"name": "f", "type": "file", "size": "2MiB",
+                                          "cached": False}],
+             "threads": [{"steps": [
+                 {"op": "access", "vseg": "f", "pattern": "sequential", "stride": "4KiB",
+                  "accesses": 512, "write_ratio": file_write, "think": "1us"},
+                 {"op": "sleep", "duration": "1s"}]}]},
+            {"name": "anon", "start": "100ms",
+             "vsegs": [{"name": "h", "type": "anon", "size": "1536KiB"}],
+             "threads": [{"steps": [
+                 {"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
+                  "accesses": 384, "write_ratio": 1.0, "think": "1us"}]}]},
+        ],
+    }
+
+
+def test_swappiness_0_drops_clean_file_pages_and_swaps_nothing():
+    """768 user frames (min 55, low 68, high 81): 512 file pages cached and mapped, then 384
+    anonymous pages, so about 200 pages must be reclaimed.  At swappiness 0 get_scan_count's
+    anon share is ap = 0 * ... = 0, and the anon list is forced only when file pages + free
+    frames fall to the high watermark (file_is_tiny), which never happens here (over 300 file
+    pages stay): no swap-out at all, only file pages are stolen, and the reader's mapped pages
+    are unmapped through the reverse map."""
+    result = run_dict(_file_then_anon(0, 0.0))
+    memory = result["vms"]["vm0"]["memory"]
+    assert result.outcome == "ok"
+    assert memory["swap_outs"] == 0
+    assert memory["pgsteal"] >= 384 + 512 - 768
+    assert memory["file_writeback"] == 0  # clean pages are dropped, not written
+    assert result.processes["reader"]["rss_pages"] < 512
+
+
+def test_dirty_file_pages_are_written_back_before_reuse():
+    """The reader writes every page of its shared file mapping (do_shared_fault: the page
+    is dirty), so every file page reclaim frees had to be written first: file_writeback =
+    pgsteal.  No anonymous page is reclaimed while inactive file pages are plentiful
+    (cache_trim_mode), so nothing is swapped."""
+    result = run_dict(_file_then_anon(60, 1.0))
+    memory = result["vms"]["vm0"]["memory"]
+    assert result.outcome == "ok"
+    assert memory["pgsteal"] > 0
+    assert memory["file_writeback"] == memory["pgsteal"]
+    assert memory["swap_outs"] == 0
+
+
+def test_swappiness_0_still_swaps_rather_than_oom():
+    """With no file pages at all file_is_tiny holds (file + free <= high), so get_scan_count
+    scans anon only (SCAN_ANON) even at swappiness 0: the process completes, no OOM."""
+    result = run_dict(_two_pass("zram", swappiness=0))
+    assert result.outcome == "ok"
+    assert result["vms"]["vm0"]["memory"]["oom_kills"] == 0
+    assert result["vms"]["vm0"]["memory"]["swap_outs"] > 0
+
+
+# ---------------------------------------------------------------- scripted sequence
+
+
+def _idle_kernel():
+    """A guest (240 user frames, zram swap) whose one process sleeps, with its 8-page anon
+    vseg unmapped; the test maps pages by hand."""
+    data = scenario(steps=[{"op": "sleep", "duration": "1s"}],
+                    vsegs=[{"name": "h", "type": "anon", "size": 8 * 4096}],
+                    guest={"memory": "1MiB", "mm": {"kernel_reserved": "64KiB"},
+                           "swap": {"device": "zram"}})
+    sim = simulation(data)
+    sim.sim.run(until_ns=1)
+    kernel = sim.kernel
+    process = kernel.processes[0]
+    vma = next(v for v in process.mm.vmas if v.name == "h")
+    return kernel, process, vma
+
+
+def _map(kernel, process, vma, page):
+    mm = process.mm
+    frame = kernel.mem.alloc(ANON)
+    slot = vma.slot(vma.start + page * 4096)
+    mm.gfn[slot] = frame
+    mm.state[slot] = PTE_PRESENT | PTE_WRITE | PTE_ACCESSED
+    mm.rss += 1
+    kernel.reclaim.anon_added(np.array([frame]))
+    return frame, slot
+
+
+def test_promotion_and_refault_sequence_by_hand():
+    """Pages A then B (A older) on the inactive anon list, both just accessed.
+
+    1. shrink_inactive_list(2): page_check_references finds one young PTE each and
+       PG_referenced clear -> PAGEREF_KEEP, PG_referenced set, accessed bits cleared; both
+       back on the inactive list.  pgscan 2, pgsteal 0.
+    2. A is accessed again.  shrink_inactive_list(2): A has a young PTE and PG_referenced ->
+       PAGEREF_ACTIVATE (pgactivate 1); B has none -> PAGEREF_RECLAIM: add_to_swap takes slot
+       0, B is written (swap_outs 1), its PTE becomes the swap entry, and workingset_eviction
+       records B's shadow = nonresident_age = 0 (age becomes 1); moving A to the active list
+       ages it to 2.
+    3. shrink_active_list(1): A is deactivated (no young PTE; anon pages are deactivated even
+       when referenced) and marked PG_workingset: pgdeactivate 1.
+    4. B is touched: do_swap_page on zram reads it synchronously (swap_ins 1, a major fault).
+       workingset_refault: distance = 2 - 0 = 2 > workingset size = active file 0 + inactive
+       file 0 + active anon 0 -> counted as a refault, not activated; B joins the inactive
+       list; its slot is freed (swap_free drops the last reference, no swap cache).
+    """
+    kernel, process, vma = _idle_kernel()
+    reclaim = kernel.reclaim
+    mm = process.mm
+    a, slot_a = _map(kernel, process, vma, 0)
+    b, slot_b = _map(kernel, process, vma, 1)
+    sc = ScanControl(kswapd=True, nr_to_reclaim=32)
+
+    assert reclaim.shrink_inactive_list(2, LRU_INACTIVE_ANON, sc) == 0
+    assert reclaim.stats["pgscan_kswapd"] == 2 and reclaim.stats["pgactivate"] == 0
+    assert reclaim.referenced[[a, b]].all()
+    assert not (mm.state[[slot_a, slot_b]] & PTE_ACCESSED).any()
+
+    mm.state[slot_a] |= PTE_ACCESSED
+    assert reclaim.shrink_inactive_list(2, LRU_INACTIVE_ANON, sc) == 1
+    assert reclaim.stats["pgactivate"] == 1
+    assert reclaim.lru.which[a] == LRU_ACTIVE_ANON
+    assert reclaim.swap.swap_outs == 1
+    assert mm.state[slot_b] == PTE_SWAP and mm.gfn[slot_b] == -2 - 0
+    assert reclaim.swap.shadow[0] == 0 and reclaim.nonresident_age == 2
+    assert kernel.mem.kind[b] == 0  # freed
+
+    reclaim.shrink_active_list(1, LRU_ACTIVE_ANON, sc)
+    assert reclaim.stats["pgdeactivate"] == 1
+    assert reclaim.lru.which[a] == LRU_INACTIVE_ANON and reclaim.workingset[a]
+
+    texec = process.threads[0].data
+    result = reclaim.do_swap_page(texec, vma, slot_b, False, 0)
+    assert result.action is Action.RETRY and result.detail == {"major": True}
+    assert reclaim.swap.swap_ins == 1
+    assert reclaim.stats["workingset_refault_anon"] == 1
+    assert reclaim.stats["workingset_activate_anon"] == 0
+    frame = int(mm.gfn[slot_b])
+    assert reclaim.lru.which[frame] == LRU_INACTIVE_ANON
+    assert mm.state[slot_b] & PTE_PRESENT and not mm.state[slot_b] & PTE_WRITE  # read fault
+    assert reclaim.swap.count[0] == 0 and reclaim.swap.nfree == reclaim.swap.nslots
+    kernel.vmm.check_invariants()
+
+
+def test_refault_within_the_workingset_is_activated():
+    """As above, but two more pages C, D sit on the active anon list when B refaults:
+    workingset size = active anon 2 >= distance 2 -> activated (workingset_activate 1,
+    nonresident_age 3).  B was never deactivated, so it is no PG_workingset restore."""
+    kernel, process, vma = _idle_kernel()
+    reclaim = kernel.reclaim
+    mm = process.mm
+    a, slot_a = _map(kernel, process, vma, 0)
+    b, slot_b = _map(kernel, process, vma, 1)
+    sc = ScanControl(kswapd=True, nr_to_reclaim=32)
+    reclaim.shrink_inactive_list(2, LRU_INACTIVE_ANON, sc)
+    mm.state[slot_a] |= PTE_ACCESSED
+    reclaim.shrink_inactive_list(2, LRU_INACTIVE_ANON, sc)
+    for page in (2, 3):
+        frame, _ = _map(kernel, process, vma, page)
+        reclaim.lru.remove(np.array([frame]))
+        reclaim.lru.add(np.array([frame]), LRU_ACTIVE_ANON)
+    reclaim.lru.remove(np.array([a]))  # A leaves the active list (say it was freed)
+    reclaim.lru.add(np.array([a]), LRU_INACTIVE_ANON)
+    texec = process.threads[0].data
+    reclaim.do_swap_page(texec, vma, slot_b, False, 0)
+    assert reclaim.stats["workingset_activate_anon"] == 1
+    assert reclaim.stats["workingset_restore_anon"] == 0
+    assert reclaim.lru.which[int(mm.gfn[slot_b])] == LRU_ACTIVE_ANON
+    assert reclaim.nonresident_age == 3
+
+
+# ---------------------------------------------------------------- fork, exit, invariants
+
+
+def test_swap_entries_survive_fork_and_are_freed_on_exit():
+    """A parent writes 300 pages (240 frames: some are swapped), forks, and the child reads
+    then writes them all: swapped pages are shared swap entries (swap_duplicate), the child's
+    swap-in of a shared entry goes through the swap cache (count 2, so not the synchronous
+    bypass) and its write then copies (COW after swap-in: the parent still holds the entry).
+    When both exit every slot is free again.  Invariants are checked after every reclaim
+    batch and every fork/exit step."""
+    child = [{"op": "access", "vseg": "heap", "pattern": "sequential", "stride": "4KiB",
+              "accesses": 300, "write_ratio": 0.0, "think": "1us"},
+             {"op": "access", "vseg": "heap", "pattern": "sequential", "stride": "4KiB",
+              "accesses": 300, "write_ratio": 1.0, "think": "1us"}]
+    data = scenario(
+        steps=[{"op": "access", "vseg": "heap", "pattern": "sequential", "stride": "4KiB",
+                "accesses": 300, "write_ratio": 1.0, "think": "1us"},
+               {"op": "fork", "name": "c", "steps": child},
+               {"op": "wait"}],
+        vsegs=[{"name": "heap", "type": "anon", "size": 300 * 4096}],
+        guest={"memory": "2MiB", "mm": {"kernel_reserved": "1088KiB"},
+               "swap": {"device": "zram"}},
+        check_invariants=True)
+    result = run_dict(data)
+    memory = result["vms"]["vm0"]["memory"]
+    assert result.outcome == "ok", result["vms"]["vm0"]["processes"]
+    assert result.processes["c"]["exit"] == "exited"
+    assert memory["swap_outs"] > 0 and memory["swap_ins"] > 0
+    assert result.processes["c"]["cow_copies"] > 0
+    assert memory["swap_slots_used"] == 0
+
+
+def test_compiled_engine_leaves_guest_pressure_to_the_reference_path():
+    """The compiled core has no guest reclaim: with guest swap, or anonymous vsegs that need
+    more than the frames above the low watermark, it names why the run takes the reference
+    path."""
+    base = {"hypervisor": {"enabled": True},
+            "guest": {"memory": "32MiB", "mm": {"kernel_reserved": "8MiB"}},
+            "processes": [{"name": "p", "vsegs": [{"name": "h", "type": "anon", "size": "8MiB"}],
+                           "threads": [{"steps": [{"op": "access", "vseg": "h",
+                                                   "accesses": 10}]}]}]}
+    assert unsupported(load_config(base)) is None
+    swap = {**base, "guest": {**base["guest"], "swap": {"device": "nvme"}}}
+    assert "guest swap" in unsupported(load_config(swap))
+    big = {**base, "processes": [{**base["processes"][0],
+                                  "vsegs": [{"name": "h", "type": "anon", "size": "24MiB"}]}]}
+    assert "guest memory pressure" in unsupported(load_config(big))
