@@ -253,10 +253,28 @@ def print_summary(console: Console, result: RunResult, wide: bool = False) -> No
         cpus.add_row(str(v["vcpu"]), f"{100 * v['busy_ns'] / total:.1f}%",
                      format_time(v["idle_ns"]), format_time(v["stalled_ns"]), f"{v['context_switches']:,}")
     console.print(cpus)
+    print_reclaim(console, result)
     if result.vm.get("clusters"):
         print_clusters(console, result)
     if result.vm["panic"]:
         console.print(f"kernel panic: {result.vm['panic']}")
+
+
+RECLAIM_COLUMNS = ("swap_outs", "swap_ins", "pgscan_kswapd", "pgscan_direct", "pgsteal",
+                   "refaults", "allocstall", "oom_kills")
+
+
+def print_reclaim(console: Console, result: RunResult) -> None:
+    """The guest's reclaim counters, when it reclaimed or has a swap device."""
+    memory = result.vm["memory"]
+    if "pgsteal" not in memory or not (memory["pgscan_kswapd"] + memory["pgscan_direct"]
+                                       or memory["swap_device"] != "none"):
+        return
+    table = Table(title=f"guest memory (swap: {memory['swap_device']})", title_justify="left")
+    for column in RECLAIM_COLUMNS:
+        table.add_column(column, justify="right")
+    table.add_row(*(f"{memory[column]:,}" for column in RECLAIM_COLUMNS))
+    console.print(table)
 
 
 def print_clusters(console: Console, result: RunResult) -> None:

@@ -44,7 +44,16 @@ def guest_pressure(config: Config) -> str | None:
     frames = guest.memory // PAGE_SIZE
     user = frames - max(1, guest.mm.kernel_reserved // PAGE_SIZE)
     _, low, _ = watermarks(user, guest.mm.min_free_kbytes, guest.mm.watermark_scale_factor)
-    need = sum(-(-vseg.size // PAGE_SIZE) for proc in config.processes for vseg in proc.vsegs)
+    need = 0
+    for proc in config.processes:  # each access touches at most one page of its vseg
+        pages = {vseg.name: -(-vseg.size // PAGE_SIZE) for vseg in proc.vsegs}
+        reach = dict.fromkeys(pages, 0)
+        for group in proc.threads:
+            for step in group.steps:
+                if isinstance(step, AccessStep) and step.vseg in reach:
+                    bound = pages[step.vseg] if step.accesses is None else step.accesses * group.count
+                    reach[step.vseg] += bound
+        need += sum(min(pages[name], reach[name]) for name in pages)
     if need > user - low:
         return (f"guest memory pressure: the vsegs need {need} pages, {user - low} are free "
                 "above the low watermark (guest page reclaim runs on the reference path)")

@@ -258,6 +258,8 @@ class FaultHandler:
         mm.state[slot] = bits
         if gfn != ZERO_GFN:
             mm.rss += 1
+            if self.kernel.reclaim is not None:  # the reverse-map hint of the page
+                self.kernel.reclaim.rmap_note(mm, slot, gfn)
 
     def do_anonymous_page(self, texec: TaskExec, vma: Vma, slot: int, access: Access,
                           cost: int) -> FaultResult:

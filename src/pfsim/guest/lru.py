@@ -5,7 +5,7 @@ or file.  New pages and pages put back go to the list's *head*; reclaim isolates
 *tail* (mm/vmscan.c ``isolate_lru_pages``).  Here each list is a first-in first-out queue of
 (frame, stamp) entries: appending is adding at the head, popping from the front is isolating
 from the tail, so the order is Linux's.  A frame's list and the stamp of its one valid entry are
-kept per frame (``which``, ``stamp``); taking a frame off a list (it is freed, isolated, or
+kept per frame (``which1``, ``stamp``); taking a frame off a list (it is freed, isolated, or
 moves to another list) only changes ``which``, and the stale entry is skipped when reclaim
 reaches it.  Every operation is vectorized over frames: no Python object per page.
 """
@@ -39,20 +39,20 @@ class _Queue:
         self.head = 0
         self.tail = 0
 
-    def append(self, frames: np.ndarray, stamps: np.ndarray, which: np.ndarray,
+    def append(self, frames: np.ndarray, stamps: np.ndarray, which1: np.ndarray,
                stamp_of: np.ndarray, lru: int) -> None:
         n = frames.size
         if self.tail + n > self.frames.size:
-            self._compact(which, stamp_of, lru, n)
+            self._compact(which1, stamp_of, lru, n)
         self.frames[self.tail:self.tail + n] = frames
         self.stamps[self.tail:self.tail + n] = stamps
         self.tail += n
 
-    def _compact(self, which: np.ndarray, stamp_of: np.ndarray, lru: int, extra: int) -> None:
+    def _compact(self, which1: np.ndarray, stamp_of: np.ndarray, lru: int, extra: int) -> None:
         """Drop stale entries and make room for ``extra`` more."""
         frames = self.frames[self.head:self.tail]
         stamps = self.stamps[self.head:self.tail]
-        valid = (which[frames] == lru) & (stamp_of[frames] == stamps)
+        valid = (which1[frames] == lru + 1) & (stamp_of[frames] == stamps)
         frames, stamps = frames[valid], stamps[valid]
         size = max(256, 2 * (frames.size + extra))
         if size > self.frames.size or frames.size + extra > self.frames.size // 2:
@@ -71,12 +71,19 @@ class LruLists:
     """
 
     def __init__(self, nframes: int) -> None:
-        self.which = np.full(nframes, NOT_ON_LRU, dtype=np.int8)
+        self.which1 = np.zeros(nframes, dtype=np.int8)
+        """List of each frame + 1 (0: on none; zeros, so memory is written only for frames
+        used)."""
         self.stamp = np.zeros(nframes, dtype=np.int64)
         self.nr = np.zeros(NR_LRU_LISTS, dtype=np.int64)
         """Pages on each list (``lruvec_page_state(NR_LRU_BASE + lru)``)."""
         self._queues = [_Queue() for _ in range(NR_LRU_LISTS)]
         self._next_stamp = 1
+
+    @property
+    def which(self) -> np.ndarray:
+        """The list of every frame (NOT_ON_LRU when on none); a copy, for checks and tests."""
+        return self.which1.astype(np.int64) - 1
 
     def add(self, frames: np.ndarray, lru: int) -> None:
         """Add ``frames`` (on no list) at the head of ``lru``, in order (the last one ends
@@ -84,26 +91,26 @@ class LruLists:
         frames = np.asarray(frames, dtype=np.int32)
         if frames.size == 0:
             return
-        if np.any(self.which[frames] != NOT_ON_LRU):
-            bad = int(frames[np.argmax(self.which[frames] != NOT_ON_LRU)])
+        if np.any(self.which1[frames] != 0):
+            bad = int(frames[np.argmax(self.which1[frames] != 0)])
             raise InvariantViolation(f"frame {bad} added to an LRU list while on one")
         stamps = np.arange(self._next_stamp, self._next_stamp + frames.size, dtype=np.int64)
         self._next_stamp += frames.size
-        self.which[frames] = lru
+        self.which1[frames] = lru + 1
         self.stamp[frames] = stamps
         self.nr[lru] += frames.size
-        self._queues[lru].append(frames, stamps, self.which, self.stamp, lru)
+        self._queues[lru].append(frames, stamps, self.which1, self.stamp, lru)
 
     def remove(self, frames: np.ndarray) -> None:
         """Take ``frames`` off whatever list each is on (those on none are ignored)."""
         frames = np.asarray(frames, dtype=np.int64)
         if frames.size == 0:
             return
-        lists = self.which[frames]
-        on = lists != NOT_ON_LRU
+        lists = self.which1[frames]
+        on = lists != 0
         if on.any():
-            self.nr -= np.bincount(lists[on], minlength=NR_LRU_LISTS)
-            self.which[frames[on]] = NOT_ON_LRU
+            self.nr -= np.bincount(lists[on] - 1, minlength=NR_LRU_LISTS)
+            self.which1[frames[on]] = 0
 
     def isolate(self, lru: int, n: int) -> np.ndarray:
         """``isolate_lru_pages``: take up to ``n`` pages from the tail of ``lru`` (oldest
@@ -115,7 +122,7 @@ class LruLists:
             end = min(queue.tail, queue.head + max(2 * want, 64))
             frames = queue.frames[queue.head:end]
             stamps = queue.stamps[queue.head:end]
-            valid = np.flatnonzero((self.which[frames] == lru) & (self.stamp[frames] == stamps))
+            valid = np.flatnonzero((self.which1[frames] == lru + 1) & (self.stamp[frames] == stamps))
             if valid.size >= want:
                 valid = valid[:want]
                 queue.head += int(valid[-1]) + 1
@@ -127,22 +134,22 @@ class LruLists:
         if not taken:
             return np.zeros(0, dtype=np.int32)
         out = np.concatenate(taken)
-        self.which[out] = NOT_ON_LRU
+        self.which1[out] = 0
         self.nr[lru] -= out.size
         return out
 
     def check(self) -> None:
         """Each frame on a list has exactly one valid entry in that list's queue, and the
         list sizes match."""
-        counts = np.zeros(self.which.size, dtype=np.int64)
+        counts = np.zeros(self.which1.size, dtype=np.int64)
         for lru, queue in enumerate(self._queues):
             frames = queue.frames[queue.head:queue.tail]
             stamps = queue.stamps[queue.head:queue.tail]
-            valid = (self.which[frames] == lru) & (self.stamp[frames] == stamps)
+            valid = (self.which1[frames] == lru + 1) & (self.stamp[frames] == stamps)
             np.add.at(counts, frames[valid], 1)
-            if int(np.count_nonzero(self.which == lru)) != int(self.nr[lru]):
+            if int(np.count_nonzero(self.which1 == lru + 1)) != int(self.nr[lru]):
                 raise InvariantViolation(f"LRU list {LRU_NAMES[lru]} size differs from its count")
-        on = self.which != NOT_ON_LRU
+        on = self.which1 != 0
         if np.any(counts[on] != 1) or np.any(counts[~on] != 0):
             frame = int(np.argmax((counts != 1) & on | (counts != 0) & ~on))
             raise InvariantViolation(f"frame {frame} has {int(counts[frame])} valid LRU entries")

@@ -46,8 +46,6 @@ from pfsim.guest.lru import (
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
-    LRU_NAMES,
-    NOT_ON_LRU,
     LruLists,
     is_active_lru,
     is_file_lru,
@@ -122,13 +120,19 @@ class Reclaim:
         self.referenced = np.zeros(n, dtype=np.bool_)  # PG_referenced
         self.workingset = np.zeros(n, dtype=np.bool_)  # PG_workingset
         self.dirty = np.zeros(n, dtype=np.bool_)  # PG_dirty (file pages mapped writable)
-        self.file_id = np.full(n, -1, dtype=np.int32)  # page cache owner of each frame
-        self.file_page = np.zeros(n, dtype=np.int64)
+        self.file_id1 = np.zeros(n, dtype=np.int32)  # page cache owner of each frame + 1 (0: none)
+        self.file_page = np.zeros(n, dtype=np.int32)
         self.files: list[File] = []
         self._file_ids: dict[int, int] = {}
         self.file_shadow: list[np.ndarray] = []
         self.file_shadow_ws: list[np.ndarray] = []
-        self._batch_pos = np.full(n, -1, dtype=np.int32)  # scratch: frame -> index in a batch
+        self._pos1 = np.zeros(n, dtype=np.int32)  # scratch: frame -> index in a batch + 1
+        self.rmap_mm1 = np.zeros(n, dtype=np.int32)
+        """Reverse-map hint: the address space (index in ``_mm_procs``, + 1) and slot that last
+        mapped each frame; exact for a page mapped once, which its map count tells."""
+        self.rmap_slot = np.zeros(n, dtype=np.int64)
+        self._mm_ids: dict[int, int] = {}
+        self._mm_procs: list[Any] = []
         self.swap = GuestSwap(config, kernel.streams, n) if guest.swap.device != "none" else None
         self.swappiness = guest.mm.swappiness
         managed = n - int(np.count_nonzero(mem.kind != FREE))
@@ -143,8 +147,6 @@ class Reclaim:
         self.stats = dict.fromkeys(COUNTERS, 0)
         self.kswapd_running = False
         self.kswapd_failures = 0
-        self._k_priority = DEF_PRIORITY
-        self._k_reclaimed = 0
         self.check_batches = config.sim.check_invariants
         self.pageout_frames: list[int] = []
         """Anonymous frames direct reclaim read to write them to swap (host faults if the host
@@ -158,7 +160,7 @@ class Reclaim:
         self.referenced[frames] = False
         self.workingset[frames] = False
         self.dirty[frames] = False
-        self.file_id[frames] = -1
+        self.file_id1[frames] = 0
 
     def _fid(self, file: File) -> int:
         fid = self._file_ids.get(id(file))
@@ -176,6 +178,31 @@ class Reclaim:
                                                        np.zeros(grow, dtype=np.bool_)])
         return fid
 
+    def _mm_index(self, mm: Any) -> int:
+        index = self._mm_ids.get(id(mm))
+        if index is None:
+            process = next(p for p in self.kernel.processes if p.mm is mm)
+            index = len(self._mm_procs)
+            self._mm_ids[id(mm)] = index
+            self._mm_procs.append(process)
+        return index
+
+    def rmap_note(self, mm: Any, slot: int, frame: int) -> None:
+        """``page_add_*_rmap``: ``frame`` is now mapped at ``slot`` of ``mm``."""
+        self.rmap_mm1[frame] = self._mm_index(mm) + 1
+        self.rmap_slot[frame] = slot
+
+    def rmap_note_scan(self, mm: Any, slots: np.ndarray, popped: np.ndarray) -> None:
+        """The compiled loop mapped ``popped`` somewhere among ``slots``."""
+        pos = self._pos1
+        pos[popped] = np.arange(1, popped.size + 1, dtype=np.int32)
+        g = mm.gfn[slots]
+        index = pos[np.maximum(g, 0)] - 1
+        hit = (g > 0) & (index >= 0)
+        self.rmap_mm1[popped[index[hit]]] = self._mm_index(mm) + 1
+        self.rmap_slot[popped[index[hit]]] = slots[hit]
+        pos[popped] = 0
+
     def anon_added(self, frames: np.ndarray) -> None:
         """New anonymous pages (``lru_cache_add_inactive_or_unevictable``): inactive anon."""
         self.lru.add(frames, LRU_INACTIVE_ANON)
@@ -186,7 +213,7 @@ class Reclaim:
         fid = self._fid(file)
         shadow = self.file_shadow[fid]
         for page, frame in zip(pages, frames, strict=True):
-            self.file_id[frame] = fid
+            self.file_id1[frame] = fid + 1
             self.file_page[frame] = page
             lru = LRU_INACTIVE_FILE
             if shadow[page] >= 0:
@@ -261,40 +288,40 @@ class Reclaim:
             return
         self.kswapd_running = True
         self.stats["kswapd_wakeups"] += 1
-        self._k_priority = DEF_PRIORITY
-        self._k_reclaimed = 0
         self.sim.at(self.sim.now, self._kswapd_round, priority=Priority.NORMAL)
 
     def _balanced(self) -> bool:
-        return self.kernel.mem.free_frames > self.wmark_high
+        return int(self.kernel.mem.nfree[0]) > self.wmark_high
 
     def _kswapd_round(self) -> None:
-        """One pass of ``balance_pgdat``'s priority loop; the next pass follows when this one's
-        work is done (``reclaim_page`` per page isolated)."""
+        """``balance_pgdat``: shrink the node from DEF_PRIORITY down (the priority drops when
+        a pass scanned its target or freed nothing) until more than ``high`` frames are free.
+        kswapd runs again when this run's work is done (``reclaim_page`` per page isolated)
+        if memory is still not balanced, unless it failed MAX_RECLAIM_RETRIES times in a
+        row."""
         if self.kernel.panic is not None:
             self.kswapd_running = False
             return
-        if self._balanced():
+        priority = DEF_PRIORITY
+        reclaimed = 0
+        work = 0
+        nr_to_reclaim = max(self.wmark_high, SWAP_CLUSTER_MAX)
+        while not self._balanced() and priority >= 1:
+            sc = ScanControl(kswapd=True, nr_to_reclaim=nr_to_reclaim, priority=priority)
+            if self.swap is not None and self._inactive_is_low(LRU_INACTIVE_ANON):
+                self.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON, sc)  # age_active_anon
+            self.shrink_node(sc)
+            reclaimed += sc.nr_reclaimed
+            work += sc.work
+            if sc.nr_scanned >= sc.nr_to_reclaim or sc.nr_reclaimed == 0:
+                priority -= 1
+        if reclaimed == 0 and not self._balanced():
+            self.kswapd_failures += 1
+        self._snapshot_refaults()
+        if self._balanced() or self.kswapd_failures >= MAX_RECLAIM_RETRIES:
             self._kswapd_sleep()
             return
-        sc = ScanControl(kswapd=True, nr_to_reclaim=max(self.wmark_high, SWAP_CLUSTER_MAX),
-                         priority=self._k_priority)
-        if self.swap is not None and self._inactive_is_low(LRU_INACTIVE_ANON):  # age_active_anon
-            self.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON, sc)
-        self.shrink_node(sc)
-        self._k_reclaimed += sc.nr_reclaimed
-        if sc.nr_scanned >= sc.nr_to_reclaim or sc.nr_reclaimed == 0:
-            self._k_priority -= 1
-        if self._k_priority < 1 or self._balanced():  # balance_pgdat returns
-            if self._k_reclaimed == 0:
-                self.kswapd_failures += 1
-            self._snapshot_refaults()
-            if self._balanced() or self.kswapd_failures >= MAX_RECLAIM_RETRIES:
-                self._kswapd_sleep()
-                return
-            self._k_priority = DEF_PRIORITY
-            self._k_reclaimed = 0
-        self.sim.at(self.sim.now + max(1, sc.work * self.page_cost), self._kswapd_round,
+        self.sim.at(self.sim.now + max(SWAP_CLUSTER_MAX, work) * self.page_cost, self._kswapd_round,
                     priority=Priority.NORMAL)
 
     def _kswapd_sleep(self) -> None:
@@ -328,31 +355,33 @@ class Reclaim:
         self.refault_snapshot = [self.stats["workingset_activate_anon"],
                                  self.stats["workingset_activate_file"]]
 
-    def _inactive_is_low(self, inactive_lru: int) -> bool:
+    def _inactive_is_low(self, inactive_lru: int, nr: list[int] | None = None) -> bool:
         """``inactive_is_low``: inactive * sqrt(10 * size in GiB) < active."""
-        inactive = int(self.lru.nr[inactive_lru])
-        active = int(self.lru.nr[inactive_lru + 1])
+        if nr is None:
+            nr = self.lru.nr.tolist()
+        inactive = nr[inactive_lru]
+        active = nr[inactive_lru + 1]
         gb = (inactive + active) >> 18
         ratio = isqrt(10 * gb) if gb else 1
         return inactive * ratio < active
 
     def shrink_node(self, sc: ScanControl) -> None:
         """``shrink_node``: the deactivation and balance decisions, then ``shrink_lruvec``."""
-        nr = self.lru.nr
+        nr = self.lru.nr.tolist()
         if sc.force_deactivate:
             sc.may_deactivate_anon = sc.may_deactivate_file = True
         else:
             sc.may_deactivate_anon = (self.stats["workingset_activate_anon"]
                                       != self.refault_snapshot[0]
-                                      or self._inactive_is_low(LRU_INACTIVE_ANON))
+                                      or self._inactive_is_low(LRU_INACTIVE_ANON, nr))
             sc.may_deactivate_file = (self.stats["workingset_activate_file"]
                                       != self.refault_snapshot[1]
-                                      or self._inactive_is_low(LRU_INACTIVE_FILE))
-        sc.cache_trim_mode = bool(int(nr[LRU_INACTIVE_FILE]) >> sc.priority) and \
+                                      or self._inactive_is_low(LRU_INACTIVE_FILE, nr))
+        sc.cache_trim_mode = bool(nr[LRU_INACTIVE_FILE] >> sc.priority) and \
             not sc.may_deactivate_file
-        free = self.kernel.mem.free_frames
-        file = int(nr[LRU_ACTIVE_FILE] + nr[LRU_INACTIVE_FILE])
-        anon = int(nr[LRU_INACTIVE_ANON])
+        free = int(self.kernel.mem.nfree[0])
+        file = nr[LRU_ACTIVE_FILE] + nr[LRU_INACTIVE_FILE]
+        anon = nr[LRU_INACTIVE_ANON]
         sc.file_is_tiny = (file + free <= self.wmark_high and not sc.may_deactivate_anon
                            and bool(anon >> sc.priority))
         before = sc.nr_reclaimed
@@ -362,7 +391,7 @@ class Reclaim:
 
     def get_scan_count(self, sc: ScanControl) -> list[int]:
         """``get_scan_count``: pages to scan on each list at ``sc.priority``."""
-        nr = self.lru.nr
+        nr = self.lru.nr.tolist()
         swappiness = self.swappiness
         may_swap = self.swap is not None and self.swap.nfree > 0
         fraction = [0, 0]
@@ -385,15 +414,14 @@ class Reclaim:
             fp = (200 - swappiness) * (total_cost + 1) // (file_cost + 1)
             fraction = [ap, fp]
             denominator = ap + fp
-        scan = []
-        for lru in range(4):
-            file = is_file_lru(lru)
-            n = int(nr[lru]) >> sc.priority
-            if balance == "fract":
-                n = n * fraction[int(file)] // denominator if denominator else 0
-            elif balance in ("file", "anon") and (balance == "file") != file:
-                n = 0
-            scan.append(n)
+        scan = [n >> sc.priority for n in nr]
+        if balance == "fract":
+            scan = [n * fraction[lru >= LRU_INACTIVE_FILE] // denominator if denominator else 0
+                    for lru, n in enumerate(scan)]
+        elif balance == "file":
+            scan[LRU_INACTIVE_ANON] = scan[LRU_ACTIVE_ANON] = 0
+        elif balance == "anon":
+            scan[LRU_INACTIVE_FILE] = scan[LRU_ACTIVE_FILE] = 0
         return scan
 
     def shrink_lruvec(self, sc: ScanControl) -> None:
@@ -448,20 +476,47 @@ class Reclaim:
 
     def _rmap(self, frames: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarray]]:
         """Every present PTE mapping one of ``frames``: (process, slots, index in frames)
-        per live process (the anon_vma / i_mmap walk, vectorized per address space)."""
-        pos = self._batch_pos
-        pos[frames] = np.arange(frames.size, dtype=np.int32)
-        found = []
-        for process in self.kernel.processes:
-            if not process.alive:
-                continue
-            mm = process.mm
-            g = mm.gfn
-            index = pos[np.maximum(g, 0)]
-            hit = np.flatnonzero((g > 0) & (index >= 0) & ((mm.state & PTE_PRESENT) != 0))
-            if hit.size:
-                found.append((process, hit, index[hit]))
-        pos[frames] = -1
+        (``rmap_walk``).  A page mapped once (map count = references - the cache's) is found
+        through its hint; shared pages by a vectorized pass over each live address space."""
+        mem = self.kernel.mem
+        cache_ref = self.file_id1[frames] > 0
+        if self.swap is not None:
+            cache_ref |= self.swap.slot1[frames] > 0
+        mapcount = mem.refcount[frames] - cache_ref
+        found: list[tuple[Any, np.ndarray, np.ndarray]] = []
+        single = np.flatnonzero(mapcount == 1)
+        rest = mapcount > 1
+        if single.size:
+            owners = self.rmap_mm1[frames[single]] - 1
+            slots = self.rmap_slot[frames[single]]
+            resolved = np.zeros(single.size, dtype=np.bool_)
+            for owner in np.unique(owners[owners >= 0]).tolist():
+                process = self._mm_procs[owner]
+                mm = process.mm
+                mine = np.flatnonzero(owners == owner)
+                ok = (slots[mine] < mm.gfn.size)
+                mine = mine[ok]
+                good = ((mm.gfn[slots[mine]] == frames[single[mine]])
+                        & ((mm.state[slots[mine]] & PTE_PRESENT) != 0))
+                if process.alive and good.any():
+                    found.append((process, slots[mine[good]], single[mine[good]]))
+                    resolved[mine[good]] = True
+            rest[single[~resolved]] = True
+        if rest.any():
+            wanted = frames[rest]
+            where = np.flatnonzero(rest)
+            pos = self._pos1
+            pos[wanted] = where.astype(np.int32) + 1
+            for process in self.kernel.processes:
+                if not process.alive:
+                    continue
+                mm = process.mm
+                g = mm.gfn
+                index = pos[np.maximum(g, 0)] - 1
+                hit = np.flatnonzero((g > 0) & (index >= 0) & ((mm.state & PTE_PRESENT) != 0))
+                if hit.size:
+                    found.append((process, hit, index[hit]))
+            pos[wanted] = 0
         return found
 
     def page_referenced(self, frames: np.ndarray,
@@ -551,7 +606,7 @@ class Reclaim:
             swap = self.swap
             for i in np.flatnonzero(reclaim).tolist():
                 frame = int(frames[i])
-                slot = -1 if swap is None else int(swap.slot_of[frame])
+                slot = -1 if swap is None else swap.slot_of(frame)
                 if slot < 0:  # add_to_swap: a slot, and the page joins the swap cache
                     slot = -1 if swap is None else swap.alloc_slot()
                     if slot < 0:  # no swap space: activate_locked
@@ -605,7 +660,7 @@ class Reclaim:
             age = self.nonresident_age
             self.nonresident_age += 1  # workingset_eviction: workingset_age_nonresident
             if file:
-                fid = int(self.file_id[frame])
+                fid = int(self.file_id1[frame]) - 1
                 page = int(self.file_page[frame])
                 self.file_shadow[fid][page] = age
                 self.file_shadow_ws[fid][page] = self.workingset[frame]
@@ -615,7 +670,11 @@ class Reclaim:
                 self.swap.shadow[slot] = age
                 self.swap.shadow_workingset[slot] = self.workingset[frame]
             mem.put(frame)
-        # putback: activated pages to the active list, kept ones to the inactive list
+        # putback: activated pages to the active list, kept ones to the inactive list; an
+        # activated page in the swap cache gives its slot up when swap is over half full
+        if not file and self.swap is not None and self.swap.full:
+            for frame in frames[activate].tolist():
+                self._free_swap_cache(int(frame))
         self.lru.add(frames[activate], lru + 1)
         nact = int(np.count_nonzero(activate))
         self.stats["pgactivate"] += nact
@@ -676,6 +735,7 @@ class Reclaim:
             mm.gfn[slot] = frame
             mm.state[slot] = bits
             mm.rss += 1
+            self.rmap_note(mm, slot, frame)
             kernel.faults.touched.append(frame)
             wait = max(0, done - self.sim.now)
             return FaultResult(Action.RETRY, cost + wait + self.swap_page_cost,
@@ -712,10 +772,21 @@ class Reclaim:
         bits = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
         if write and self.try_free_swap(frame):  # reuse_swap_page: exclusive, writable
             bits = vma.pte_bits()
+        elif swap.full:  # vm_swap_full: drop the swap copy (try_to_free_swap), keep read-only
+            self.try_free_swap(frame)
         mm.gfn[slot] = frame
         mm.state[slot] = bits
         mm.rss += 1
+        self.rmap_note(mm, slot, frame)
         return FaultResult(Action.RETRY, cost + self.swap_page_cost)
+
+    def _free_swap_cache(self, frame: int) -> None:
+        """``try_to_free_swap``: leave the swap cache if no swap entry refers to the slot."""
+        swap = self.swap
+        slot = swap.slot_of(frame)
+        if slot >= 0 and swap.count[slot] == 0 and slot not in swap.pending:
+            swap.delete_from_cache(frame)
+            self.kernel.mem.put(frame)
 
     def try_free_swap(self, frame: int) -> bool:
         """``reuse_swap_page`` for a page about to be written: when its one mapping is the
@@ -723,9 +794,9 @@ class Reclaim:
         slot) and may be written in place.  True when the page is now exclusive."""
         swap = self.swap
         mem = self.kernel.mem
-        if swap is None or swap.slot_of[frame] < 0:
+        if swap is None or swap.slot_of(frame) < 0:
             return bool(mem.refcount[frame] == 1)
-        slot = int(swap.slot_of[frame])
+        slot = swap.slot_of(frame)
         if swap.count[slot] == 0 and mem.refcount[frame] == 2 and slot not in swap.pending:
             swap.delete_from_cache(frame)
             mem.put(frame)
@@ -798,7 +869,6 @@ class Reclaim:
         out["swap_slots_used"] = (swap.nslots - swap.nfree) if swap else 0
         out["watermarks"] = {"min": self.wmark_min, "low": self.wmark_low,
                              "high": self.wmark_high}
-        out["lru"] = {name: int(self.lru.nr[i]) for i, name in enumerate(LRU_NAMES)}
         return out
 
     def check(self) -> None:
@@ -809,7 +879,7 @@ class Reclaim:
         mem = kernel.mem
         self.lru.check()
         user = (mem.kind == ANON) | (mem.kind == PAGECACHE)
-        on = self.lru.which != NOT_ON_LRU
+        on = self.lru.which1 != 0
         if np.any(on & ~user):
             frame = int(np.argmax(on & ~user))
             raise InvariantViolation(f"frame {frame} of kind {int(mem.kind[frame])} is on an LRU list")

@@ -57,14 +57,24 @@ class GuestSwap:
         self.shadow = np.full(self.nslots, -1, dtype=np.int64)
         """workingset shadow of the page evicted from the slot (eviction age, -1: none)."""
         self.shadow_workingset = np.zeros(self.nslots, dtype=np.bool_)
-        self.slot_of = np.full(nframes, -1, dtype=np.int32)
-        """Slot of each frame in the swap cache (``folio->swap``), -1 when not cached."""
+        self.slot1 = np.zeros(nframes, dtype=np.int32)
+        """Slot + 1 of each frame in the swap cache (``folio->swap``), 0 when not cached (zeros:
+        memory is written only for frames used)."""
         self.free_slots = np.arange(self.nslots - 1, -1, -1, dtype=np.int32)
         self.nfree = self.nslots
         self.pending: dict[int, SwapRead] = {}
         """Slots being read in -> their request."""
         self.swap_outs = 0  # pswpout: pages written
         self.swap_ins = 0  # pswpin: pages read (readahead included)
+
+    def slot_of(self, frame: int) -> int:
+        """The swap-cache slot of ``frame``, -1 when it is not in the swap cache."""
+        return int(self.slot1[frame]) - 1
+
+    @property
+    def full(self) -> bool:
+        """``vm_swap_full``: more than half of the slots are in use."""
+        return self.nfree * 2 < self.nslots
 
     @property
     def synchronous(self) -> bool:
@@ -88,14 +98,14 @@ class GuestSwap:
     def add_to_cache(self, slot: int, frame: int) -> None:
         """``add_to_swap_cache``: the caller gives the cache one reference on ``frame``."""
         self.cache[slot] = frame
-        self.slot_of[frame] = slot
+        self.slot1[frame] = slot + 1
 
     def delete_from_cache(self, frame: int) -> int:
         """``delete_from_swap_cache``: the slot loses its cached page (the caller drops the
         cache's frame reference); the slot is freed if no PTE holds it.  Returns the slot."""
-        slot = int(self.slot_of[frame])
+        slot = self.slot_of(frame)
         self.cache[slot] = -1
-        self.slot_of[frame] = -1
+        self.slot1[frame] = 0
         if self.count[slot] == 0:
             self._release(slot)
         return slot
@@ -148,5 +158,5 @@ class GuestSwap:
             raise InvariantViolation(f"swap slot {slot} is {'free' if free[slot] else 'lost'} "
                                      f"but {'held' if used[slot] else 'not held'}")
         cached = np.flatnonzero(self.cache >= 0)
-        if np.any(self.slot_of[self.cache[cached]] != cached):
+        if np.any(self.slot1[self.cache[cached]] - 1 != cached):
             raise InvariantViolation("swap cache and its frames' slots disagree")
