@@ -345,3 +345,65 @@ def test_compiled_engine_leaves_guest_pressure_to_the_reference_path():
     big = {**base, "processes": [{**base["processes"][0],
                                   "vsegs": [{"name": "h", "type": "anon", "size": "24MiB"}]}]}
     assert "guest memory pressure" in unsupported(load_config(big))
+
+
+# ---------------------------------------------------------------- double paging
+
+
+def _double_paging(memory: str, limit: str | None, swap: str = "nvme"):
+    hyp = {"enabled": True, "swap": {"page_cluster": 0}}
+    if limit is not None:
+        hyp["memory_limit"] = limit
+    write = {"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
+             "accesses": 1024, "write_ratio": 1.0, "think": "1us"}
+    return {"sim": {"seed": 3, "check_invariants": True},
+            "guest": {"memory": memory, "mm": {"kernel_reserved": "2MiB"},
+                      "swap": {"device": swap, "size": "16MiB"}},
+            "hypervisor": hyp,
+            "processes": [
+                {"name": "old", "vsegs": [{"name": "h", "type": "anon", "size": "4MiB"}],
+                 "threads": [{"steps": [write, {"op": "sleep", "duration": "50ms"}]}]},
+                {"name": "new", "start": "10ms",
+                 "vsegs": [{"name": "h", "type": "anon", "size": "4MiB"}],
+                 "threads": [{"steps": [write]}]}]}
+
+
+def test_double_paging_exact_host_swap_ins():
+    """A guest with 1536 user frames (8 MiB, 2 MiB reserved; watermarks min 78, low 97, high
+    116) on a host that grants 1024 frames, host swap without readahead (page_cluster 0).
+    'old' writes its 1024 pages, then idles; from 10 ms 'new' writes 1024 more.
+
+    The host's LRU evicts old's pages in the order they were written, one per page of new
+    beyond the host's 1024 frames (minus the frames old's own stacks and new's already hold):
+    by the time new has written k pages, about k of old's are host-swapped.  The guest starts
+    reclaiming only when new has taken its free frames down to the low watermark (k about
+    1536 - 1024 - 97 = 415) and then frees about one of old's pages per page new writes,
+    oldest first (old's pages sit on the inactive anon list in write order, each referenced
+    once: kept once, then reclaimed).  So every page the guest swaps out is one the host
+    swapped out long before, and, with no host swap cache to find it in, reading it for the
+    guest's swap write costs exactly one host swap-in:
+
+        guest swap-outs = guest swap-outs of host-swapped pages = host swap-ins for guest I/O
+
+    and each is at least 1024 + 1024 - 1536 = 512 pages (no page leaves the guest twice here).
+    """
+    result = run_dict(_double_paging("8MiB", "4MiB"))
+    memory = result["vms"]["vm0"]["memory"]
+    host = result["host"]
+    assert result.outcome == "ok"
+    assert memory["swap_outs"] >= 512
+    assert memory["swap_outs_host_swapped"] == memory["swap_outs"]
+    assert host["swap_ins_guest_io"] == memory["swap_outs"]
+
+
+def test_no_double_paging_with_one_level_of_pressure():
+    """Host overcommit only (a 16 MiB guest has room for both processes) or guest pressure
+    only (no host limit): the guest never writes out a page the host swapped."""
+    host_only = run_dict(_double_paging("16MiB", "4MiB"))
+    assert host_only["vms"]["vm0"]["memory"]["swap_outs"] == 0
+    assert host_only["host"]["swap_outs"] > 0
+    assert host_only["host"]["swap_ins_guest_io"] == 0
+    guest_only = run_dict(_double_paging("8MiB", None))
+    assert guest_only["vms"]["vm0"]["memory"]["swap_outs"] > 0
+    assert guest_only["vms"]["vm0"]["memory"]["swap_outs_host_swapped"] == 0
+    assert guest_only["host"]["swap_ins_guest_io"] == 0

@@ -494,16 +494,11 @@ class VcpuExecutor:
         counters = texec.counters
         minor, major = counters.min_flt, counters.maj_flt
         faults.stall_ns = 0
-        reclaim = self.kernel.reclaim
-        if reclaim is not None:
-            reclaim.pageout_frames.clear()
         result = self.kernel.vmm.exception(cpu, texec, access, t)
         after = t + result.cost_ns + faults.stall_ns
         if self.recorder.on:
             self.recorder.add(t, K_GUEST_FAULT, cpu, texec.task.tid,
                               faults.touched[0] if faults.touched else -1, 0, after)
-        if reclaim is not None and reclaim.pageout_frames:
-            faults.touched.extend(reclaim.pageout_frames)  # read to be written to guest swap
         action = result.action
         if action is Action.RETRY:
             if self.host is not None:  # the kernel zeroed or copied frames: they need backing

@@ -99,7 +99,7 @@ COUNTERS = ("pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct"
             "pgactivate", "pgdeactivate", "allocstall", "kswapd_wakeups",
             "workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
             "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",
-            "file_writeback", "swap_ra")
+            "file_writeback", "swap_ra", "swap_outs_host_swapped")
 
 
 class Reclaim:
@@ -148,9 +148,6 @@ class Reclaim:
         self.kswapd_running = False
         self.kswapd_failures = 0
         self.check_batches = config.sim.check_invariants
-        self.pageout_frames: list[int] = []
-        """Anonymous frames direct reclaim read to write them to swap (host faults if the host
-        swapped them: double paging)."""
         mem.on_free = self._freed
 
     # ------------------------------------------------------------------ bookkeeping
@@ -642,14 +639,20 @@ class Reclaim:
         # pageout: one write request per batch for the pages that need writing
         nwritten = int(np.count_nonzero(written))
         if nwritten:
+            start = self.sim.now
+            host = kernel.executor.host
+            if host is not None:  # the virtual disk reads the pages: double paging
+                for frame in frames[written].tolist():
+                    ready, swapped = host.dma_read(int(frame))
+                    start = max(start, ready)
+                    if swapped and not file:
+                        self.stats["swap_outs_host_swapped"] += 1
             if file:
-                kernel.disk.submit(self.sim.now, nwritten)
+                kernel.disk.submit(start, nwritten)
                 self.stats["file_writeback"] += nwritten
             else:
-                self.swap.device.submit(self.sim.now, nwritten, write=True)
+                self.swap.device.submit(start, nwritten, write=True)
                 self.swap.swap_outs += nwritten
-                if not sc.kswapd:
-                    self.pageout_frames.extend(frames[written].tolist())
             self.dirty[frames[written]] = False
         # __remove_mapping: shadow entries, then the frames are freed
         for i in np.flatnonzero(reclaim).tolist():

@@ -117,6 +117,9 @@ class Host:
         self.io_waiters: dict[int, list[Callable[[], None]]] = {}
         self.sync_fallbacks = 0
         self.halts = 0
+        self.guest_io_swap_ins = 0
+        """Host swap-ins the guest's own I/O caused: its virtual disk reading pages the host
+        had swapped out, to write them to the guest's swap or files (double paging)."""
         self.irq_pending = [False] * nv
         self.recorder: T.TraceRecorder = T.OFF
         """Where host faults are recorded when the run is traced."""
@@ -468,6 +471,26 @@ class Host:
                 memory.map_new(gfn, frame)
         memory.dirty[gfn] = 1
 
+    def dma_read(self, gfn: int) -> tuple[int, bool]:
+        """The guest's virtual disk (the host I/O thread) reads ``gfn`` to write it out: a
+        page the host swapped must be swapped in first (no vCPU waits; the guest's write
+        starts when the page is in).  Returns (time the page is readable, it was swapped)."""
+        memory = self.memory
+        now = self.sim.now
+        where = int(memory.where[gfn])
+        if where == SWAPCACHE:
+            memory.map_cached(gfn)
+            return now, True
+        if where == NEVER:  # never touched: the host reads the zero page
+            return now, False
+        if where == SWAPPED:
+            memory.host_major += 1
+            self.guest_io_swap_ins += 1
+            return self._swap_in(gfn, now), True
+        if where == INIO:  # a read already under way (its end is not kept): one device latency
+            return now + self.swap_params.latency_ns, True
+        return now, False
+
     # ------------------------------------------------------------------ results
 
     def apf_counters(self) -> dict[str, int]:
@@ -479,6 +502,7 @@ class Host:
         return {"evictions": m.evictions, "swap_ins": m.swap_ins, "swap_outs": m.swap_outs,
                 "ept_violations": m.ept_violations, "host_minor_faults": m.host_minor,
                 "host_major_faults": m.host_major, "readahead_pages": m.readahead_pages,
+                "swap_ins_guest_io": self.guest_io_swap_ins,
                 "resident_frames": m.resident, "memory_limit_frames": m.limit,
                 "swap_reads": self.swap.reads, "swap_writes": self.swap.writes,
                 "swap_slots_used": m.swap_slots_used,
