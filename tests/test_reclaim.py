@@ -407,3 +407,67 @@ def test_no_double_paging_with_one_level_of_pressure():
     assert guest_only["vms"]["vm0"]["memory"]["swap_outs"] > 0
     assert guest_only["vms"]["vm0"]["memory"]["swap_outs_host_swapped"] == 0
     assert guest_only["host"]["swap_ins_guest_io"] == 0
+
+
+# ---------------------------------------------------------------- balloon
+
+
+def _balloon(target: str, at: str, schedule=None, limit="12MiB"):
+    steps = [{"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
+              "accesses": 1024, "write_ratio": 1.0, "think": "1us"}]
+    balloon = {"target": target, "at": at}
+    if schedule:
+        balloon["schedule"] = schedule
+    return {"sim": {"check_invariants": True},
+            "guest": {"memory": "16MiB", "mm": {"kernel_reserved": "4MiB"},
+                      "swap": {"device": "zram"}, "balloon": balloon},
+            "hypervisor": {"enabled": True, "memory_limit": limit},
+            "processes": [
+                {"name": "p", "vsegs": [{"name": "h", "type": "anon", "size": "4MiB"}],
+                 "threads": [{"stack": False, "steps": steps}]},
+                {"name": "idle", "vsegs": [],
+                 "threads": [{"stack": False, "steps": [{"op": "sleep", "duration": "50ms"}]}]}]}
+
+
+def test_balloon_hands_the_host_back_exactly_the_frames_it_takes():
+    """'p' writes 1024 pages (1024 host frames: first touches) and exits at about 1 ms; its
+    frames go back on top of the guest's free stack (put_many: last freed on top), so the
+    balloon, inflating to 1024 pages (4 MiB) at 10 ms, pops exactly those frames: fill_balloon
+    needs no reclaim (3072 user frames, 1024 ballooned: far above the watermarks), and the
+    host discards all 1024 with no I/O (balloon_freed_frames = 1024, no swap traffic); only
+    the zero page stays resident."""
+    result = run_dict(_balloon("4MiB", "10ms"))
+    memory = result["vms"]["vm0"]["memory"]
+    host = result["host"]
+    assert result.outcome == "ok"
+    assert memory["balloon_pages"] == memory["balloon_inflated"] == 1024
+    assert memory["free_frames"] == 3072 - 1024
+    assert memory["pgscan_kswapd"] + memory["pgscan_direct"] == 0
+    assert host["balloon_freed_frames"] == 1024
+    assert host["swap_outs"] == host["swap_ins"] == 0
+    assert host["resident_frames"] == 1  # the zero page
+
+
+def test_balloon_deflates_on_a_lower_target():
+    """The schedule lowers the target to 0 at 20 ms: leak_balloon returns every page."""
+    result = run_dict(_balloon("4MiB", "10ms", [{"at": "20ms", "target": "0MiB"}]))
+    memory = result["vms"]["vm0"]["memory"]
+    assert memory["balloon_inflated"] == memory["balloon_deflated"] == 1024
+    assert memory["balloon_pages"] == 0
+    assert memory["free_frames"] == 3072
+
+
+def test_balloon_reclaims_to_inflate_and_never_oom_kills():
+    """A balloon of 10 MiB (2560 pages) while 'p' holds its 1024 pages (it sleeps): only
+    3072 - 1024 = 2048 are free, less the min watermark reserve, so fill_balloon must reclaim
+    (p's pages go to zram) and may fall short for a while ("out of puff"), but it never
+    OOM-kills: p survives and the balloon reaches its target."""
+    data = _balloon("10MiB", "5ms", limit="16MiB")
+    data["processes"][0]["threads"][0]["steps"].append({"op": "sleep", "duration": "2s"})
+    data["sim"]["duration"] = "1500ms"
+    result = run_dict(data)
+    memory = result["vms"]["vm0"]["memory"]
+    assert result.processes["p"]["exit"] == "running"
+    assert memory["oom_kills"] == 0
+    assert memory["balloon_pages"] == 2560
+    assert memory["swap_outs"] > 0

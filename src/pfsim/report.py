@@ -215,8 +215,9 @@ def print_comparison(console: Console, keys: list[str] | str,
     print_paging_comparison(console, [key.rsplit(".", 1)[-1] for key in keys], rows)
 
 
-PAGING_COLUMNS = ("guest swap-outs", "guest swap-ins", "pgsteal", "allocstall", "host swap-outs",
-                  "host swap-ins", "guest swap-outs of host-swapped", "host swap-ins for guest I/O")
+PAGING_COLUMNS = ("guest swap-outs", "guest swap-ins", "pgsteal", "allocstall", "balloon",
+                  "host swap-outs", "host swap-ins", "host frames ballooned",
+                  "guest swap-outs of host-swapped", "host swap-ins for guest I/O")
 
 
 def print_paging_comparison(console: Console, names: list[str],
@@ -224,7 +225,8 @@ def print_paging_comparison(console: Console, names: list[str],
     """Guest reclaim beside host swapping, when a variant's guest reclaimed: the double-paging
     counters side by side."""
     memories = [result.vm["memory"] for _v, result, _w, _p in rows]
-    if not any(m.get("pgscan_kswapd", 0) + m.get("pgscan_direct", 0) for m in memories):
+    if not any(m.get("pgscan_kswapd", 0) + m.get("pgscan_direct", 0)
+               + m.get("balloon_inflated", 0) for m in memories):
         return
     table = Table(title="guest reclaim and double paging", title_justify="left")
     for column in names:
@@ -236,7 +238,8 @@ def print_paging_comparison(console: Console, names: list[str],
         host = result["host"]
         table.add_row(*values, *(f"{n:,}" for n in (
             memory.get("swap_outs", 0), memory.get("swap_ins", 0), memory.get("pgsteal", 0),
-            memory.get("allocstall", 0), host["swap_outs"], host["swap_ins"],
+            memory.get("allocstall", 0), memory.get("balloon_inflated", 0), host["swap_outs"],
+            host["swap_ins"], host.get("balloon_freed_frames", 0),
             memory.get("swap_outs_host_swapped", 0), host.get("swap_ins_guest_io", 0))))
     console.print(table)
 

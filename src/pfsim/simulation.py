@@ -190,6 +190,7 @@ class Simulation:
                 "disk_reads": kernel.disk.requests,
                 "disk_pages_read": kernel.disk.pages_read,
                 **(kernel.reclaim.result() if kernel.reclaim is not None else {}),
+                **(kernel.balloon.result() if kernel.balloon is not None else {}),
             },
             "warnings": list(sched.warnings),
             "latency": as_result(kernel.latency),

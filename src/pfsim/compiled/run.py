@@ -68,6 +68,8 @@ def unsupported(config: Config) -> str | None:
         return "ALMOS-MKH clusters"
     if config.guest.swap.device != "none":
         return "guest swap (guest page reclaim runs on the reference path)"
+    if config.guest.balloon.target or config.guest.balloon.schedule:
+        return "a guest balloon (it runs on the reference path)"
     pressure = guest_pressure(config)
     if pressure is not None:
         return pressure

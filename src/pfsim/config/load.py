@@ -431,6 +431,21 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
         problem("guest.mm.kernel_reserved", f"must be smaller than guest.memory ({frames} pages)")
     if guest.clusters > guest.vcpus or guest.vcpus % guest.clusters:
         problem("guest.clusters", f"must divide guest.vcpus ({guest.vcpus}) into equal clusters")
+    balloon = guest.balloon
+    user_bytes = guest.memory - guest.mm.kernel_reserved
+    changes = [("guest.balloon.target", balloon.at, balloon.target)] + [
+        (f"guest.balloon.schedule[{i}].target", c.at, c.target)
+        for i, c in enumerate(balloon.schedule)]
+    for key, _at, target in changes:
+        if target % PAGE_SIZE:
+            problem(key, "must be a whole number of 4KiB pages")
+        elif target >= user_bytes:
+            problem(key, f"must be smaller than guest memory less kernel_reserved ({user_bytes})")
+    times = [at for _key, at, _target in changes]
+    if times != sorted(times):
+        problem("guest.balloon.schedule", "the changes must come in time order, after at")
+    if (balloon.target or balloon.schedule) and (guest.clusters > 1 or guest.vmm.model == "almos"):
+        problem("guest.balloon.target", "the balloon needs the flat kernel")
     swap = guest.swap
     if swap.size is not None and (swap.size % PAGE_SIZE or swap.size == 0):
         problem("guest.swap.size", "must be a positive whole number of 4KiB pages")

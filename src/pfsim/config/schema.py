@@ -370,6 +370,29 @@ class GuestSwapConfig(SwapConfig):
     """Swap space (whole 4KiB pages); None: as large as guest.memory."""
 
 
+class BalloonChange(_Section):
+    """A later balloon target (``[[guest.balloon.schedule]]``)."""
+
+    at: Time
+    """When the host sets this target."""
+    target: Size
+    """Balloon size from then on (lower than before: the balloon deflates)."""
+
+
+class BalloonConfig(_Section):
+    """A virtio-balloon driver in the guest (drivers/virtio/virtio_balloon.c): the host asks
+    for ``target`` bytes back at ``at``; the guest allocates (reclaiming if it must) and pins
+    that many pages and hands them over; the host frees their frames and swap slots with no
+    I/O.  A lower target later (``schedule``) deflates it: the guest gets the pages back."""
+
+    target: Size = 0
+    """Balloon size the host asks for (0: no balloon)."""
+    at: Time = 0
+    """When the host sets ``target``."""
+    schedule: list[BalloonChange] = []
+    """Later targets, in time order."""
+
+
 class GuestConfig(_Section):
     """The virtual machine seen from inside."""
 
@@ -398,6 +421,8 @@ class GuestConfig(_Section):
     """Guest memory-management policy (zero page, OOM, reserved memory, SMAP, reclaim)."""
     swap: GuestSwapConfig = GuestSwapConfig()
     """The guest's swap device (absent or device = "none": no guest swap)."""
+    balloon: BalloonConfig = BalloonConfig()
+    """A virtio-balloon driver: target size and schedule (table ``[guest.balloon]``)."""
     vmm: ClusterConfig = ClusterConfig()
     """The ALMOS-MKH multi-cluster VMM: mesh, costs and the switches of uncertain behaviour."""
 

@@ -68,6 +68,9 @@ class HostSide(Protocol):
     def backfill(self, gfn: int) -> None:
         """The guest's virtual disk wrote into ``gfn``: back it."""
 
+    def balloon_inflate(self, gfns: np.ndarray) -> None:
+        """The guest's balloon took ``gfns``: the host may free what backs them."""
+
     def dma_read(self, gfn: int) -> tuple[int, bool]:
         """The guest's virtual disk reads ``gfn`` (a write of the guest's swap or file): when
         the page's contents are readable, and whether the host had swapped it out."""

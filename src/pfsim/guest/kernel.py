@@ -15,6 +15,7 @@ from typing import Any
 from pfsim.config.schema import Config, ProcessConfig, VsegConfig
 from pfsim.engine import Priority, RandomStreams, Simulator
 from pfsim.errors import ConfigError
+from pfsim.guest.balloon import Balloon
 from pfsim.guest.executor import TaskExec, VcpuExecutor
 from pfsim.guest.fault import FaultHandler
 from pfsim.guest.fork import ProcessOps
@@ -74,6 +75,10 @@ class GuestKernel:
         """fork, exit, wait, munmap and exec steps (both kernels)."""
         self.reclaim: Reclaim | None = Reclaim(self) if self.vmm.reclaims else None
         """LRU lists, watermarks, kswapd, direct reclaim and guest swap (flat kernel only)."""
+        balloon = config.guest.balloon
+        self.balloon: Balloon | None = None
+        if self.reclaim is not None and (balloon.target or balloon.schedule):
+            self.balloon = Balloon(self)
         self.files: dict[str, File] = {}
         self.processes: list[Process] = []
         self.outcome = "ok"

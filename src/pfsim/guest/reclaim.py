@@ -148,6 +148,7 @@ class Reclaim:
         self.kswapd_running = False
         self.kswapd_failures = 0
         self.check_batches = config.sim.check_invariants
+        self.last_direct_work = 0
         mem.on_free = self._freed
 
     # ------------------------------------------------------------------ bookkeeping
@@ -259,6 +260,22 @@ class Reclaim:
             self.anon_added(np.array([gfn]))
         return gfn
 
+    def alloc_noretry(self, kind: int) -> tuple[int, int]:
+        """A __GFP_NORETRY allocation from a kernel worker (the balloon): kswapd woken at low,
+        one direct reclaim pass at min, never the OOM killer.  (frame or -1, pages of reclaim
+        work done)."""
+        mem = self.kernel.mem
+        if mem.free_frames <= self.wmark_low:
+            self.wake_kswapd()
+        work = 0
+        if mem.free_frames <= self.wmark_min:
+            self.stats["allocstall"] += 1
+            self.try_to_free_pages(None)
+            work = self.last_direct_work
+            if mem.free_frames <= self.wmark_min:
+                return -1, work
+        return mem.alloc(kind), work
+
     def alloc_nowait(self, kind: int) -> int:
         """An opportunistic allocation (readahead): only above the min watermark, no reclaim."""
         mem = self.kernel.mem
@@ -327,7 +344,7 @@ class Reclaim:
 
     # ------------------------------------------------------------------ direct reclaim
 
-    def try_to_free_pages(self, texec: TaskExec) -> int:
+    def try_to_free_pages(self, texec: TaskExec | None) -> int:
         """``do_try_to_free_pages`` for SWAP_CLUSTER_MAX pages from DEF_PRIORITY down; the
         task pays ``reclaim_page`` per page isolated.  Returns the pages freed."""
         sc = ScanControl(kswapd=False, nr_to_reclaim=SWAP_CLUSTER_MAX)
@@ -343,7 +360,9 @@ class Reclaim:
             sc.force_deactivate = True  # retry deactivating even with a balanced active list
             sc.skipped_deactivate = False
         self._snapshot_refaults()
-        self.kernel.faults.stall_ns += sc.work * self.page_cost
+        self.last_direct_work = sc.work
+        if texec is not None:
+            self.kernel.faults.stall_ns += sc.work * self.page_cost
         return sc.nr_reclaimed
 
     # ------------------------------------------------------------------ shrink_node

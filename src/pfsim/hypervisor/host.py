@@ -29,6 +29,8 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
+import numpy as np
+
 from pfsim.config.schema import Config
 from pfsim.engine import Priority, RandomStreams, Simulator
 from pfsim.hypervisor.apf_hooks import ApfMode
@@ -471,6 +473,11 @@ class Host:
                 memory.map_new(gfn, frame)
         memory.dirty[gfn] = 1
 
+    def balloon_inflate(self, gfns: np.ndarray) -> None:
+        """virtio-balloon inflate queue: QEMU discards the pages (MADV_DONTNEED): their host
+        frames and swap slots are freed with no I/O; a later touch is a first touch."""
+        self.memory.discard(gfns)
+
     def dma_read(self, gfn: int) -> tuple[int, bool]:
         """The guest's virtual disk (the host I/O thread) reads ``gfn`` to write it out: a
         page the host swapped must be swapped in first (no vCPU waits; the guest's write
@@ -503,6 +510,8 @@ class Host:
                 "ept_violations": m.ept_violations, "host_minor_faults": m.host_minor,
                 "host_major_faults": m.host_major, "readahead_pages": m.readahead_pages,
                 "swap_ins_guest_io": self.guest_io_swap_ins,
+                "balloon_freed_frames": m.balloon_freed_frames,
+                "balloon_freed_slots": m.balloon_freed_slots,
                 "resident_frames": m.resident, "memory_limit_frames": m.limit,
                 "swap_reads": self.swap.reads, "swap_writes": self.swap.writes,
                 "swap_slots_used": m.swap_slots_used,

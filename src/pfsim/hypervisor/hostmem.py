@@ -30,6 +30,7 @@ from pfsim.machine.hostmem_layout import (
     F_GFN,
     INIO,
     L_HFN,
+    NEVER,
     RESIDENT,
     S_INSERT,
     S_LRU_HEAD,
@@ -94,6 +95,8 @@ class HostMemory:
         self.ept_violations = 0
         self.host_minor = 0
         self.host_major = 0
+        self.balloon_freed_frames = 0
+        self.balloon_freed_slots = 0
 
     # ------------------------------------------------------------------ frames
 
@@ -182,6 +185,35 @@ class HostMemory:
         self.hfn[gfn] = frame
         self.where[gfn] = where
         self.policy.inserted(gfn)
+
+    def discard(self, gfns: np.ndarray) -> None:
+        """Drop ``gfns`` (the guest ballooned them): their frames go back to the free list and
+        their swap slots are freed, without I/O; they become never-touched.  Pages being read
+        in are left alone (the read completes as usual)."""
+        dropped = []
+        for gfn in gfns.tolist():
+            where = int(self.where[gfn])
+            if self.pinned[gfn] or where == INIO:
+                continue
+            if where in (RESIDENT, SWAPCACHE):
+                frame = int(self.hfn[gfn])
+                self.frame_gfn[frame] = -1
+                self.hfn[gfn] = -1
+                self.ept[gfn] = 0
+                self._push_free(frame)
+                self.balloon_freed_frames += 1
+                dropped.append(gfn)
+            slot = int(self.swap_slot[gfn])
+            if slot >= 0:
+                self._slot_gfn[slot] = -1
+                heapq.heappush(self._free_slots, slot)
+                self.swap_slot[gfn] = -1
+                self.balloon_freed_slots += 1
+            self.where[gfn] = NEVER
+            self.dirty[gfn] = 0
+            self.referenced[gfn] = 0
+            self.readahead_flag[gfn] = False
+        self.policy.unlink_many(dropped)
 
     # ------------------------------------------------------------------ faults
 

@@ -6,5 +6,6 @@ host (which pins the zero page) agree on these values.
 
 from __future__ import annotations
 
-FREE, ANON, PAGECACHE, ZERO, KERNEL = 0, 1, 2, 3, 4
+FREE, ANON, PAGECACHE, ZERO, KERNEL, BALLOON = 0, 1, 2, 3, 4, 5
+"""BALLOON: a frame the guest's balloon driver holds for the host (pinned, never mapped)."""
 ZERO_GFN = 0

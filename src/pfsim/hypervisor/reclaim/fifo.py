@@ -32,6 +32,19 @@ class FifoResident(ResidentPolicy):
     def inserted(self, gfn: int) -> None:
         ring_push(self.ring, self.memory.small, self.head_at, gfn)
 
+    def unlink_many(self, gfns: list[int]) -> None:
+        """Rebuild the ring once without ``gfns``."""
+        if not gfns:
+            return
+        drop = set(gfns)
+        small, cap = self.memory.small, self.ring.shape[0]
+        head, size = int(small[self.head_at]), int(small[self.head_at + 1])
+        order = [int(self.ring[(head + i) % cap]) for i in range(size)]
+        small[self.head_at + 1] = 0
+        for other in order:
+            if other not in drop:
+                ring_push(self.ring, small, self.head_at, other)
+
     def unlink(self, gfn: int) -> None:
         small, cap = self.memory.small, self.ring.shape[0]
         head, size = int(small[self.head_at]), int(small[self.head_at + 1])

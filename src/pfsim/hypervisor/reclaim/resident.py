@@ -85,6 +85,11 @@ class ResidentPolicy:
     def unlink(self, gfn: int) -> None:
         """``gfn`` is pinned: never a victim."""
 
+    def unlink_many(self, gfns: list[int]) -> None:
+        """``gfns`` lost their frames outside reclaim (the balloon): off the policy's list."""
+        for gfn in gfns:
+            self.unlink(gfn)
+
     def select_victims(self, count: int) -> list[int]:
         raise NotImplementedError
 

@@ -1,0 +1,121 @@
+"""A virtio-balloon driver in the guest (Linux 5.15 drivers/virtio/virtio_balloon.c).
+
+When the host sets a target (``[guest.balloon]``: ``target`` at ``at``, then ``schedule``),
+the driver's work item (``update_balloon_size_func``) moves the balloon towards it in chunks
+of at most VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256 pages:
+
+* ``fill_balloon``: allocate a page (``balloon_page_alloc``: a movable user allocation with
+  __GFP_NORETRY, so it may wake kswapd and reclaim directly once, but never OOM-kills), pin it
+  in the balloon, and after the chunk tell the host (the inflate queue); the host frees the
+  frames and swap slots behind those pages without any I/O.  When an allocation fails the
+  driver stops the chunk and tries again 200 ms later ("Out of puff!", ``msleep(200)``).
+* ``leak_balloon``: give pages back to the guest's free memory (most recently ballooned
+  first); the host backs them again on their next touch.
+
+The work item runs as timed events (its CPU time, ``reclaim_page`` per page plus the reclaim
+it does, delays its next chunk and is charged to no vCPU).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pfsim.engine import Priority
+from pfsim.machine.frames import BALLOON
+from pfsim.units import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from pfsim.guest.kernel import GuestKernel
+
+VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256
+OUT_OF_PUFF_NS = 200_000_000
+"""fill_balloon's msleep(200) after a failed allocation."""
+
+
+class Balloon:
+    """The balloon driver of one guest kernel (flat VMM).
+
+    Args:
+        kernel: the guest kernel.
+    """
+
+    def __init__(self, kernel: GuestKernel) -> None:
+        self.kernel = kernel
+        self.sim = kernel.sim
+        cfg = kernel.config.guest.balloon
+        self.pages: list[int] = []
+        self.target = 0
+        self.busy = False
+        self.inflated = 0
+        self.deflated = 0
+        self.alloc_failures = 0
+        self.page_cost = kernel.config.guest.costs.reclaim_page
+        changes = [(cfg.at, cfg.target)] + [(c.at, c.target) for c in cfg.schedule]
+        for at, target in changes:
+            self.sim.at(at, self._set_target, target // PAGE_SIZE, priority=Priority.NORMAL)
+
+    def _set_target(self, pages: int) -> None:
+        """The host changed ``num_pages`` (config-change interrupt)."""
+        self.target = pages
+        if not self.busy:
+            self.busy = True
+            self.sim.at(self.sim.now, self._work, priority=Priority.NORMAL)
+
+    def _work(self) -> None:
+        """``update_balloon_size_func``: one chunk towards the target, then again."""
+        if self.kernel.panic is not None:
+            self.busy = False
+            return
+        diff = self.target - len(self.pages)
+        delay = 0
+        if diff > 0:
+            got, work = self.fill(min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
+            delay = max(1, work) * self.page_cost
+            if got < min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX):
+                delay += OUT_OF_PUFF_NS
+        elif diff < 0:
+            count = self.leak(min(-diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
+            delay = max(1, count) * self.page_cost
+        if self.target == len(self.pages):
+            self.busy = False
+            return
+        self.sim.at(self.sim.now + delay, self._work, priority=Priority.NORMAL)
+
+    def fill(self, count: int) -> tuple[int, int]:
+        """``fill_balloon``: (pages added, pages of work including reclaim)."""
+        kernel = self.kernel
+        reclaim = kernel.reclaim
+        assert reclaim is not None
+        added: list[int] = []
+        work = 0
+        for _ in range(count):
+            gfn, scanned = reclaim.alloc_noretry(BALLOON)
+            work += 1 + scanned
+            if gfn < 0:
+                self.alloc_failures += 1
+                break
+            added.append(gfn)
+        if added:
+            self.pages.extend(added)
+            self.inflated += len(added)
+            host = kernel.executor.host
+            if host is not None:  # tell_host(vb, vb->inflate_vq)
+                host.balloon_inflate(np.array(added, dtype=np.int64))
+        return len(added), work
+
+    def leak(self, count: int) -> int:
+        """``leak_balloon``: the most recently ballooned pages go back to the free memory."""
+        mem = self.kernel.mem
+        back = self.pages[-count:]
+        del self.pages[-count:]
+        for gfn in reversed(back):
+            mem.put(gfn)
+        self.deflated += len(back)
+        return len(back)
+
+    def result(self) -> dict[str, Any]:
+        return {"balloon_pages": len(self.pages), "balloon_target": self.target,
+                "balloon_inflated": self.inflated, "balloon_deflated": self.deflated,
+                "balloon_alloc_failures": self.alloc_failures}
