@@ -86,7 +86,7 @@ steps = [{ op = "access", vseg = "h", accesses = 10 }]
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (("vcpus = 2", "vcpus = 2\nvcpu = 3"), "guest.vcpu: unknown key; allowed here: clusters,"),
+    (("vcpus = 2", "vcpus = 2\nvcpu = 3"), "guest.vcpu: unknown key; allowed here: balloon, clusters,"),
     (("vcpus = 2", 'vcpus = "two"'), "guest.vcpus: input should be a valid integer"),
     (('size = "1MiB"', 'size = "1 furlong"'), "processes[0].vsegs[0].size: a size is a string with a unit in B, KiB, MiB"),
     (('size = "1MiB"', 'size = "256TiB"'), "processes[0].vsegs[0].size: 281474976710656 bytes is larger than the user address space (128TiB)"),

@@ -437,9 +437,11 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
         (f"guest.balloon.schedule[{i}].target", c.at, c.target)
         for i, c in enumerate(balloon.schedule)]
     for key, _at, target in changes:
+        if target == 0:
+            continue
         if target % PAGE_SIZE:
             problem(key, "must be a whole number of 4KiB pages")
-        elif target >= user_bytes:
+        elif user_bytes > 0 and target >= user_bytes:
             problem(key, f"must be smaller than guest memory less kernel_reserved ({user_bytes})")
     times = [at for _key, at, _target in changes]
     if times != sorted(times):
