@@ -115,9 +115,10 @@ def test_anon_beyond_memory_without_swap_is_oom_killed():
 def test_nvme_swap_in_reads_ahead_and_waits():
     """nvme is asynchronous with page_cluster 3: ``swap_cluster_readahead`` reads the aligned
     8-slot window around the faulting slot (slots in use, not cached), the faulting task
-    sleeps until the read completes and its retry is the major fault.  Pages read ahead are
-    mapped later by minor faults from the swap cache, so major faults are fewer than pages
-    read: maj_flt + swap_ra = swap_ins."""
+    sleeps until the read completes and its retry is the major fault (do_swap_page set
+    VM_FAULT_MAJOR).  Pages read ahead are mapped later by minor faults from the swap cache
+    (or, still being read, by a wait whose retry is minor), so each read request is exactly
+    one major fault and major faults are fewer than pages read: maj_flt + swap_ra = swap_ins."""
     result = run_dict(_two_pass("nvme"))
     memory = result["vms"]["vm0"]["memory"]
     proc = result.processes["p"]

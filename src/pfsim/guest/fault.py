@@ -220,7 +220,9 @@ class FaultHandler:
             return result
         if result.action is Action.KILLED:
             return result
-        return self._count(texec, result, major=major_retry)
+        # a synchronous swap-in (zram) read the page in this fault: VM_FAULT_MAJOR, no retry
+        return self._count(texec, result,
+                           major=major_retry or bool(result.detail and result.detail.get("major")))
 
     def resolved_retry(self, texec: TaskExec) -> int:
         """The retry of a fault that slept on a read finds the page already mapped (another

@@ -742,8 +742,9 @@ class Reclaim:
         assert swap is not None
         entry = -2 - int(mm.gfn[slot])
         frame = int(swap.cache[entry])
-        if frame >= 0 and entry in swap.pending:  # being read: wait for it (lock_page)
-            return FaultResult(Action.WAIT_IO, cost, request=swap.pending[entry])
+        if frame >= 0 and entry in swap.pending:  # being read (readahead): wait, retry minor
+            return FaultResult(Action.WAIT_IO, cost, request=swap.pending[entry],
+                               detail={"major": False})
         if frame < 0 and swap.synchronous and swap.count[entry] == 1:
             # SWP_SYNCHRONOUS_IO (zram): no swap cache, the read happens in this thread
             frame = kernel.alloc_frame(texec, ANON, onto_lru=False)
@@ -787,7 +788,8 @@ class Reclaim:
             for other in slots:
                 swap.pending[other] = request
             self.sim.at(done, self._swapin_done, request, priority=Priority.URGENT)
-            return FaultResult(Action.WAIT_IO, cost, request=request)
+            # this fault started the read: VM_FAULT_MAJOR, so its retry counts as major
+            return FaultResult(Action.WAIT_IO, cost, request=request, detail={"major": True})
         # the page is in the swap cache: map it
         mem.get(frame)
         swap.swap_free(np.array([entry]))
