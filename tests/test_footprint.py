@@ -36,16 +36,17 @@ def test_a_64tib_guest_is_refused_naming_guest_memory():
 
 
 def test_a_guest_whose_used_frames_do_not_fit_is_refused():
-    """A 16 GiB guest writing a 16 GiB vseg: 2**22 frames * 16 bytes = 64 MiB of frame
-    bookkeeping plus (2**22 + 512) slots * 24 bytes = 96 MiB of page table (the larger term),
-    and 256 MiB of baseline: about 0.4 GiB, refused with 256 MiB available."""
+    """A 16 GiB guest writing a 16 GiB vseg: 2**22 frames * 64 bytes (16 of frame tables, 48
+    of page reclaim) = 256 MiB of frame bookkeeping (the larger term) plus (2**22 + 512)
+    slots * 24 bytes = 96 MiB of page table, and 256 MiB of baseline: about 0.6 GiB, refused
+    with 256 MiB available."""
     data = scenario("16GiB")
     data["processes"][0]["vsegs"][0]["size"] = "16GiB"
     with pytest.raises(ResourceError) as info:
         check_resources(load_config(data), available=256 << 20, limit=24 * GIB)
     assert str(info.value).startswith(
-        "processes[0].vsegs[0].size: simulating this scenario needs about 0.4 GiB of memory "
-        "(0.1 GiB of it for processes[0].vsegs[0].size), more than the 0.2 GiB")
+        "guest.memory: simulating this scenario needs about 0.6 GiB of memory "
+        "(0.2 GiB of it for guest.memory), more than the 0.2 GiB")
 
 
 def test_the_largest_term_names_the_key():

@@ -11,7 +11,9 @@ as the peak resident memory of a run of a large case above what the process held
 ===========================  ===========  ==================================================
 unit                         bytes        measured on (8-16 GiB guests, numpy 2.4, numba 0.68)
 ===========================  ===========  ==================================================
-guest frame, flat kernel     16           11 (refcount, kind, free stack, checks)
+guest frame, flat kernel     64           11 (refcount, kind, free stack, checks) + about 48
+                                          of page reclaim per frame used (LRU list and
+                                          stamp, its queue entry, reverse-map hint, flags)
 guest frame, host model      +64          +43 per frame and +13 per frame of the limit
 guest frame, clusters        24           14
 touched page (sparse slot)   24           10 (state, gfn, vflags), up to twice that in the
@@ -50,7 +52,7 @@ from pfsim.errors import ResourceError
 from pfsim.units import PAGE_SIZE
 
 BASELINE = 256 << 20
-PER_FRAME = 16
+PER_FRAME = 64
 PER_FRAME_HOST = 64
 PER_FRAME_CLUSTERS = 24
 PER_SLOT = 24

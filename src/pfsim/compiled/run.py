@@ -38,7 +38,8 @@ class Fallback(Exception):  # noqa: N818 - a control-flow signal, not an error
 
 
 def guest_pressure(config: Config) -> str | None:
-    """Why the guest might reclaim: its anonymous vsegs together need more frames than are
+    """Why the guest might reclaim: its access steps may touch (one page per access, at most
+    the whole vseg) more frames than are
     free above the low watermark (kswapd would wake; guest reclaim is not in the core)."""
     guest = config.guest
     frames = guest.memory // PAGE_SIZE
