@@ -57,7 +57,7 @@ def test_overcommit_modes_identical(mode):
     ['guest.sched.policy="eevdf"', "guest.vcpus=3", "hypervisor.host_cpus=2",
      "hypervisor.host_tasks=1", "processes[0].threads[0].count=4", "hypervisor.async_pf=s390"],
     ['guest.sched.policy="eevdf"', 'guest.sched.tunable_scaling="none"',
-     'guest.sched.base_slice="3ms"', "guest.sched.hz=1000", "hypervisor.async_pf=halt"],
+     'guest.sched.base_slice="3ms"', "guest.hz=1000", "hypervisor.async_pf=halt"],
 ])
 def test_overcommit_variants_identical(overrides):
     """Policies, devices, latency draws, host contention and the three schedulers."""

@@ -172,7 +172,7 @@ def test_choices_ignore_case():
     ("processes.²=1", "processes.²: cannot set a key inside a non-table value"),
     ('guest.sched.policy="fifo"', "guest.sched.policy: input should be 'cfs', 'eevdf' or 'rr'"),
     ('guest.sched.tunable_scaling="exp"', "guest.sched.tunable_scaling: input should be 'none'"),
-    ("guest.sched.hz=0", "guest.sched.hz: input should be greater than or equal to 24"),
+    ("guest.hz=0", "guest.hz: input should be greater than or equal to 24"),
     ("guest.sched.base_slice=0", "guest.sched.base_slice: input should be greater than or equal"),
 ])
 def test_bad_overrides(override, message):

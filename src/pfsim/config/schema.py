@@ -172,8 +172,6 @@ class SchedConfig(_Section):
     tunable_scaling: Annotated[Literal["none", "log", "linear"], LOWER] = "log"
     """EEVDF sched_tunable_scaling: base_slice times 1, 1 + log2(CPUs) or CPUs (CPUs capped
     at 8; the guest's vCPUs, the host's CPUs)."""
-    hz: Annotated[StrictInt, Field(ge=24, le=10_000)] = 250
-    """EEVDF: the kernel's CONFIG_HZ; a task's kept lag is bounded by max(2 x slice, 1 s / hz)."""
     context_switch: Cost = 2_000
     """CPU time of one real context switch (prev != next)."""
     idle_balance: StrictBool = True
@@ -411,6 +409,10 @@ class GuestConfig(_Section):
     the Python fault path, which stays the reference; false sends every fault through it)."""
     sched: SchedConfig = SchedConfig()
     """The guest scheduler."""
+    hz: Annotated[StrictInt, Field(ge=24, le=10_000)] = 250
+    """The guest kernel's CONFIG_HZ (tick length TICK_NSEC = 1 s / hz).  Today it bounds the lag
+    an EEVDF task keeps across a sleep to max(2 x slice, TICK_NSEC) (update_entity_lag); the
+    periodic tick itself is not modelled yet."""
     costs: FaultCosts = FaultCosts()
     """CPU time of the steps of the guest fault path."""
     disk: DiskConfig = DiskConfig()

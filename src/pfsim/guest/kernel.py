@@ -64,7 +64,7 @@ class GuestKernel:
         self.scheduler = Scheduler(sim, guest.vcpus, guest.sched.timeslice,
                                    guest.sched.context_switch, guest.sched.idle_balance, "guest",
                                    policy=make_policy(guest.sched, guest.sched.timeslice,
-                                                      guest.vcpus))
+                                                      guest.vcpus, guest.hz))
         self.executor = VcpuExecutor(self)
         self.scheduler.executor = self.executor
         self.scheduler.on_preempt = self.executor.preempt

@@ -95,7 +95,8 @@ class Host:
         host_sched = config.guest.sched.model_copy(update={"latency": hyp.timeslice})
         self.sched = Scheduler(sim, hyp.host_cpus, hyp.timeslice, hyp.context_switch,
                                idle_balance=True, name="host",
-                               policy=make_policy(host_sched, hyp.timeslice, hyp.host_cpus))
+                               policy=make_policy(host_sched, hyp.timeslice, hyp.host_cpus,
+                                                  config.guest.hz))
         self.sched.executor = self
         self.sched.on_preempt = self._preempt_host_cpu
         nv = config.guest.vcpus

@@ -295,12 +295,13 @@ class Eevdf(RoundRobin):
         return rq.current is not None and self._best(rq) is woken
 
 
-def make_policy(sched: SchedConfig, timeslice_ns: int, ncpus: int = 1) -> RoundRobin:
+def make_policy(sched: SchedConfig, timeslice_ns: int, ncpus: int = 1, hz: int = 250) -> RoundRobin:
     """The policy a ``SchedConfig`` names (``timeslice_ns``: the round-robin slice; ``ncpus``:
-    the CPUs of that scheduler, for EEVDF's tunable scaling)."""
+    the CPUs of that scheduler, for EEVDF's tunable scaling; ``hz``: the kernel's CONFIG_HZ,
+    ``guest.hz``)."""
     if sched.policy == "rr":
         return RoundRobin(timeslice_ns)
     if sched.policy == "eevdf":
         factor = tunable_factor(sched.tunable_scaling, ncpus)
-        return Eevdf(sched.base_slice * factor, 1_000_000_000 // sched.hz)
+        return Eevdf(sched.base_slice * factor, 1_000_000_000 // hz)
     return Fair(sched.latency, sched.min_granularity, sched.wakeup_granularity)
