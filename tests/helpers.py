@@ -37,3 +37,24 @@ def run_dict(data: dict[str, Any]) -> RunResult:
 def simulation(data: dict[str, Any]) -> Simulation:
     """A Simulation that has not run yet, for tests that inspect state mid-run."""
     return Simulation(load_config(_with_engine(data)))
+
+
+def chunked_hits(name: str, trace: list[int], frames: int, cuts: list[int],
+                 seed: int = 0) -> tuple[list[bool], Any]:
+    """Hits of replacement policy ``name`` fed ``trace`` in the chunks ``cuts`` mark (its state
+    and arrays carried over from one feed to the next), and the finished policy."""
+    import numpy as np
+
+    from pfsim.replacement import PageIds, make_policy
+
+    pages = np.array(trace, dtype=np.int64)
+    page_ids = PageIds()
+    policy = make_policy(name, frames, seed=seed)
+    bounds = sorted({0, pages.size, *(cut for cut in cuts if cut < pages.size)})
+    recorded = []
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        chunk = np.zeros(stop - start, dtype=np.uint8)
+        policy.feed(page_ids.map(pages[start:stop]), page_ids.n_pages, chunk)
+        recorded.append(chunk)
+    policy.finish()  # the end of the trace (OPT replays it here)
+    return np.concatenate(recorded).astype(bool).tolist(), policy

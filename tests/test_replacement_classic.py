@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import chunked_hits
 from pfsim.errors import ConfigError
 from pfsim.replacement import PageIds, hits, make_policy, simulate
 from pfsim.replacement.opt import next_use_of
@@ -158,17 +159,7 @@ def test_kernel_equals_reference_request_by_request(name, trace, frames, seed):
 def test_chunked_feeding_equals_one_chunk(name, trace, frames, cuts):
     """Feeding the trace in arbitrary chunks (state carried over, arrays grown between them)
     gives the hits of the reference on the whole trace."""
-    pages = np.array(trace, dtype=np.int64)
-    page_ids = PageIds()
-    policy = make_policy(name, frames, seed=5)
-    bounds = sorted({0, pages.size, *(cut for cut in cuts if cut < pages.size)})
-    recorded = []
-    for start, stop in zip(bounds, bounds[1:], strict=False):
-        chunk_hits = np.zeros(stop - start, dtype=np.uint8)
-        policy.feed(page_ids.map(pages[start:stop]), page_ids.n_pages, chunk_hits)
-        recorded.append(chunk_hits)
-    policy.finish()
-    got = np.concatenate(recorded).astype(bool).tolist()
+    got, policy = chunked_hits(name, trace, frames, cuts, seed=5)
     assert got == REFERENCE[name](trace, frames, 5)
     assert policy.faults == got.count(False)
 

@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pfsim.replacement import PageIds, hits, make_policy
+from helpers import chunked_hits
+from pfsim.replacement import hits
 from pfsim.replacement.linux import inactive_ratio_table
 from pfsim.replacement.reference import REFERENCE
 
@@ -46,16 +47,8 @@ def test_inactive_ratio_is_the_kernels_table():
 @given(trace=st.lists(st.integers(0, 25), min_size=1, max_size=300),
        frames=st.integers(1, 12), cuts=st.lists(st.integers(0, 300), max_size=4))
 def test_kernel_equals_reference(trace, frames, cuts):
-    pages = np.array(trace, dtype=np.int64)
-    page_ids = PageIds()
-    policy = make_policy("linux", frames)
-    bounds = sorted({0, pages.size, *(cut for cut in cuts if cut < pages.size)})
-    recorded = []
-    for start, stop in zip(bounds, bounds[1:], strict=False):
-        chunk_hits = np.zeros(stop - start, dtype=np.uint8)
-        policy.feed(page_ids.map(pages[start:stop]), page_ids.n_pages, chunk_hits)
-        recorded.append(chunk_hits)
-    assert np.concatenate(recorded).astype(bool).tolist() == REFERENCE["linux"](trace, frames)
+    got, _ = chunked_hits("linux", trace, frames, cuts)
+    assert got == REFERENCE["linux"](trace, frames)
 
 
 def test_ratio_above_one_gigabyte_matches_reference():

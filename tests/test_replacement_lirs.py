@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pfsim.replacement import PageIds, hits, make_policy, simulate
+from helpers import chunked_hits
+from pfsim.replacement import hits, simulate
 from pfsim.replacement.reference import REFERENCE
 
 
@@ -39,16 +40,8 @@ def test_loop_larger_than_memory():
 @given(trace=st.lists(st.integers(0, 25), min_size=1, max_size=300),
        frames=st.integers(1, 12), cuts=st.lists(st.integers(0, 300), max_size=4))
 def test_kernel_equals_reference(trace, frames, cuts):
-    pages = np.array(trace, dtype=np.int64)
-    page_ids = PageIds()
-    policy = make_policy("lirs", frames)
-    bounds = sorted({0, pages.size, *(cut for cut in cuts if cut < pages.size)})
-    recorded = []
-    for start, stop in zip(bounds, bounds[1:], strict=False):
-        chunk_hits = np.zeros(stop - start, dtype=np.uint8)
-        policy.feed(page_ids.map(pages[start:stop]), page_ids.n_pages, chunk_hits)
-        recorded.append(chunk_hits)
-    assert np.concatenate(recorded).astype(bool).tolist() == REFERENCE["lirs"](trace, frames)
+    got, _ = chunked_hits("lirs", trace, frames, cuts)
+    assert got == REFERENCE["lirs"](trace, frames)
 
 
 def test_large_frame_counts_match_reference():

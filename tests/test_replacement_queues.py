@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pfsim.replacement import PageIds, hits, make_policy, simulate
+from helpers import chunked_hits
+from pfsim.replacement import hits, simulate
 from pfsim.replacement.reference import REFERENCE
 
 POLICIES = ["arc", "2q", "s3fifo"]
@@ -78,16 +79,8 @@ def test_enough_frames_fault_once_per_page(name):
        trace=st.lists(st.integers(0, 25), min_size=1, max_size=300),
        frames=st.integers(1, 12), cuts=st.lists(st.integers(0, 300), max_size=4))
 def test_kernel_equals_reference(name, trace, frames, cuts):
-    pages = np.array(trace, dtype=np.int64)
-    page_ids = PageIds()
-    policy = make_policy(name, frames)
-    bounds = sorted({0, pages.size, *(cut for cut in cuts if cut < pages.size)})
-    recorded = []
-    for start, stop in zip(bounds, bounds[1:], strict=False):
-        chunk_hits = np.zeros(stop - start, dtype=np.uint8)
-        policy.feed(page_ids.map(pages[start:stop]), page_ids.n_pages, chunk_hits)
-        recorded.append(chunk_hits)
-    assert np.concatenate(recorded).astype(bool).tolist() == REFERENCE[name](trace, frames)
+    got, _ = chunked_hits(name, trace, frames, cuts)
+    assert got == REFERENCE[name](trace, frames)
 
 
 def scan_and_zipf(alpha: float, seed: int) -> np.ndarray:

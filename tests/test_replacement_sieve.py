@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pfsim.replacement import PageIds, hits, make_policy, simulate
+from helpers import chunked_hits
+from pfsim.replacement import hits, simulate
 from pfsim.replacement.reference import REFERENCE
 
 
@@ -31,16 +32,8 @@ def test_hand_keeps_its_place():
 @given(trace=st.lists(st.integers(0, 20), min_size=1, max_size=200),
        frames=st.integers(1, 10), cuts=st.lists(st.integers(0, 200), max_size=4))
 def test_kernel_equals_reference(trace, frames, cuts):
-    pages = np.array(trace, dtype=np.int64)
-    page_ids = PageIds()
-    policy = make_policy("sieve", frames)
-    bounds = sorted({0, pages.size, *(cut for cut in cuts if cut < pages.size)})
-    recorded = []
-    for start, stop in zip(bounds, bounds[1:], strict=False):
-        chunk_hits = np.zeros(stop - start, dtype=np.uint8)
-        policy.feed(page_ids.map(pages[start:stop]), page_ids.n_pages, chunk_hits)
-        recorded.append(chunk_hits)
-    assert np.concatenate(recorded).astype(bool).tolist() == REFERENCE["sieve"](trace, frames)
+    got, _ = chunked_hits("sieve", trace, frames, cuts)
+    assert got == REFERENCE["sieve"](trace, frames)
 
 
 @pytest.mark.parametrize("alpha", [0.8, 1.0])
