@@ -104,13 +104,17 @@ def q_delete(m, r, i):
 
 
 @core
-def _update_min(m, r, curr):
-    """``update_min_vruntime``: ``max(min_vruntime, min(curr, leftmost))`` (curr < 0: none)."""
+def _update_min(m, r, curr, skip=-1):
+    """``update_min_vruntime``: ``max(min_vruntime, min(curr, leftmost))`` (curr < 0: none), as
+    if task ``skip`` were not in ``r``'s queue."""
     n = m.rq[S.RQ_QLEN, r]
     have = False
     low = 0
     for i in range(n):
-        v = m.tk[S.TK_VRUNTIME, m.rqq[r, i]]
+        u = m.rqq[r, i]
+        if u == skip:
+            continue
+        v = m.tk[S.TK_VRUNTIME, u]
         if not have or v < low:
             low = v
             have = True
@@ -242,7 +246,7 @@ def policy_dequeue(m, sid, r, t, sleep):
         if sleep:
             _update_min(m, r, t)
         else:
-            _update_min_without(m, r, t, m.rq[S.RQ_CURRENT, r])
+            _update_min(m, r, m.rq[S.RQ_CURRENT, r], t)
         return
     total, n = _avg_sum(m, r)
     if sleep:
@@ -257,30 +261,7 @@ def policy_dequeue(m, sid, r, t, sleep):
         cur = m.rq[S.RQ_CURRENT, r]
         if cur >= 0 and m.tk[S.TK_STATE, cur] != S.RUNNING:
             cur = -1
-        _update_min_without(m, r, t, cur)
-
-
-@core
-def _update_min_without(m, r, t, curr):
-    """``update_min_vruntime`` as if ``t`` were not in ``r``'s queue."""
-    n = m.rq[S.RQ_QLEN, r]
-    have = False
-    low = 0
-    for i in range(n):
-        u = m.rqq[r, i]
-        if u == t:
-            continue
-        v = m.tk[S.TK_VRUNTIME, u]
-        if not have or v < low:
-            low = v
-            have = True
-    if curr >= 0:
-        v = m.tk[S.TK_VRUNTIME, curr]
-        if not have or v < low:
-            low = v
-            have = True
-    if have and low > m.rq[S.RQ_MIN_VRUNTIME, r]:
-        m.rq[S.RQ_MIN_VRUNTIME, r] = low
+        _update_min(m, r, cur, t)
 
 
 @core

@@ -264,13 +264,7 @@ class GuestKernel:
             frames.extend(taken)
         if not pages:
             return None
-        done = self.disk.submit(self.sim.now, len(pages))
-        request = ReadRequest(file, pages[0], pages, done)
-        for p in pages:
-            file.pending[p] = request
-        file.reads += 1
-        self.sim.at(done, self._read_done, request, frames, priority=Priority.URGENT)
-        return request
+        return self._submit(file, pages, frames)
 
     def start_read(self, texec: TaskExec, file: File, page: int, ra_pages: int) -> ReadRequest | None:
         """Synchronous mmap read-around (the ALMOS-MKH cluster VMM's file mapper; the Linux
@@ -319,6 +313,10 @@ class GuestKernel:
         mark = last - max(1, ra_pages // 4)
         if first <= mark < last and mark != page:
             file.readahead_mark[mark] = True
+        return self._submit(file, pages, frames)
+
+    def _submit(self, file: File, pages: list[int], frames: list[int]) -> ReadRequest:
+        """Queue the read of ``pages`` of ``file`` into ``frames`` on the disk."""
         done = self.disk.submit(self.sim.now, len(pages))
         request = ReadRequest(file, pages[0], pages, done)
         for p in pages:
