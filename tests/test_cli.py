@@ -148,14 +148,28 @@ def test_overcommit_example_runs_and_compares(tmp_path):
     """The README's comparison command on a 30 ms slice of the overcommit example: one row
     per mode, one result.json per mode, every run ok."""
     proc = pfsim("run", str(EXAMPLES / "overcommit.toml"), "--set", 'sim.duration="30ms"',
-                 "--compare", "hypervisor.async_pf=off,kvm", "--out", str(tmp_path))
+                 "--compare", "hypervisor.async_pf=off,kvm", "--out", str(tmp_path), "--wide")
     assert proc.returncode == 0, proc.stderr
     finals = [line for line in proc.stdout.splitlines() if line.startswith("FINAL ")]
     assert [line.split()[1] for line in finals] == ["hypervisor.async_pf=off", "hypervisor.async_pf=kvm"]
+    progress = {}
     for mode in ("off", "kvm"):
         result = json.loads((tmp_path / f"hypervisor.async_pf={mode}" / "result.json").read_text())
         assert result["vms"]["vm0"]["outcome"] == "ok" and result["sim_time_ns"] == 30_000_000
         assert result["vms"]["vm0"]["async_pf"]["mode"] == mode
+        processes = result["vms"]["vm0"]["processes"]
+        progress[mode] = (processes["counters"]["compute_units"], processes["writers"]["accesses"])
+    # the comparison's compute units and accesses are the counting threads' and the writers'
+    # progress from result.json, each with its ratio to the first variant
+    header = next(line for line in proc.stdout.splitlines() if "compute_units" in line)
+    names = [cell.strip() for cell in header.split("┃")[1:-1]]
+    for mode in ("off", "kvm"):
+        row = next(line for line in proc.stdout.splitlines() if line.startswith(f"│ {mode} "))
+        cells = dict(zip(names, (cell.strip() for cell in row.split("│")[1:-1]), strict=True))
+        units, accesses = progress[mode]
+        assert cells["compute_units"] == f"{units:,}" and cells["accesses"] == f"{accesses:,}"
+        assert cells["compute ratio"] == f"{units / progress['off'][0]:.3f}"
+        assert cells["access ratio"] == f"{accesses / progress['off'][1]:.3f}"
 
 
 def lru_faults(pages: list[int], frames: int) -> int:

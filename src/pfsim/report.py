@@ -175,7 +175,8 @@ def _record_compare(out_dir: Path, variants: list[Any]) -> None:
         OutputDir(out_dir).write("compare.json", json.dumps(order, indent=2) + "\n")
 
 
-COMPARISON_COLUMNS = (("work", 0), ("ratio", 0), ("busy", 1), ("stalled", 1), ("idle", 4),
+COMPARISON_COLUMNS = (("work", 0), ("ratio", 0), ("compute_units", 1), ("compute ratio", 1),
+                      ("accesses", 3), ("access ratio", 4), ("busy", 1), ("stalled", 1), ("idle", 4),
                       ("min_flt", 3), ("maj_flt", 5), ("host faults", 5), ("swap-ins", 2),
                       ("not_present", 2), ("page_ready", 3), ("sync_fallbacks", 4),
                       ("outcome", 0))
@@ -186,7 +187,9 @@ out first on a narrow terminal)."""
 def print_comparison(console: Console, keys: list[str] | str,
                      rows: list[tuple[tuple[str, ...] | str, RunResult, float, Path]],
                      wide: bool = False) -> None:
-    """One row per variant: work, ratio to the first, vCPU time split, faults, async PF."""
+    """One row per variant: work, ratio to the first, the same for compute units (the
+    CPU-bound threads' progress, what published async-PF experiments count) and accesses,
+    vCPU time split, faults, async PF."""
     from pfsim.console_tables import show
 
     keys = [keys] if isinstance(keys, str) else keys
@@ -194,16 +197,18 @@ def print_comparison(console: Console, keys: list[str] | str,
     columns += [(name, "left" if name == "outcome" else "right", rank)
                 for name, rank in COMPARISON_COLUMNS]
     cells = []
-    base = None
+    base: dict[str, int] = {}
     for values, result, _wall, _path in rows:
         values = (values,) if isinstance(values, str) else values
         totals = _totals(result)
-        base = base or max(totals["work"], 1)
+        base = base or {key: totals[key] for key in ("work", "compute_units", "accesses")}
         vcpus = result.vcpus
         span = max(1, result["sim_time_ns"] * len(vcpus))
         apf = result.vm["async_pf"]
         host = result["host"]
-        cells.append([*values, f"{totals['work']:,}", f"{totals['work'] / base:.3f}",
+        cells.append([*values, f"{totals['work']:,}", _ratio(totals, base, "work"),
+                      f"{totals['compute_units']:,}", _ratio(totals, base, "compute_units"),
+                      f"{totals['accesses']:,}", _ratio(totals, base, "accesses"),
                       f"{100 * sum(v['busy_ns'] for v in vcpus) / span:.1f}%",
                       f"{100 * sum(v['stalled_ns'] for v in vcpus) / span:.1f}%",
                       f"{100 * sum(v['idle_ns'] for v in vcpus) / span:.1f}%",
@@ -244,8 +249,14 @@ def print_paging_comparison(console: Console, names: list[str],
     console.print(table)
 
 
+def _ratio(totals: dict[str, int], base: dict[str, int], key: str) -> str:
+    """``totals[key]`` over the first variant's, or "-" when the first variant has none."""
+    return f"{totals[key] / base[key]:.3f}" if base[key] else "-"
+
+
 def _totals(result: RunResult) -> dict[str, int]:
-    totals = {"work": 0, "min_flt": 0, "maj_flt": 0, "segv": 0}
+    totals = {"work": 0, "compute_units": 0, "accesses": 0, "min_flt": 0, "maj_flt": 0,
+              "segv": 0}
     for p in result.processes.values():
         for key in totals:
             totals[key] += p[key]
@@ -253,6 +264,7 @@ def _totals(result: RunResult) -> dict[str, int]:
 
 
 PROCESS_COLUMNS = (("process", 0), ("threads", 3), ("work", 0), ("accesses", 2),
+                   ("compute_units", 2),
                    ("min_flt", 0), ("maj_flt", 0), ("segv", 2), ("cow copy/reuse", 4),
                    ("exit", 0))
 """The columns of the process table and their rank (left out highest first when narrow)."""
@@ -272,7 +284,7 @@ def print_summary(console: Console, result: RunResult, wide: bool = False) -> No
         if p["signal"]:
             exit_text += f" ({p['signal'].get('si_code', p['signal'].get('signal'))})"
         cells.append([name, str(p["threads"]), f"{p['work']:,}", f"{p['accesses']:,}",
-                      f"{p['min_flt']:,}", f"{p['maj_flt']:,}", str(p["segv"]),
+                      f"{p['compute_units']:,}", f"{p['min_flt']:,}", f"{p['maj_flt']:,}", str(p["segv"]),
                       f"{p['cow_copies']}/{p['cow_reuses']}", exit_text])
     show(console, f"processes (VM outcome: {result.outcome}{killed})", columns, cells, wide)
     total = result["sim_time_ns"] or 1
