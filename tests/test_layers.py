@@ -27,7 +27,8 @@ composition root        simulation, apf_modes, api, cli, report, tracedriven
                         against this machine's kernel), tracing (run timelines
                         for Perfetto), sampling (time series of a
                         run), result_tables (results as DataFrames, CSV, Parquet),
-                        plot (figures), html_report (report.html), views (the report
+                        plot (figures), html_report (report.html), sweep_report (a
+                        sweep directory in both), views (the report
                         and plot commands), console_tables (tables fitted to the
                         terminal), ``pfsim`` itself
 ======================  =====================================================================
@@ -53,7 +54,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"compiled"}),
     frozenset({"simulation", "apf_modes", "api", "cli", "report", "tracedriven", "sweeps", "__init__",
                "__main__", "boundary", "output", "footprint", "validate", "tracing", "sampling",
-               "result_tables", "plot", "html_report", "views", "console_tables"}),
+               "result_tables", "plot", "html_report", "views", "console_tables",
+               "sweep_report"}),
 )
 COMPOSITION_ROOT = len(LAYERS) - 1
 

@@ -91,8 +91,20 @@ def test_compare_report_has_one_series_per_mode(compared):
     # async round trips exist only for kvm and s390: one CDF line each
     assert sorted(i for i in ids if i.startswith("series-latency-async-")) == [
         "series-latency-async-kvm", "series-latency-async-s390"]
-    assert 'id="table-comparison"' in page
     assert page.count("<figure") == len(FIGURES)
+    # the comparison table: the counting threads' compute units and their ratio to the first
+    table = page[page.index('<table id="table-comparison"'):]
+    table = table[:table.index("</table>")]
+    header = re.findall(r"<th>([^<]*)</th>", table)
+    units = {}
+    for row in table.split("<tr>")[2:]:
+        cells = dict(zip(header, re.findall(r"<td[^>]*>([^<]*)</td>", row), strict=True))
+        result = json.loads((compared / f"hypervisor.async_pf={cells['run']}" / "result.json")
+                            .read_text())
+        units[cells["run"]] = result["vms"]["vm0"]["processes"]["counters"]["compute_units"]
+        assert cells["compute units"] == f"{units[cells['run']]:,}"
+        assert cells["compute ratio"] == f"{round(units[cells['run']] / units['off'], 3):,.3f}"
+    assert list(units) == list(MODES)
 
 
 def test_report_is_self_contained(compared):

@@ -89,8 +89,8 @@ def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[s
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
               help="Also write the tables (tasks, processes, vcpus, intervals) in this format.")
 def report(directory: Path, fmt: str | None) -> None:
-    """Write DIR/report.html for the run or --compare directory DIR: config, summary tables
-    and figures in one self-contained file (docs/report.md)."""
+    """Write DIR/report.html for the run, --compare or sweep directory DIR: config, summary
+    tables and figures in one self-contained file (docs/report.md)."""
     from pfsim.views import report_command
 
     report_command(directory, fmt)
@@ -99,13 +99,15 @@ def report(directory: Path, fmt: str | None) -> None:
 @cli.command()
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--figure", required=True,
-              type=click.Choice(["work", "vcpus", "latency", "memory"]),
-              help="work over time, vCPU states over time, fault-latency CDFs, or host "
-                   "memory and swap over time.")
+              type=click.Choice(["work", "vcpus", "latency", "memory", "sweep"]),
+              help="work over time, vCPU states over time, fault-latency CDFs, host "
+                   "memory and swap over time, or (a sweep directory) each metric per group "
+                   "with its 95 % interval.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The image: FILE.png or FILE.svg.")
 def plot(directory: Path, figure: str, out: Path) -> None:
-    """Draw one figure of the run or --compare directory DIR (one series per run)."""
+    """Draw one figure of the run, --compare or sweep directory DIR (one series per run; a
+    sweep shows one run per group)."""
     from pfsim.views import plot_command
 
     plot_command(directory, figure, out)

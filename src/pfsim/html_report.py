@@ -26,6 +26,9 @@ CAPTIONS = {
              "nothing to run (idle), runnable without a host CPU (steal).",
     "latency": "Cumulative distributions of the fault latencies (result.json "
                "vms.vm0.latency, log buckets at most 1/16 wide).",
+    "sweep": "Each headline metric of the sweep per group: the mean over the group's seeds, "
+             "with its 95 % confidence interval (Student's t) as error bars; the first axis "
+             "along x, one series per combination of the other axes.",
     "memory": "Host frames free under the memory limit, and pages read from swap (swap-ins, "
               "readahead included) and written to it (swap-outs) per second.",
 }
@@ -67,7 +70,7 @@ def _pct(part: int, whole: int) -> str:
 
 
 def _totals(result: dict[str, Any]) -> dict[str, int]:
-    totals = dict.fromkeys(("work", "accesses", "min_flt", "maj_flt"), 0)
+    totals = dict.fromkeys(("work", "accesses", "compute_units", "min_flt", "maj_flt"), 0)
     for process in result["vms"]["vm0"]["processes"].values():
         for key in totals:
             totals[key] += process[key]
@@ -75,26 +78,32 @@ def _totals(result: dict[str, Any]) -> dict[str, int]:
 
 
 def comparison_table(runs: Runs) -> str:
-    """One row per run: work, ratio to the first, vCPU time split, faults, host, async PF."""
-    header = ["run", "work", "ratio", "busy", "stalled", "idle", "steal", "min_flt", "maj_flt",
+    """One row per run: work, compute units and accesses with their ratios to the first run,
+    vCPU time split, faults, host, async PF."""
+    header = ["run", "work", "ratio", "compute units", "compute ratio", "accesses",
+              "access ratio", "busy", "stalled", "idle", "steal", "min_flt", "maj_flt",
               "host faults", "swap-ins", "not_present", "page_ready", "sync_fallbacks",
               "outcome"]
-    rows, base = [], None
+    rows: list[list[Any]] = []
+    base: dict[str, int] = {}
     for label, result in runs.items():
         vm = result["vms"]["vm0"]
         totals = _totals(result)
-        base = base or max(totals["work"], 1)
+        base = base or totals
+        ratios = {key: round(totals[key] / base[key], 3) if base[key] else "-"
+                  for key in ("work", "compute_units", "accesses")}
         span = result["sim_time_ns"] * len(vm["vcpus"])
         times = {k: sum(v[k] for v in vm["vcpus"]) for k in
                  ("busy_ns", "stalled_ns", "idle_ns", "steal_ns")}
         apf = vm["async_pf"]
-        rows.append([label, totals["work"], round(totals["work"] / base, 3),
+        rows.append([label, totals["work"], ratios["work"], totals["compute_units"],
+                     ratios["compute_units"], totals["accesses"], ratios["accesses"],
                      _pct(times["busy_ns"], span), _pct(times["stalled_ns"], span),
                      _pct(times["idle_ns"], span), _pct(times["steal_ns"], span),
                      totals["min_flt"], totals["maj_flt"], result["host"]["ept_violations"],
                      result["host"]["swap_ins"], apf["not_present"], apf["page_ready"],
                      apf["sync_fallbacks"], vm["outcome"]])
-    return _table("runs side by side (ratio: work relative to the first run)", header, rows,
+    return _table("runs side by side (ratios: relative to the first run)", header, rows,
                   "table-comparison")
 
 
@@ -222,6 +231,7 @@ def build(directory: Path, runs: Runs) -> str:
              f"{len(runs)} run{'s' if len(runs) > 1 else ''}, seed {_esc(first.get('seed'))}, "
              f"simulated time {first['sim_time_ns'] / 1e9:.3f} s, engine "
              f"{_esc(first.get('engine'))}.</p>",
+             *_sweep_section(directory),
              "<h2>Config</h2>", _config_section(directory, runs), "<h2>Summary</h2>"]
     details = [run_tables(label, result) for label, result in runs.items()]
     if len(runs) > 1:
@@ -238,6 +248,26 @@ def build(directory: Path, runs: Runs) -> str:
         parts += ["<h2>Each run</h2>", *details]
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _sweep_section(directory: Path) -> list[str]:
+    """For a ``pfsim sweep`` directory: its summary with confidence intervals and the sweep
+    figure; the rest of the page then shows one run per group."""
+    from pfsim.sweep_report import is_sweep, read_summary, summary_html, sweep_figure
+
+    if not is_sweep(directory):
+        return []
+    summary = read_summary(directory)
+    points = sum(int(row["points"]) for row in summary.rows)
+    failed = sum(int(row["failed"]) for row in summary.rows)
+    svg = render(sweep_figure(summary), "svg").decode("utf-8")
+    return ["<h2>Sweep</h2>",
+            f"<p>{len(summary.rows)} groups over {_esc(', '.join(summary.axes))}; {points} "
+            f"points, {failed} failed. The sections after this one show one run per group "
+            "(its lowest replicate), labelled by its axis values.</p>",
+            summary_html(summary),
+            f'<figure id="fig-sweep">{svg[svg.index("<svg"):]}<figcaption>'
+            f"{_esc(CAPTIONS['sweep'])}</figcaption></figure>"]
 
 
 def write_report(directory: Path, runs: Runs) -> Path:

@@ -51,8 +51,9 @@ class Tables:
 def locate_runs(path: str | Path) -> dict[str, Path]:
     """The result.json files under ``path``: {label: file}.
 
-    ``path`` is a result.json, a run directory holding one, or a ``--compare`` directory whose
-    subdirectories hold one each.  Labels of a comparison are its directory names, in the
+    ``path`` is a result.json, a run directory holding one, a ``--compare`` directory whose
+    subdirectories hold one each, or a ``pfsim sweep`` directory (one run per group, its lowest
+    replicate, labelled by its axis values: :func:`pfsim.sweep_report.sweep_runs`).  Labels of a comparison are its directory names, in the
     order of ``--compare`` (``compare.json``) or else sorted; ``KEY=`` is left out when every
     run varies the same single key (``hypervisor.async_pf=kvm`` is labelled ``kvm``).
 
@@ -66,6 +67,10 @@ def locate_runs(path: str | Path) -> dict[str, Path]:
         return {path.resolve().name or ".": path / "result.json"}
     if not path.is_dir():
         raise OutputError(f"{clip(str(path), 120)}: no such result directory")
+    from pfsim.sweep_report import is_sweep, sweep_runs
+
+    if is_sweep(path):
+        return sweep_runs(path)
     found = {p.parent.name: p for p in sorted(path.glob("*/result.json")) if p.is_file()}
     if not found:
         raise OutputError(f"{clip(str(path), 120)}: no result.json in it or in its "

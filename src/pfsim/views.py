@@ -61,6 +61,14 @@ def plot_command(directory: Path, figure: str, out: Path) -> None:
     from pfsim.plot import FIGURES, render
     from pfsim.result_tables import find_runs
 
-    data = render(FIGURES[figure](find_runs(directory)), suffix[1:])
+    if figure == "sweep":
+        from pfsim.sweep_report import is_sweep, read_summary, sweep_figure
+
+        if not is_sweep(directory):
+            raise OutputError(f"{clip(str(directory), 120)}: --figure sweep needs a directory "
+                              "written by pfsim sweep (summary.csv and points/)")
+        data = render(sweep_figure(read_summary(directory)), suffix[1:])
+    else:
+        data = render(FIGURES[figure](find_runs(directory)), suffix[1:])
     path = target.write(out.name, data)
     click.echo(f"wrote {path}")
