@@ -196,6 +196,68 @@ def test_both_engines_record_the_same_rows(tmp_path):
     np.testing.assert_array_equal(rows["compiled"], rows["reference"])
 
 
+@pytest.mark.parametrize("engine", ["compiled", "reference"])
+def test_every_fault_is_one_instant(tmp_path, engine):
+    """Faults resolved inside the compiled per-access loop are recorded one by one: the guest
+    faults of the trace (the loop's and the kernel's) are the run's minor faults, and its host
+    faults (EPT violations, first touches in the loop included) are the host's count; each
+    fault lies in a slice of its task on its vCPU."""
+    config = load_config(scenario(tmp_path, "kvm", engine=engine, duration="40ms"))
+    recorder = TraceRecorder(1 << 18)
+    result = Simulation(config, recorder).run()
+    assert recorder.dropped == 0
+    rows = recorder.rows
+    kind = rows[:, T.KIND]
+    fast = rows[kind == T.K_FAST_FAULT]
+    vm = result["vms"]["vm0"]
+    min_flt = sum(p["min_flt"] for p in vm["processes"].values())
+    assert len(fast) > 1000 and not np.any(kind == T.K_SCAN_FAULTS)
+    assert len(fast) + int(np.sum(kind == T.K_GUEST_FAULT)) == min_flt
+    assert set(fast[:, T.ID].tolist()) <= {T.FF_ZERO_PAGE, T.FF_ANON_PAGE, T.FF_COW_REUSE}
+    assert np.all(fast[:, T.END] > fast[:, T.TIME])
+    host_touch = int(np.sum(fast[:, T.AUX] == 1))
+    assert host_touch > 0
+    assert int(np.sum(kind == T.K_HOST_FAULT)) + host_touch == result["host"]["ept_violations"]
+    # each fault in a slice of its task: the last guest switch on its vCPU before it ran it
+    switches = rows[kind == T.K_GUEST_SWITCH]
+    for cpu in (0, 1):
+        mine = switches[switches[:, T.CPU] == cpu]
+        faults = fast[fast[:, T.CPU] == cpu]
+        at = np.searchsorted(mine[:, T.TIME], faults[:, T.TIME], side="right") - 1
+        assert np.all(at >= 0)
+        np.testing.assert_array_equal(mine[at, T.TASK], faults[:, T.TASK])
+
+
+def test_fast_path_faults_in_the_perfetto_trace_use_interned_names(tmp_path):
+    """The loop's faults are written with interned names: the trace's first track-event
+    packet clears the incremental state and interns them; each of these instants needs that
+    state and resolves to a fault name and to the arguments gfn, tid, handled_ns,
+    host_first_touch; there is one per K_FAST_FAULT row of the run."""
+    config = scenario(tmp_path, "kvm", duration="20ms")
+    recorder = TraceRecorder(1 << 18)
+    Simulation(load_config(config), recorder).run()
+    expected = recorder.rows[recorder.rows[:, T.KIND] == T.K_FAST_FAULT]
+    run(config, trace=tmp_path / "t.perfetto-trace")
+    trace = read_perfetto(tmp_path / "t.perfetto-trace")
+    sequence = [p for p in trace.packet if p.trusted_packet_sequence_id == 1]
+    first = sequence[0]
+    assert first.sequence_flags & pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
+    names = {e.iid: e.name for e in first.interned_data.event_names}
+    args = {e.iid: e.name for e in first.interned_data.debug_annotation_names}
+    assert sorted(names.values()) == sorted(T.FAST_FAULT_NAMES.values())
+    found = []
+    for packet in sequence:
+        event = packet.track_event
+        if packet.HasField("track_event") and event.name_iid:
+            assert packet.sequence_flags & pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE
+            values = {args[a.name_iid]: a.int_value for a in event.debug_annotations}
+            assert list(values) == ["gfn", "tid", "handled_ns", "host_first_touch"]
+            found.append((packet.timestamp, names[event.name_iid], values["gfn"]))
+    assert len(found) == len(expected) > 100
+    assert sorted(found) == sorted((int(r[T.TIME]), T.FAST_FAULT_NAMES[int(r[T.ID])],
+                                    int(r[T.ARG])) for r in expected)
+
+
 def test_chrome_json_holds_one_flow_pair_per_async_fault(tmp_path):
     trace_path = tmp_path / "t.json"
     result = run(scenario(tmp_path, "kvm"), trace=trace_path)

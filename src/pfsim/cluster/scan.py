@@ -177,7 +177,8 @@ def run_cluster_accesses(slots: np.ndarray, writes: np.ndarray, vpns: np.ndarray
         kind, rf, free2d, bank_counts: the ClusterMem arrays (``rf``: refcount, forks;
             ``bank_counts``: free frames, frames ever allocated).
         dist: hops between clusters; costs: the cost vector of :mod:`pfsim.cluster.costs`.
-        out: OUT_TIME, OUT_NLOG, OUT_REASON of the guest scan; ``log``: [2, n] slow accesses;
+        out: OUT_TIME, OUT_NLOG, OUT_REASON of the guest scan; ``log``: the fault log (rows
+            LOG_INDEX and LOG_DONE of :mod:`pfsim.machine.scan`) of the slow accesses;
         ``spans``: [2, n] (raise, end) times of the faults resolved here (``tout[T_SPANS]``);
         ``waits``: [3, n] the lock waits (start, end, T_PTE_WAITS / T_PT2_WAITS / T_RW_WAITS;
             ``tout[T_NWAITS]`` of them, those past ``n`` not noted; n = 0 when not traced);

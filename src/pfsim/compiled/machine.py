@@ -253,9 +253,8 @@ def _scan(m, cpu, task, t, end, limit):
         m.hm[S.HM_EPT_VIOLATIONS] += out[OUT_EPT]
         m.hm[S.HM_HOST_MINOR] += out[OUT_EPT]
         m.vc[S.VC_CHARGED_STALL, cpu] += out[OUT_STALL]
-    if faults or out[OUT_EPT]:
-        record(m.tr, m.trm, t, T.K_SCAN_FAULTS, cpu, m.tk[S.TK_TID, m.tx[S.TX_TASK, task]], 0,
-               faults, out[OUT_TIME], out[OUT_EPT])
+    T.record_fault_log(m.tr, m.trm, m.flog[cpu], out[OUT_NLOG], cpu,
+                       m.tk[S.TK_TID, m.tx[S.TX_TASK, task]])
     return stop
 
 

@@ -28,6 +28,7 @@ from pfsim.machine.scan import (
     COST_COW_REUSE,
     COST_ENTRY,
     COST_ZERO_PAGE,
+    LOG_ROWS,
     OUT_EPT,
     OUT_GFN,
     OUT_NLOG,
@@ -37,7 +38,13 @@ from pfsim.machine.scan import (
     STOP_LIMIT,
     done_by,
 )
-from pfsim.machine.trace_records import K_GUEST_FAULT, K_SCAN_FAULTS, OFF, TraceRecorder
+from pfsim.machine.trace_records import (
+    K_GUEST_FAULT,
+    K_SCAN_FAULTS,
+    OFF,
+    TraceRecorder,
+    record_fault_log,
+)
 from pfsim.machine.latency import MAJOR, MINOR
 from pfsim.machine.latency import record as record_latency
 from pfsim.machine.vmexit import Decision
@@ -95,7 +102,7 @@ class VcpuExecutor:
         self.out = np.zeros(OUT_SIZE, dtype=np.int64)
         self.recorder: TraceRecorder = OFF
         """Where guest faults are recorded when the run is traced."""
-        self.log = [np.zeros((2, FAULT_LOG), dtype=np.int64) for _ in range(n)]
+        self.log = [np.zeros((LOG_ROWS, FAULT_LOG), dtype=np.int64) for _ in range(n)]
         costs = kernel.config.guest.costs
         self.costs = np.zeros(4, dtype=np.int64)
         self.costs[COST_ENTRY] = costs.entry
@@ -366,7 +373,11 @@ class VcpuExecutor:
             return self.kernel.vmm.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
         before = texec.counters.min_flt
         t_end, stop = self.kernel.vmm.scan(cpu, texec, t, end, limit, self.out, self.log[cpu])
-        faults = texec.counters.min_flt - before  # whichever VMM's loop resolved them
+        if self.kernel.vmm.logs_faults:  # one row per fault, in compiled code
+            record_fault_log(self.recorder.rec, self.recorder.meta, self.log[cpu],
+                             int(self.out[OUT_NLOG]), cpu, texec.task.tid)
+            return t_end, stop
+        faults = texec.counters.min_flt - before  # the clusters' loop: their counts
         if faults or self.out[OUT_EPT]:
             self.recorder.add(t, K_SCAN_FAULTS, cpu, texec.task.tid, 0, faults, t_end,
                               int(self.out[OUT_EPT]))

@@ -47,6 +47,8 @@ class FlatVmm(Vmm):
         kernel: the guest kernel.
     """
 
+    logs_faults = True
+
     def __init__(self, kernel: GuestKernel) -> None:
         self.kernel = kernel
         self._nfree_view = np.zeros(2, dtype=np.int64)

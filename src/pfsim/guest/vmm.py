@@ -36,6 +36,10 @@ class Vmm(ABC):
     dense_page_tables: ClassVar[bool] = False
     """Address spaces allocate each VMA's slots contiguously when it is added (a VMM with
     its own arrays indexed by slot ranges); else leaves are allocated on first use."""
+    logs_faults: ClassVar[bool] = False
+    """Its compiled loop writes each fault it resolves into the fault log (class, frame,
+    times: :mod:`pfsim.machine.scan`), so a trace shows them one by one; else a traced run
+    records one instant per run of the loop with its counts."""
     reclaims: ClassVar[bool] = True
     """With no free frame the kernel shrinks the page cache and OOM-kills (else the allocation
     just fails)."""

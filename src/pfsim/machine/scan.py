@@ -27,7 +27,9 @@ Every completed access sets the PTE's accessed bit (``PTE_ACCESSED``, as the x86
 _PAGE_ACCESSED); the guest's page reclaim reads and clears it (:mod:`pfsim.guest.reclaim`).
 
 Accesses that cost more than ``think`` (a fault, a host stall) are logged (index, completion
-time) so a segment cut short by an interrupt can tell how many accesses were done by a time.
+time) so a segment cut short by an interrupt can tell how many accesses were done by a time;
+the log also holds what the trace needs of each (:func:`pfsim.machine.trace_records.
+record_fault_log`): when it began, when its handling ended, its ``FF_*`` class, its frame.
 """
 
 from __future__ import annotations
@@ -130,6 +132,12 @@ COST_ENTRY, COST_ZERO_PAGE, COST_ANON_PAGE, COST_COW_REUSE = 0, 1, 2, 3
 OUT_TIME, OUT_MIN_FLT, OUT_COW_REUSES, OUT_ALLOCATED, OUT_RSS, OUT_NLOG = 0, 1, 2, 3, 4, 5
 OUT_REASON, OUT_GFN, OUT_EPT, OUT_STALL = 6, 7, 8, 9
 OUT_SIZE = 10
+# the fault log's rows (``log[LOG_*, k]``: the k-th access that cost more than its think)
+LOG_INDEX, LOG_DONE, LOG_BEGIN, LOG_HANDLED, LOG_CLASS, LOG_GFN = range(6)
+LOG_ROWS = 6
+# LOG_CLASS: the guest fault resolved (FF_ZERO_PAGE, FF_ANON_PAGE, FF_COW_REUSE or 0 for none),
+# plus FF_HOST_TOUCH when the host backed the frame on its first touch (an EPT violation)
+FF_ZERO_PAGE, FF_ANON_PAGE, FF_COW_REUSE, FF_GUEST, FF_HOST_TOUCH = 1, 2, 3, 3, 4
 # why the loop stopped (OUT_REASON)
 STOP_LIMIT, STOP_FAULT, STOP_EPT = 0, 1, 2
 
@@ -209,7 +217,9 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         costs: fault costs (ns) indexed by COST_*; ``zero_page``: map the zero page on reads.
         fast: resolve the common faults here (off: every fault returns to Python).
         fetch: instruction fetches (never resolved here).
-        out: receives OUT_* (end time, counts, stop reason); ``log``: [2, n] fault log.
+        out: receives OUT_* (end time, counts, stop reason); ``log``: [LOG_ROWS, n] fault log
+            (``LOG_*`` rows: the index, completion time, begin, end of handling, class and
+            frame of each access that cost more than its think).
         host, hbits, hlinks, hframes, hfree_at, hsmall: the host's packed arrays
             (:mod:`pfsim.machine.hostmem_layout`).
         hist: latency histograms (:mod:`pfsim.machine.latency`): each minor fault resolved
@@ -237,6 +247,8 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
         need = base | (PTE_WRITE if store else 0)
         pte = state[slot]
         extra = 0
+        cls = 0
+        begin = t
         if (pte & need) == need:
             if (pte & PTE_ACCESSED) == 0:  # the MMU sets the accessed bit (reclaim clears it)
                 state[slot] = pte | PTE_ACCESSED
@@ -252,6 +264,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                         reason = STOP_EPT
                         out[OUT_GFN] = g
                         break
+                    cls = FF_HOST_TOUCH
                 _touch(g, store, hbits, hlinks, hsmall)
             if extra == 0:
                 t += th
@@ -275,6 +288,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 state[slot] = PTE_PRESENT | PTE_ZERO | exec_bit
                 gfn[slot] = ZERO_GFN
                 extra = entry + costs[COST_ZERO_PAGE]
+                cls = FF_ZERO_PAGE
             elif (pte & PTE_PRESENT) == 0 or (pte & PTE_ZERO):
                 n = nfree[0]
                 if n == 0:
@@ -282,7 +296,10 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 stacked = n - (kind.shape[0] - nfree[1])  # PhysMem.alloc: freed frames first
                 frame = free_stack[stacked - 1] if stacked > 0 else nfree[1]
                 stall = 0
+                cls = FF_ANON_PAGE
                 if host:
+                    if hbits[B_EPT, frame] == 0:
+                        cls = FF_ANON_PAGE | FF_HOST_TOUCH
                     stall = _backed(frame, t, out, hbits, hlinks, hframes, hfree_at, hsmall)
                     if stall < 0:
                         break
@@ -308,6 +325,7 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 state[slot] = full
                 out[OUT_COW_REUSES] += 1
                 extra = entry + costs[COST_COW_REUSE]
+                cls = FF_COW_REUSE
             out[OUT_MIN_FLT] += 1
             record_latency(hist, MINOR, extra)
             state[slot] |= PTE_ACCESSED  # the re-executed access
@@ -316,8 +334,12 @@ def run_accesses(slots: np.ndarray, writes: np.ndarray, start: int, stop: int, t
                 _touch(gfn[slot], store, hbits, hlinks, hsmall)
         t += extra + th
         th = think
-        log[0, nlog] = i
-        log[1, nlog] = t
+        log[LOG_INDEX, nlog] = i
+        log[LOG_DONE, nlog] = t
+        log[LOG_BEGIN, nlog] = begin
+        log[LOG_HANDLED, nlog] = begin + extra
+        log[LOG_CLASS, nlog] = cls
+        log[LOG_GFN, nlog] = gfn[slot]
         nlog += 1
         i += 1
     out[OUT_TIME] = t

@@ -27,6 +27,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pfsim.machine.scan import (
+    FF_ANON_PAGE,
+    FF_COW_REUSE,
+    FF_GUEST,
+    FF_HOST_TOUCH,
+    FF_ZERO_PAGE,
+    LOG_BEGIN,
+    LOG_CLASS,
+    LOG_GFN,
+    LOG_HANDLED,
+)
+
 TIME, KIND, CPU, TASK, ARG, ID, END, AUX = range(8)
 NFIELDS = 8
 
@@ -41,8 +53,9 @@ K_GUEST_FAULT = 3
 """A guest page fault handled by the kernel (``exc_page_fault``) on vCPU CPU for TASK: ARG the
 guest frame it allocated (-1: none), END when the handler returned."""
 K_SCAN_FAULTS = 4
-"""Faults resolved inside one run of the compiled per-access loop on vCPU CPU for TASK, from
-TIME to END: ID the minor faults, AUX the host first touches (EPT-backed) in the run."""
+"""Faults resolved inside one run of the clusters' compiled per-access loop on core CPU for
+TASK, from TIME to END: ID the minor faults, AUX the host first touches in the run (the flat
+VMM's loop records each fault instead: ``K_FAST_FAULT``)."""
 K_HOST_FAULT = 5
 """An EPT violation on vCPU CPU: ARG the gfn, AUX its class (``HF_*``)."""
 K_NOT_PRESENT = 6
@@ -56,10 +69,21 @@ K_SWAP_IO = 8
 write (swap-out), 0 for a read (swap-in)."""
 K_LOCK_WAIT = 9
 """A cluster lock wait from TIME to END by TASK on core CPU: AUX the lock (``LOCK_*``)."""
+K_FAST_FAULT = 10
+"""A guest page fault resolved inside the compiled per-access loop on vCPU CPU for TASK (the
+flat VMM's loop, :func:`pfsim.machine.scan.run_accesses`): TIME the trap, END the end of its
+handling (the host's first touch of a new frame included), ARG the frame it mapped, ID its
+class (``FF_ZERO_PAGE``, ``FF_ANON_PAGE``, ``FF_COW_REUSE``), AUX 1 when the host backed the
+frame on its first touch.  (A first touch on an access that needed no guest fault is a
+``K_HOST_FAULT`` with class ``HF_FIRST_TOUCH``.)"""
 KIND_NAMES = {K_GUEST_SWITCH: "guest switch", K_HOST_SWITCH: "host switch",
               K_GUEST_FAULT: "guest fault", K_SCAN_FAULTS: "scan faults",
               K_HOST_FAULT: "host fault", K_NOT_PRESENT: "page not present",
-              K_PAGE_READY: "page ready", K_SWAP_IO: "swap I/O", K_LOCK_WAIT: "lock wait"}
+              K_PAGE_READY: "page ready", K_SWAP_IO: "swap I/O", K_LOCK_WAIT: "lock wait",
+              K_FAST_FAULT: "fast-path fault"}
+FAST_FAULT_NAMES = {FF_ZERO_PAGE: "minor fault (zero page)",
+                    FF_ANON_PAGE: "minor fault (new anonymous page)",
+                    FF_COW_REUSE: "minor fault (COW reuse)"}
 
 HF_RESIDENT, HF_SWAPCACHE, HF_FIRST_TOUCH, HF_MAJOR, HF_INIO = 0, 1, 2, 3, 4
 HOST_FAULT_NAMES = ("EPT violation (resident)", "host minor fault (swap cache)",
@@ -95,6 +119,24 @@ def record(rec, meta, time, kind, cpu, task, arg, ident, end, aux):  # noqa: PLR
     rec[n, END] = end
     rec[n, AUX] = aux
     meta[M_N] = n + 1
+
+
+@njit(cache=True, nogil=True)
+def record_fault_log(rec, meta, log, nlog, cpu, task):  # noqa: PLR0913
+    """One row per fault of a run of the per-access loop, from its fault log (``log[LOG_*,
+    :nlog]``, :mod:`pfsim.machine.scan`): a ``K_FAST_FAULT`` per guest fault, a
+    ``K_HOST_FAULT`` (first touch) per access the host backed without one."""
+    if meta[M_ON] == 0:
+        return
+    for k in range(nlog):
+        cls = log[LOG_CLASS, k]
+        guest = cls & FF_GUEST
+        if guest:
+            record(rec, meta, log[LOG_BEGIN, k], K_FAST_FAULT, cpu, task, log[LOG_GFN, k],
+                   guest, log[LOG_HANDLED, k], 1 if cls & FF_HOST_TOUCH else 0)
+        elif cls & FF_HOST_TOUCH:
+            record(rec, meta, log[LOG_BEGIN, k], K_HOST_FAULT, cpu, task, log[LOG_GFN, k], 0,
+                   log[LOG_HANDLED, k], HF_FIRST_TOUCH)
 
 
 class TraceRecorder:

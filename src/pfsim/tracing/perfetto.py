@@ -16,7 +16,9 @@ What goes where, and why:
 - **Host CPUs** are not a second kernel's CPUs in one trace (Perfetto's CPU tracks belong to
   one machine), so each host CPU is a named track of slices, one per vCPU thread (or host
   task) run on it.
-- **Faults, "page not present" and "page ready"** are instants on a per-vCPU track; each
+- **Faults, "page not present" and "page ready"** are instants on a per-vCPU track (the
+  faults resolved in the compiled per-access loop, most of a trace's instants, with interned
+  names: :func:`_intern`); each
   async page fault's two instants are linked by one **flow** (``flow_ids`` on the earlier,
   ``terminating_flow_ids`` on the later: a page ready that beat its not-present is drawn
   from the page ready).
@@ -45,6 +47,12 @@ PREV_STATE = {0: 0, 1: 0x100, 2: 0x1, 3: 0x2, 4: 0x10}
 SEQUENCE = 1  # trusted_packet_sequence_id of every track-event packet
 TRACK_VCPU, TRACK_HOST, TRACK_SWAP, TRACK_LOCK = 1000, 2000, 3000, 4000
 CHUNK = 8192  # sched_switch events per bundle
+NEEDS_STATE = pb.TracePacket.SEQ_NEEDS_INCREMENTAL_STATE  # a packet that uses interned names
+ARG_GFN, ARG_TID, ARG_HANDLED, ARG_HOST_TOUCH = 1, 2, 3, 4
+FAST_ARGS = {ARG_GFN: "gfn", ARG_TID: "tid", ARG_HANDLED: "handled_ns",
+             ARG_HOST_TOUCH: "host_first_touch"}
+"""The interned debug-annotation names of a fast-path fault instant (the arguments
+:func:`pfsim.tracing.timeline.instant_args` gives it)."""
 
 
 def _track(builder: TraceProtoBuilder, uuid: int, name: str, parent: int | None = None,
@@ -133,6 +141,22 @@ def host_spans(timeline: Timeline, names: Names, hcpu: int) -> list[tuple[int, i
     return spans
 
 
+def _intern(first: pb.TracePacket) -> None:
+    """Put the names of the fast-path fault instants in the sequence's interned data (on its
+    first packet, which clears the incremental state): those instants, most of a trace's,
+    then carry small ids instead of strings (``name_iid``, ``DebugAnnotation.name_iid``), as
+    Perfetto's own track-event SDK writes them."""
+    interned = first.interned_data
+    for cls, name in sorted(T.FAST_FAULT_NAMES.items()):
+        entry = interned.event_names.add()
+        entry.iid = cls  # the fault class is the name's id
+        entry.name = name
+    for iid, name in FAST_ARGS.items():
+        entry = interned.debug_annotation_names.add()
+        entry.iid = iid
+        entry.name = name
+
+
 def swap_span_name(row: list[int]) -> str:
     pages = row[T.ID]
     return f"swap-{'out' if row[T.AUX] else 'in'} {pages} page{'s' if pages != 1 else ''}"
@@ -151,16 +175,30 @@ def write(timeline: Timeline, names: Names, out: BinaryIO) -> None:
     for h in range(names.host_cpus):
         _track(builder, TRACK_HOST + h, f"host CPU {h}", rank=100 + h)
         _slices(builder, TRACK_HOST + h, host_spans(timeline, names, h))
-    rows = timeline.rows.tolist()
     instant = pb.TrackEvent.TYPE_INSTANT
-    for r in timeline.instants.tolist():
-        row = rows[r]
+    _intern(first)
+    table = timeline.rows
+    inst = timeline.instants
+    columns = [table[inst, c].tolist() for c in (T.TIME, T.KIND, T.CPU, T.TASK, T.ARG, T.ID,
+                                                   T.END, T.AUX)]
+    for r, time, kind, cpu, task, arg, ident, end, aux in zip(inst.tolist(), *columns,
+                                                              strict=True):
         packet = builder.add_packet()
-        packet.timestamp = row[T.TIME]
+        packet.timestamp = time
         packet.trusted_packet_sequence_id = SEQUENCE
         event = packet.track_event
         event.type = instant
-        event.track_uuid = TRACK_VCPU + row[T.CPU]
+        event.track_uuid = TRACK_VCPU + cpu
+        if kind == T.K_FAST_FAULT:  # most of a trace's instants: the compact form
+            packet.sequence_flags = NEEDS_STATE
+            event.name_iid = ident
+            for iid, value in ((ARG_GFN, arg), (ARG_TID, task), (ARG_HANDLED, end - time),
+                               (ARG_HOST_TOUCH, aux)):
+                annotation = event.debug_annotations.add()
+                annotation.name_iid = iid
+                annotation.int_value = value
+            continue
+        row = table[r].tolist()
         event.name = instant_name(row)
         for key, value in instant_args(row).items():
             annotation = event.debug_annotations.add()
@@ -175,15 +213,13 @@ def write(timeline: Timeline, names: Names, out: BinaryIO) -> None:
         for lane in range(max(lanes) + 1):
             _track(builder, TRACK_SWAP + 1 + lane, f"swap I/O {lane}", parent=TRACK_SWAP,
                    rank=lane)
-        for r, lane in zip(timeline.swap.tolist(), lanes, strict=True):
-            row = rows[r]
+        for row, lane in zip(table[timeline.swap].tolist(), lanes, strict=True):
             _slices(builder, TRACK_SWAP + 1 + lane,
                     [(row[T.TIME], row[T.END], swap_span_name(row))])
-    cores = sorted({rows[r][T.CPU] for r in timeline.locks.tolist()})
-    for core in cores:
+    locks = table[timeline.locks].tolist()
+    for core in sorted({row[T.CPU] for row in locks}):
         _track(builder, TRACK_LOCK + core, f"core {core} lock waits", rank=300 + core)
-    for r in timeline.locks.tolist():
-        row = rows[r]
+    for row in locks:
         _slices(builder, TRACK_LOCK + row[T.CPU],
                 [(row[T.TIME], row[T.END], f"{T.LOCK_NAMES[row[T.AUX]]} wait")])
     out.write(builder.serialize())

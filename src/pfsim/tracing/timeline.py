@@ -69,8 +69,8 @@ class Timeline:
     """row index -> (flow id, True where the flow starts at this row)."""
 
 
-INSTANT_KINDS = (T.K_GUEST_FAULT, T.K_SCAN_FAULTS, T.K_HOST_FAULT, T.K_NOT_PRESENT,
-                 T.K_PAGE_READY)
+INSTANT_KINDS = (T.K_GUEST_FAULT, T.K_FAST_FAULT, T.K_SCAN_FAULTS, T.K_HOST_FAULT,
+                 T.K_NOT_PRESENT, T.K_PAGE_READY)
 
 
 def _switches(rows: np.ndarray, kind: int) -> Switches:
@@ -151,6 +151,8 @@ def instant_name(row: np.ndarray) -> str:
         return T.HOST_FAULT_NAMES[int(row[T.AUX])]
     if kind == T.K_SCAN_FAULTS:
         return "minor faults (fast path)" if row[T.ID] else "host first touches"
+    if kind == T.K_FAST_FAULT:
+        return T.FAST_FAULT_NAMES[int(row[T.ID])]
     if kind == T.K_GUEST_FAULT:
         return "guest page fault"
     return T.KIND_NAMES[kind]
@@ -169,5 +171,9 @@ def instant_args(row: np.ndarray) -> dict[str, int]:
     if kind == T.K_SCAN_FAULTS:
         return {"minor_faults": int(row[T.ID]), "host_first_touches": int(row[T.AUX]),
                 "until_ns": int(row[T.END]), "tid": int(row[T.TASK])}
+    if kind == T.K_FAST_FAULT:
+        return {"gfn": int(row[T.ARG]), "tid": int(row[T.TASK]),
+                "handled_ns": int(row[T.END] - row[T.TIME]),
+                "host_first_touch": int(row[T.AUX])}
     return {"gfn": int(row[T.ARG]), "tid": int(row[T.TASK]),
             "handled_ns": int(row[T.END] - row[T.TIME])}
