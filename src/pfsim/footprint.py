@@ -14,7 +14,8 @@ unit                         bytes        measured on (8-16 GiB guests, numpy 2.
 guest frame, flat kernel     64           11 (refcount, kind, free stack, checks) + about 48
                                           of page reclaim per frame used (LRU list and
                                           stamp, its queue entry, reverse-map hint, flags)
-guest frame, host model      +64          +43 per frame and +13 per frame of the limit
+guest frame used, host model +64          +43 per gfn and +13 per host frame, written only
+                                          where used (the host's arrays are zeroed too)
 guest frame, clusters        24           14
 touched page (sparse slot)   24           10 (state, gfn, vflags), up to twice that in the
                              (per 512)    doubling arrays, three times while they are copied
@@ -53,7 +54,7 @@ from pfsim.units import PAGE_SIZE
 
 BASELINE = 256 << 20
 PER_FRAME = 64
-PER_FRAME_HOST = 64
+PER_FRAME_HOST = 40
 PER_FRAME_CLUSTERS = 24
 PER_SLOT = 24
 FRAME_TABLE_BYTES = 5  # refcount and kind of every frame, plus its free-stack entry (4 or 8)
@@ -97,8 +98,8 @@ def estimate(config: Config) -> Footprint:
                      if group.stack) * (STACK_RESERVE // PAGE_SIZE)
         used = min(frames, guest.mm.kernel_reserved // PAGE_SIZE + 2 * (mapped + stacks))
     add("guest.memory", used * per_frame)
-    if config.hypervisor.enabled:
-        add("guest.memory", frames * PER_FRAME_HOST)
+    if config.hypervisor.enabled:  # the host's arrays are zeroed too: the gfns used cost
+        add("guest.memory", used * PER_FRAME_HOST)
     for p, proc in enumerate(config.processes):
         for v, vseg in enumerate(proc.vsegs):
             reserve = max(vseg.size, vseg.stack_max if vseg.type == "stack" else 0)

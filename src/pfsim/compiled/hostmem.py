@@ -29,7 +29,10 @@ from pfsim.machine.hostmem_layout import (
     L_LRU_PREV,
     RESIDENT,
     S_LRU_HEAD,
+    S_GFN_HWM,
+    S_HWM,
     S_NFREE,
+    S_NSTACK,
     S_RING_HEAD,
     SWAPCACHE,
     SWAPPED,
@@ -195,9 +198,10 @@ def reclaim(m, count, evicted):
         m.hbits[B_EPT, gfn] = 0
         m.hbits[B_WHERE, gfn] = SWAPPED
         m.hbits[B_REF, gfn] = 0
-        nfree = m.hsmall[S_NFREE]
-        m.hframes[F_FREE, nfree] = frame
-        m.hsmall[S_NFREE] = nfree + 1
+        stacked = m.hsmall[S_NSTACK]
+        m.hframes[F_FREE, stacked] = frame
+        m.hsmall[S_NSTACK] = stacked + 1
+        m.hsmall[S_NFREE] += 1
         evicted[count + i] = frame
         m.hm[S.HM_EVICTIONS] += 1
     return n
@@ -205,9 +209,15 @@ def reclaim(m, count, evicted):
 
 @core
 def pop_free_frame(m):
-    n = m.hsmall[S_NFREE] - 1
-    m.hsmall[S_NFREE] = n
-    return m.hframes[F_FREE, n]
+    """``HostMemory._pop_free``: the last frame freed, else the lowest never used."""
+    m.hsmall[S_NFREE] -= 1
+    stacked = m.hsmall[S_NSTACK]
+    if stacked > 0:
+        m.hsmall[S_NSTACK] = stacked - 1
+        return m.hframes[F_FREE, stacked - 1]
+    frame = m.hsmall[S_HWM]
+    m.hsmall[S_HWM] = frame + 1
+    return frame
 
 
 @core
@@ -225,6 +235,8 @@ def take_frame(m, t):
 
 @core
 def install(m, gfn, frame, where):
+    if gfn >= m.hsmall[S_GFN_HWM]:
+        m.hsmall[S_GFN_HWM] = gfn + 1
     m.hframes[F_GFN, frame] = gfn
     m.hlinks[L_HFN, gfn] = frame
     m.hbits[B_WHERE, gfn] = where
@@ -289,7 +301,7 @@ def swap_submit(m, t, npages, write):
 @core
 def wrote_back(m, gfn):
     """The page has a fresh swap copy: the lowest free slot is reused first."""
-    old = m.swap_slot[gfn]
+    old = m.swap_slot1[gfn] - 1
     if old >= 0:
         m.slot_gfn[old] = -1
         m.hm[S.HM_NFREE_SLOTS] = minheap_push(m.free_slots, m.hm[S.HM_NFREE_SLOTS], old)
@@ -300,7 +312,7 @@ def wrote_back(m, gfn):
         slot = m.hm[S.HM_NEXT_SLOT]
         m.hm[S.HM_NEXT_SLOT] = slot + 1
     m.slot_gfn[slot] = gfn
-    m.swap_slot[gfn] = slot
+    m.swap_slot1[gfn] = slot + 1
     m.hbits[B_DIRTY, gfn] = 0
     m.hm[S.HM_SWAP_OUTS] += 1
 
@@ -311,14 +323,14 @@ def write_back(m, evicted, n, count, t):
     ndirty = 0
     for i in range(n):
         gfn = evicted[i]
-        if m.hbits[B_DIRTY, gfn] or m.swap_slot[gfn] < 0:
+        if m.hbits[B_DIRTY, gfn] or m.swap_slot1[gfn] == 0:
             ndirty += 1
     if ndirty == 0:
         return
     done = swap_submit(m, t, ndirty, True)
     for i in range(n):
         gfn = evicted[i]
-        if m.hbits[B_DIRTY, gfn] or m.swap_slot[gfn] < 0:
+        if m.hbits[B_DIRTY, gfn] or m.swap_slot1[gfn] == 0:
             m.hfree_at[evicted[count + i]] = done
             wrote_back(m, gfn)
 
@@ -366,13 +378,13 @@ def swap_in(m, gfn, t, batch):
     n = 1
     cluster = m.cf[S.CF_PAGE_CLUSTER]
     if cluster > 0:
-        slot = m.swap_slot[gfn]
+        slot = m.swap_slot1[gfn] - 1
         window = swapin_window(m, slot, 1 << cluster)
         if window > 1:
             first = slot & ~(window - 1)
             for s in range(first, min(first + window, m.hm[S.HM_NEXT_SLOT])):
                 other = m.slot_gfn[s]
-                if not (other >= 0 and other != gfn and m.swap_slot[other] == s
+                if not (other >= 0 and other != gfn and m.swap_slot1[other] == s + 1
                         and m.hbits[B_WHERE, other] == SWAPPED):
                     continue
                 if m.hsmall[S_NFREE] == 0:

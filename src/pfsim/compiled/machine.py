@@ -519,8 +519,8 @@ def _when_page_in(m, gfn, kind, arg, arg2):
     m.wtr[S.W_ARG, w] = arg
     m.wtr[S.W_ARG2, w] = arg2
     m.wtr[S.W_NEXT, w] = -1
-    if m.whead[gfn] < 0:
-        m.whead[gfn] = w
+    if m.whead1[gfn] == 0:  # one-based (0: no waiter), so the zeroed array is all empty
+        m.whead1[gfn] = w + 1
     else:
         m.wtr[S.W_NEXT, m.wtail[gfn]] = w
     m.wtail[gfn] = w
@@ -598,8 +598,8 @@ def _swap_in_done(m, b):
     batch = m.bt[b]
     for i in range(batch[0]):
         gfn = batch[1 + i]
-        w = m.whead[gfn]
-        m.whead[gfn] = -1
+        w = m.whead1[gfn] - 1
+        m.whead1[gfn] = 0
         H.finish_swapin(m, gfn, i == 0 or w >= 0)
         while w >= 0:
             nxt = m.wtr[S.W_NEXT, w]

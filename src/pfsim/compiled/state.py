@@ -110,8 +110,8 @@ Machine = namedtuple("Machine", [
     "cslots", "cwrites", "clen", "creq", "pr",
     "mstate", "mgfn", "mvflags", "refcount", "gkind", "gfree", "gnfree", "gcosts", "out",
     "hbits", "hlinks", "hframes", "hfree_at", "hsmall",
-    "hm", "evicted", "swap_slot", "ra_flag", "pinned", "slot_gfn", "free_slots",
-    "sw", "swq", "lat", "whead", "wtail", "wtr", "wfree", "bt", "bfree",
+    "hm", "evicted", "swap_slot1", "ra_flag", "pinned", "slot_gfn", "free_slots",
+    "sw", "swq", "lat", "whead1", "wtail", "wtr", "wfree", "bt", "bfree",
     "rstate", "kvm", "s390", "comp", "woken", "hist",
     "tr", "trm",  # trace records and their counters (pfsim.machine.trace_records)
 ])

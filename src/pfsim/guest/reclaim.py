@@ -135,7 +135,8 @@ class Reclaim:
         self._mm_procs: list[Any] = []
         self.swap = GuestSwap(config, kernel.streams, n) if guest.swap.device != "none" else None
         self.swappiness = guest.mm.swappiness
-        managed = n - int(np.count_nonzero(mem.kind != FREE))
+        used = int(mem.nfree[1])  # frames at and above the watermark were never used: FREE
+        managed = n - int(np.count_nonzero(mem.kind[:used] != FREE))
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(
             managed, guest.mm.min_free_kbytes, guest.mm.watermark_scale_factor)
         self.page_cost = guest.costs.reclaim_page

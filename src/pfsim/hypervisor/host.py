@@ -470,7 +470,7 @@ class Host:
             else:
                 frame, evicted = memory.take_frame(self.sim.now)
                 self._write_back(evicted, self.sim.now)
-                memory.swap_slot[gfn] = -1
+                memory.swap_slot1[gfn] = 0
                 memory.map_new(gfn, frame)
         memory.dirty[gfn] = 1
 
@@ -518,5 +518,5 @@ class Host:
                 "swap_slots_used": m.swap_slots_used,
                 "apf_halts": self.halts, "swap_device": self.config.hypervisor.swap.device,
                 "reclaim": self.config.hypervisor.reclaim, "async_pf": self.mode,
-                "inio_pages": int((m.where == INIO).sum()),
-                "swapped_pages": int((m.where == SWAPPED).sum())}
+                "inio_pages": int((m.where[:m.gfns_used] == INIO).sum()),
+                "swapped_pages": int((m.where[:m.gfns_used] == SWAPPED).sum())}

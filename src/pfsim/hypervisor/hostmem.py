@@ -8,6 +8,10 @@ the reclaim policy picks ``batch`` victims; a dirty victim (written since it las
 swap, or never swapped) is written to swap first, and its frame cannot be reused before that
 write completes (each frame carries the time it becomes free).
 
+Every array is allocated zeroed and written only where used (the note in
+:mod:`pfsim.machine.hostmem_layout`): a 1 TiB guest that touches 1 GiB costs the host model
+about what 1 GiB of gfns and frames needs, not 1 TiB's worth.
+
 Per-access bookkeeping the policies need (dirty and referenced bits, the LRU list) is updated
 by the compiled access loop (:mod:`pfsim.machine.scan`) in the arrays held here.
 """
@@ -33,10 +37,14 @@ from pfsim.machine.hostmem_layout import (
     NEVER,
     RESIDENT,
     S_INSERT,
+    S_GFN_HWM,
+    S_HWM,
     S_LRU_HEAD,
     S_LRU_TAIL,
     S_NFREE,
+    S_NSTACK,
     S_TOUCH,
+    SMALL_FIELDS,
     SWAPCACHE,
     SWAPPED,
 )
@@ -61,9 +69,11 @@ class HostMemory:
         self.limit = limit
         self.batch = batch
         self.gfn_bits = np.zeros((4, nframes), dtype=np.uint8)
-        self.gfn_links = np.full((3, nframes), -1, dtype=np.int32)
-        self.frames = np.full((3, limit), -1, dtype=np.int32)
-        self.small = np.zeros(8, dtype=np.int64)
+        self.gfn_links = np.zeros((3, nframes), dtype=np.int32)
+        """hfn and LRU links of a gfn, meaningful while it holds a frame (LRU: while listed)."""
+        self.frames = np.zeros((3, limit), dtype=np.int32)
+        """gfn of each frame below the S_HWM watermark (-1: free), the free stack, the ring."""
+        self.small = np.zeros(SMALL_FIELDS, dtype=np.int64)
         self.ept = self.gfn_bits[B_EPT]  # 1: mapped, guest access allowed
         self.where = self.gfn_bits[B_WHERE]
         self.dirty = self.gfn_bits[B_DIRTY]
@@ -71,18 +81,18 @@ class HostMemory:
         self.hfn = self.gfn_links[L_HFN]
         self.frame_gfn = self.frames[F_GFN]
         self.free_stack = self.frames[F_FREE]
-        self.free_stack[:] = np.arange(limit - 1, -1, -1, dtype=np.int32)  # low frames first
-        self.small[S_NFREE] = limit
+        self.small[S_NFREE] = limit  # all above the watermark (0): lowest first
         self.small[S_LRU_HEAD] = self.small[S_LRU_TAIL] = -1
         self.frame_free_at = np.zeros(limit, dtype=np.int64)
-        self.swap_slot = np.full(nframes, -1, dtype=np.int64)
+        self.swap_slot1 = np.zeros(nframes, dtype=np.int64)
+        """One-based swap slot of each gfn (0: none), so that the zeroed array means none."""
         self.readahead_flag = np.zeros(nframes, dtype=np.bool_)  # PG_readahead on a swap-cache page
         self._free_slots: list[int] = []  # heap: the lowest free slot is reused first
         self.ra_hits = 0
         self._prev_offset = -1
         self._prev_window = 0
         self.pinned = np.zeros(nframes, dtype=np.bool_)
-        self._slot_gfn = np.full(nframes, -1, dtype=np.int64)  # a gfn holds at most one slot
+        self._slot_gfn = np.zeros(nframes, dtype=np.int64)  # by slot below _next_slot; -1: free
         self._next_slot = 0
         self.policy: ResidentPolicy = RESIDENT_POLICIES[policy](self, rng)
         self.small[S_INSERT] = self.policy.insert
@@ -105,14 +115,30 @@ class HostMemory:
         return self.limit - int(self.small[S_NFREE])
 
     def _pop_free(self) -> int:
-        n = int(self.small[S_NFREE]) - 1
-        self.small[S_NFREE] = n
-        return int(self.free_stack[n])
+        """The last frame freed, or else the lowest never used (a full free stack's order)."""
+        self.small[S_NFREE] -= 1
+        stacked = int(self.small[S_NSTACK])
+        if stacked > 0:
+            self.small[S_NSTACK] = stacked - 1
+            return int(self.free_stack[stacked - 1])
+        frame = int(self.small[S_HWM])
+        self.small[S_HWM] = frame + 1
+        return frame
 
     def _push_free(self, frame: int) -> None:
-        n = int(self.small[S_NFREE])
-        self.free_stack[n] = frame
-        self.small[S_NFREE] = n + 1
+        stacked = int(self.small[S_NSTACK])
+        self.free_stack[stacked] = frame
+        self.small[S_NSTACK] = stacked + 1
+        self.small[S_NFREE] += 1
+
+    @property
+    def gfns_used(self) -> int:
+        """One above the highest gfn ever backed: the others are NEVER, with no frame."""
+        return int(self.small[S_GFN_HWM])
+
+    def swap_slot(self, gfn: int) -> int:
+        """The swap slot holding ``gfn``'s copy, -1 if none."""
+        return int(self.swap_slot1[gfn]) - 1
 
     def pin(self, gfn: int) -> None:
         """Back ``gfn`` now and never reclaim it (the guest's zero page)."""
@@ -157,12 +183,12 @@ class HostMemory:
 
     def needs_writeback(self, gfn: int) -> bool:
         """True when an evicted page has no valid copy in swap (dirty or never swapped)."""
-        return bool(self.dirty[gfn]) or self.swap_slot[gfn] < 0
+        return bool(self.dirty[gfn]) or self.swap_slot1[gfn] == 0
 
     def wrote_back(self, gfn: int) -> None:
         """The page now has a fresh copy in a swap slot (its stale slot, if any, is freed; the
         lowest free slot is reused, so swap space stays as small as the swapped set)."""
-        old = int(self.swap_slot[gfn])
+        old = self.swap_slot(gfn)
         if old >= 0:
             self._slot_gfn[old] = -1
             heapq.heappush(self._free_slots, old)
@@ -172,7 +198,7 @@ class HostMemory:
             slot = self._next_slot
             self._next_slot += 1
         self._slot_gfn[slot] = gfn
-        self.swap_slot[gfn] = slot
+        self.swap_slot1[gfn] = slot + 1
         self.dirty[gfn] = 0
         self.swap_outs += 1
 
@@ -181,6 +207,7 @@ class HostMemory:
         return self._next_slot - len(self._free_slots)
 
     def _install(self, gfn: int, frame: int, where: int) -> None:
+        self.small[S_GFN_HWM] = max(int(self.small[S_GFN_HWM]), gfn + 1)
         self.frame_gfn[frame] = gfn
         self.hfn[gfn] = frame
         self.where[gfn] = where
@@ -203,11 +230,11 @@ class HostMemory:
                 self._push_free(frame)
                 self.balloon_freed_frames += 1
                 dropped.append(gfn)
-            slot = int(self.swap_slot[gfn])
+            slot = self.swap_slot(gfn)
             if slot >= 0:
                 self._slot_gfn[slot] = -1
                 heapq.heappush(self._free_slots, slot)
-                self.swap_slot[gfn] = -1
+                self.swap_slot1[gfn] = 0
                 self.balloon_freed_slots += 1
             self.where[gfn] = NEVER
             self.dirty[gfn] = 0
@@ -276,7 +303,7 @@ class HostMemory:
         window, at most 2**page_cluster) that are still only on swap (cluster readahead)."""
         if page_cluster <= 0:
             return []
-        slot = int(self.swap_slot[gfn])
+        slot = self.swap_slot(gfn)
         window = self.swapin_window(slot, 1 << page_cluster)
         if window <= 1:
             return []
@@ -284,7 +311,8 @@ class HostMemory:
         out = []
         for s in range(first, min(first + window, self._next_slot)):
             other = int(self._slot_gfn[s])
-            if other >= 0 and other != gfn and self.swap_slot[other] == s and self.where[other] == SWAPPED:
+            if (other >= 0 and other != gfn and self.swap_slot1[other] == s + 1
+                    and self.where[other] == SWAPPED):
                 out.append(other)
         return out
 
@@ -292,13 +320,23 @@ class HostMemory:
         return self.small[S_NFREE] > 0
 
     def check(self) -> None:
-        """Frames held == pages in RESIDENT, SWAPCACHE or INIO; EPT maps only RESIDENT pages."""
-        held = np.count_nonzero(self.frame_gfn >= 0)
-        states = np.isin(self.where, (RESIDENT, SWAPCACHE, INIO))
-        if held != int(np.count_nonzero(states)) or held != self.resident:
+        """Frames held == pages in RESIDENT, SWAPCACHE or INIO; EPT maps only RESIDENT pages.
+
+        Reads the frames below the watermark and the gfns below the highest ever backed: O(what
+        the run used), not O(guest memory)."""
+        used = self.frame_gfn[:int(self.small[S_HWM])]
+        held = np.count_nonzero(used >= 0)
+        nstack = int(self.small[S_NSTACK])
+        if (nstack + held != len(used) or held != self.resident
+                or np.any(used[self.free_stack[:nstack]] != -1)):
+            raise InvariantViolation("host frames out of step with the free frames")
+        top = self.gfns_used
+        where = self.where[:top]
+        states = np.isin(where, (RESIDENT, SWAPCACHE, INIO))
+        if held != int(np.count_nonzero(states)):
             raise InvariantViolation("host frames out of step with page states")
-        linked = self.hfn >= 0
-        if np.any(self.frame_gfn[self.hfn[linked]] != np.nonzero(linked)[0]):
+        linked = np.flatnonzero(states)
+        if np.any(self.frame_gfn[self.hfn[linked]] != linked):
             raise InvariantViolation("gfn -> frame -> gfn links disagree")
-        if np.any(self.ept.astype(bool) != (self.where == RESIDENT)):
+        if np.any(self.ept[:top].astype(bool) != (where == RESIDENT)):
             raise InvariantViolation("EPT maps a page that is not resident")

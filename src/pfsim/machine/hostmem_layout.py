@@ -22,6 +22,15 @@ NEVER, RESIDENT, SWAPCACHE, SWAPPED, INIO = 0, 1, 2, 3, 4
 B_EPT, B_WHERE, B_DIRTY, B_REF = 0, 1, 2, 3  # rows of gfn_bits (uint8, per gfn)
 L_HFN, L_LRU_PREV, L_LRU_NEXT = 0, 1, 2  # rows of gfn_links (int32, per gfn)
 F_GFN, F_FREE, F_RING = 0, 1, 2  # rows of frames (int32, per host frame)
-# slots of small (int64)
+# slots of small (int64).  S_NFREE counts the free host frames: the S_NSTACK frames on the free
+# stack (row F_FREE) plus every frame at or above S_HWM, never used yet and on no stack.
 (S_NFREE, S_LRU_HEAD, S_LRU_TAIL, S_RING_HEAD, S_RING_SIZE, S_INSERT, S_TOUCH,
- S_FIRST_TOUCH) = range(8)
+ S_FIRST_TOUCH, S_NSTACK, S_HWM, S_GFN_HWM) = range(11)
+SMALL_FIELDS = 11
+
+# NOTE: memory: every per-gfn and per-frame array is allocated zeroed (``np.zeros``: calloc,
+# whose pages the kernel maps on first write), so a VM costs memory for the gfns and frames it
+# uses, not for its size (a 1 TiB guest touching 1 GiB).  Hence no array relies on a -1 fill:
+# frames are handed out lowest first from the S_HWM watermark (the order a full free stack
+# would give), an entry is read only once written (S_GFN_HWM bounds the gfns ever backed, for
+# the end-of-run checks), and the swap slot of a gfn is stored one-based (0: no slot).

@@ -56,7 +56,10 @@ from pfsim.machine.hostmem_layout import (
     S_FIRST_TOUCH,
     S_INSERT,
     S_LRU_HEAD,
+    S_GFN_HWM,
+    S_HWM,
     S_NFREE,
+    S_NSTACK,
     S_RING_HEAD,
     S_TOUCH,
 )
@@ -150,8 +153,16 @@ def host_first_touch(g: int, t: int, hbits: np.ndarray, hlinks: np.ndarray, hfra
     n = hsmall[S_NFREE]
     if n == 0:
         return -1
-    frame = hframes[F_FREE, n - 1]
     hsmall[S_NFREE] = n - 1
+    stacked = hsmall[S_NSTACK]
+    if stacked > 0:  # the last frame freed, else the lowest never used (HostMemory._pop_free)
+        frame = hframes[F_FREE, stacked - 1]
+        hsmall[S_NSTACK] = stacked - 1
+    else:
+        frame = hsmall[S_HWM]
+        hsmall[S_HWM] = frame + 1
+    if g >= hsmall[S_GFN_HWM]:
+        hsmall[S_GFN_HWM] = g + 1
     hframes[F_GFN, frame] = g
     hlinks[L_HFN, g] = frame
     hbits[B_WHERE, g] = RESIDENT
