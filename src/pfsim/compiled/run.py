@@ -550,6 +550,9 @@ def write_back(run: CompiledRun) -> tuple[int, bool]:
         process.alive = bool(m.pr[S.PR_ALIVE, k])
         process.exited_ns = exited if exited >= 0 else None
         process.mm.rss = int(m.pr[S.PR_RSS, k])
+        if not process.alive:  # the core emptied its slots; its page tables go (free_pgtables)
+            for vma in process.mm.vmas:
+                process.mm.free_vma_tables(vma)
     kernel.processes[:] = spawned
     kernel.pending_spawns = int(m.g[S.G_PENDING_SPAWNS])
     kernel.mem.allocated_total = run.allocated_base + int(m.g[S.G_ALLOCATED])

@@ -304,6 +304,10 @@ class VcpuExecutor:
                     texec.call_pending = False
                     t += self.kernel.config.guest.syscall
                     continue
+                mm = texec.process.mm
+                if texec.generation != mm.generation:  # leaves freed since the translation
+                    texec.slots = mm.slots_of(texec.vpns)
+                    texec.generation = mm.generation
                 end = len(texec.slots)
                 if isinstance(step, AccessStep):
                     end = min(end, texec.pos + texec.remaining)

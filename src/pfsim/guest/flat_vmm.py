@@ -66,12 +66,13 @@ class FlatVmm(Vmm):
     def release_process(self, process: Process) -> None:
         mm = process.mm
         used = mm.used_slots()
-        gfn, state = mm.gfn[used], mm.state[used]
+        gfn = mm.gfn[used]
         self._free_swap(gfn)
         self.kernel.mem.put_many(gfn[gfn >= 0])
         gfn[:] = -1
-        state[:] = np.where(state & PTE_NOVMA, state, 0)
         mm.rss = 0
+        for vma in mm.vmas:  # exit_mmap -> free_pgtables: every leaf and node goes
+            mm.free_vma_tables(vma)
 
     def thread_exit(self, texec: TaskExec) -> None:
         """Nothing to do: a thread's stack stays in its process's address space."""
@@ -124,11 +125,9 @@ class FlatVmm(Vmm):
         self._free_swap(frames)
         mm.rss -= self.kernel.mem.put_many(frames[frames >= 0])
         mm.gfn[sl] = -1
-        if keep:
-            mm.state[sl] = np.where(mm.state[sl] & PTE_NOVMA, PTE_NOVMA, 0)
-        else:
-            vma.start = vma.end
-            mm.state[sl] = PTE_NOVMA
+        if not keep:
+            vma.start = vma.end  # nothing valid remains: later accesses are SEGV_MAPERR
+        mm.free_vma_tables(vma)  # its leaves are empty now (free_pgtables)
 
     def _free_swap(self, gfns: np.ndarray) -> None:
         """Swap entries among ``gfns`` (-2 - slot) lose their PTEs (zap_pte_range)."""

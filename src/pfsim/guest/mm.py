@@ -24,6 +24,16 @@ its binary search over the touched leaves mispredicts on every access of a rando
 (measured on the first version of these tables: 22 ns an access over 32 leaves, against 2 ns
 for the walk); a dense index per VMA (one entry per 2 MiB) would cost 512 MiB for one 128 TiB VMA.
 
+Leaves and directory nodes are freed when munmap, exec or exit leaves them empty, as
+``free_pgtables`` (mm/memory.c, Linux 6.6) frees the PTE pages (``free_pte_range``) and then the
+PMD and PUD pages (``free_pmd_range``, ``free_pud_range``) below an unmapped range: a leaf never
+spans two VMAs, so unmapping a VMA (or emptying it, as exec does) frees all its leaves and every
+node of its directory but the root.  A freed leaf's block (and a freed node) goes on a free list
+and is reused, last freed first, by the next allocation; the slot arrays keep their capacity,
+and an address space whose leaves are all free (an exited process) drops them.  Threads whose
+translated chunks held slots of freed leaves translate them again (the executor's chunks keep
+their page numbers), so a reused block is never reached through a stale slot.
+
 The cluster kernel's VMM copies (:mod:`pfsim.cluster.gpt`) index their own dense arrays by
 slot and need each VMA's slots contiguous: an address space built with ``dense=True``
 allocates all leaves of a VMA when it is added (``vma.slot_base`` is then its first slot).
@@ -37,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pfsim.errors import InvariantViolation
 from pfsim.guest.pagecache import File
 from pfsim.machine.pte import (
     PTE_EXEC,
@@ -159,7 +170,12 @@ class AddressSpace:
         """Slot arrays, as long as their capacity; slots past ``nleaves * LEAF`` are unused
         (state 0, gfn -1).  They may be views of a larger run's arrays (the compiled core)."""
         self.rss = 0  # resident pages mapped by this mm (zero page excluded)
-        self.nleaves = 0
+        self.nblocks = 0
+        """Leaf blocks in the slot arrays, in use or freed (slots below ``nblocks * LEAF``)."""
+        self._free_blocks: list[int] = []  # blocks of freed leaves, reused last freed first
+        self._free_nodes: list[int] = []
+        self.generation = 0
+        """Bumped whenever leaves are freed: slots translated before may now be stale."""
         self._starts = np.zeros(0, dtype=np.int64)  # reserve_start page of each VMA, sorted
         self._ends = np.zeros(0, dtype=np.int64)
         self._keys_of = np.zeros(0, dtype=np.int64)  # vma.key, in the same order
@@ -173,8 +189,18 @@ class AddressSpace:
 
     @property
     def nslots(self) -> int:
-        """Slots in use (allocated leaves times 512)."""
-        return self.nleaves * LEAF
+        """Slots of every block (allocated leaves and freed ones: freed slots are empty)."""
+        return self.nblocks * LEAF
+
+    @property
+    def nleaves(self) -> int:
+        """Leaves allocated now (PTE pages)."""
+        return self.nblocks - len(self._free_blocks)
+
+    @property
+    def nnodes(self) -> int:
+        """Directory nodes allocated now (each VMA's root and the nodes below it)."""
+        return self._nnodes - len(self._free_nodes)
 
     def add_vma(self, vma: Vma) -> None:
         """Add ``vma``: one directory node (no slot unless the address space is dense)."""
@@ -190,7 +216,7 @@ class AddressSpace:
         self._roots = _append(self._roots, vma.key, self._new_node())
         self._depths = _append(self._depths, vma.key, _depth(leaves))
         if self.dense:
-            vma.slot_base = self.nleaves * LEAF
+            vma.slot_base = self.nblocks * LEAF
             self._allocate(np.full(leaves, vma.key, dtype=np.int64),
                            np.arange(leaves, dtype=np.int64))
         else:
@@ -207,12 +233,15 @@ class AddressSpace:
         for name in ("state", "gfn", "vflags", "_starts", "_ends", "_keys_of", "_roots",
                      "_depths", "_nodes", "_leaf_owner", "_leaf_index"):
             setattr(child, name, getattr(self, name).copy())
-        child.rss, child.nleaves, child._nnodes = self.rss, self.nleaves, self._nnodes
+        child.rss, child.nblocks, child._nnodes = self.rss, self.nblocks, self._nnodes
+        child._free_blocks, child._free_nodes = list(self._free_blocks), list(self._free_nodes)
         return child
 
     # ------------------------------------------------------------------ leaves
 
     def _new_node(self) -> int:
+        if self._free_nodes:
+            return self._free_nodes.pop()  # freed nodes are all -1 already
         n = self._nnodes
         if n == len(self._nodes):
             grown = np.full((max(8, 2 * n), 1 << FANOUT_SHIFT), -1, dtype=np.int64)
@@ -235,8 +264,8 @@ class AddressSpace:
         self.state, self.gfn, self.vflags = state, gfn, vflags
         owner = np.zeros(capacity // LEAF, dtype=np.int64)
         index = np.zeros(capacity // LEAF, dtype=np.int64)
-        owner[:self.nleaves] = self._leaf_owner[:self.nleaves]
-        index[:self.nleaves] = self._leaf_index[:self.nleaves]
+        owner[:self.nblocks] = self._leaf_owner[:self.nblocks]
+        index[:self.nblocks] = self._leaf_index[:self.nblocks]
         self._leaf_owner, self._leaf_index = owner, index
 
     def _allocate(self, owners: np.ndarray, leaves: np.ndarray) -> None:
@@ -244,11 +273,20 @@ class AddressSpace:
         allocated yet): ``__pte_alloc``, with the directory nodes above it (``__pmd_alloc``,
         ``__pud_alloc``).  Its pages below the VMA's start or at and above its end are marked
         outside the VMA (PTE_NOVMA)."""
-        first, count = self.nleaves, len(leaves)
-        self._grow((first + count) * LEAF)
-        self._leaf_owner[first:first + count] = owners
-        self._leaf_index[first:first + count] = leaves
-        for i, (key, leaf) in enumerate(zip(owners.tolist(), leaves.tolist(), strict=True)):
+        count = len(leaves)
+        reused = min(count, len(self._free_blocks))
+        blocks = np.empty(count, dtype=np.int64)
+        for i in range(reused):
+            blocks[i] = self._free_blocks.pop()
+        first = self.nblocks
+        fresh = count - reused
+        self._grow((first + fresh) * LEAF)
+        blocks[reused:] = np.arange(first, first + fresh)
+        self.nblocks = first + fresh
+        self._leaf_owner[blocks] = owners
+        self._leaf_index[blocks] = leaves
+        for block, key, leaf in zip(blocks.tolist(), owners.tolist(), leaves.tolist(),
+                                    strict=True):
             node = int(self._roots[key])
             for level in range(int(self._depths[key]) - 1, 0, -1):
                 slot = (leaf >> (FANOUT_SHIFT * level)) & ((1 << FANOUT_SHIFT) - 1)
@@ -257,18 +295,62 @@ class AddressSpace:
                     below = self._new_node()
                     self._nodes[node, slot] = below
                 node = below
-            self._nodes[node, leaf & ((1 << FANOUT_SHIFT) - 1)] = first + i
-        self.nleaves = first + count
-        state = self.state[first * LEAF:(first + count) * LEAF].reshape(count, LEAF)
-        vflags = self.vflags[first * LEAF:(first + count) * LEAF].reshape(count, LEAF)
+            self._nodes[node, leaf & ((1 << FANOUT_SHIFT) - 1)] = block
+        state = self.state.reshape(-1, LEAF)  # capacity is a multiple of LEAF
+        vflags = self.vflags.reshape(-1, LEAF)
         for key in np.unique(owners).tolist():
             vma = self._by_key[key]
             rows = np.flatnonzero(owners == key)
             pages = (leaves[rows] << LEAF_SHIFT)[:, None] + _LEAF_PAGES
             lo = (vma.start - vma.reserve_start) >> PAGE_SHIFT
             hi = (vma.end - vma.reserve_start) >> PAGE_SHIFT
-            state[rows] = np.where((pages < lo) | (pages >= hi), PTE_NOVMA, 0)
-            vflags[rows] = vma.vm_flags()
+            state[blocks[rows]] = np.where((pages < lo) | (pages >= hi), PTE_NOVMA, 0)
+            vflags[blocks[rows]] = vma.vm_flags()
+
+    def free_vma_tables(self, vma: Vma) -> int:
+        """Free every leaf of ``vma`` and every directory node below its root (the caller
+        has emptied them: no page mapped, no swap entry): ``free_pgtables`` over the VMA's
+        range (mm/memory.c, Linux 6.6: ``free_pte_range``, ``free_pmd_range``,
+        ``free_pud_range``).  Returns the leaves freed.  Dense address spaces keep theirs."""
+        if self.dense:
+            return 0
+        root = int(self._roots[vma.key])
+        level = np.array([root], dtype=np.int64)
+        inner: list[np.ndarray] = []
+        for _ in range(int(self._depths[vma.key]) - 1):
+            below = self._nodes[level].ravel()
+            level = below[below >= 0]
+            inner.append(level)
+        blocks = self._nodes[level].ravel()
+        blocks = blocks[blocks >= 0]
+        if blocks.size == 0:
+            return 0
+        self._nodes[root] = -1
+        for nodes in inner:
+            self._nodes[nodes] = -1
+            self._free_nodes.extend(nodes.tolist())
+        slots = (blocks[:, None] * LEAF + _LEAF_PAGES).ravel()
+        if np.any(self.gfn[slots] != -1):
+            raise InvariantViolation(f"{vma.name}: a page table freed while it still maps pages")
+        self.state[slots] = 0
+        self.vflags[slots] = 0
+        self._leaf_owner[blocks] = -1
+        self._free_blocks.extend(blocks.tolist())
+        self.generation += 1
+        if self.nleaves == 0:  # nothing left (exit, exec): give the arrays back
+            self._drop_blocks()
+        return int(blocks.size)
+
+    def _drop_blocks(self) -> None:
+        """No leaf in use: the slot arrays go (they may be views of a compiled run's arrays,
+        which then keep their own copy)."""
+        self.nblocks = 0
+        self._free_blocks.clear()
+        self.state = np.zeros(0, dtype=np.uint8)
+        self.gfn = np.full(0, -1, dtype=np.int64)
+        self.vflags = np.zeros(0, dtype=np.uint8)
+        self._leaf_owner = np.zeros(0, dtype=np.int64)
+        self._leaf_index = np.zeros(0, dtype=np.int64)
 
     def _leaf(self, key: int, leaf: int) -> int:
         """The block of leaf ``leaf`` of the VMA keyed ``key``; -1 if not allocated."""
@@ -284,9 +366,9 @@ class AddressSpace:
         """Slot of page ``page`` (counted from ``vma.reserve_start``) of ``vma``."""
         block = self._leaf(vma.key, page >> LEAF_SHIFT)
         if block < 0:
-            block = self.nleaves
             self._allocate(np.array([vma.key], dtype=np.int64),
                            np.array([page >> LEAF_SHIFT], dtype=np.int64))
+            block = self._leaf(vma.key, page >> LEAF_SHIFT)
         return block * LEAF + (page & (LEAF - 1))
 
     def vma_slots(self, vma: Vma) -> np.ndarray:
@@ -296,7 +378,7 @@ class AddressSpace:
 
     def _vma_leaves(self, vma: Vma) -> tuple[np.ndarray, np.ndarray]:
         """(slots, pages counted from ``reserve_start``) of ``vma``'s allocated leaves."""
-        blocks = np.flatnonzero(self._leaf_owner[:self.nleaves] == vma.key)
+        blocks = np.flatnonzero(self._leaf_owner[:self.nblocks] == vma.key)
         leaves = self._leaf_index[blocks]
         order = np.argsort(leaves)
         blocks, leaves = blocks[order], leaves[order]

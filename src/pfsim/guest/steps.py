@@ -59,6 +59,7 @@ class TaskExec:
         self.spent = 0
         self.stream: PatternStream | None = None
         self.slots = np.zeros(0, dtype=np.int32)
+        self.generation = 0  # the address space's generation when ``slots`` were translated
         self.writes = np.zeros(0, dtype=np.bool_)
         self.vpns = np.zeros(0, dtype=np.int64)
         self.pos = 0
@@ -160,6 +161,7 @@ class TaskExec:
             pages, stores = texec.stream.next_chunk(n)
             texec.vpns = pages + texec.base_vpn
             texec.slots = mm.slots_of(pages, texec.base_vpn)
+            texec.generation = mm.generation
             texec.writes = stores
             texec.pos = 0
             return True
@@ -170,6 +172,7 @@ class TaskExec:
             vpns = np.arange(start >> PAGE_SHIFT, ((start + length - 1) >> PAGE_SHIFT) + 1)
             texec.vpns = vpns
             texec.slots = mm.slots_of(vpns)
+            texec.generation = mm.generation
             texec.writes = np.full(len(vpns), step.kind == "read", dtype=np.bool_)
             texec.base_vpn = int(vpns[0])
             texec.pos = 0
