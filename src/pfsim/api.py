@@ -7,12 +7,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pfsim.config import Config, load_config
 from pfsim.errors import ResourceError
 from pfsim.simulation import Simulation
-from pfsim.tracing import TraceOptions, names_of, trace_options, write_trace
+
+if TYPE_CHECKING:
+    from pfsim.tracing import TraceOptions
 
 
 class FrozenList(tuple):  # type: ignore[type-arg]
@@ -144,13 +146,18 @@ def run(config: Config | str | Path | dict[str, Any], overrides: list[str] | Non
     if not isinstance(config, Config) or overrides or seed is not None:
         source = config.model_dump(mode="json") if isinstance(config, Config) else config
         config = load_config(source, overrides=overrides, seed=seed)
-    if trace is not None and not isinstance(trace, TraceOptions):
-        trace = trace_options(Path(trace), None, None, None)
+    if trace is not None:  # the trace writer loads only when asked for
+        from pfsim.tracing import TraceOptions, trace_options
+
+        if not isinstance(trace, TraceOptions):
+            trace = trace_options(Path(trace), None, None, None)
     try:
         recorder = trace.recorder() if trace is not None else None
         simulation = Simulation(config) if recorder is None else Simulation(config, recorder)
         result = RunResult(simulation.run(progress=progress))
         if trace is not None and recorder is not None:
+            from pfsim.tracing import names_of, write_trace
+
             names = names_of(simulation, result["sim_time_ns"])
             result.trace_path, result.trace_warning = write_trace(trace, recorder, names)
         return result

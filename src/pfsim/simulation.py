@@ -8,9 +8,8 @@ injects them: the guest and the hypervisor never import each other, nor the clus
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pfsim.apf_modes import MODES
 from pfsim.config import Config, config_digest
 from pfsim.config.cluster_checks import almos_enabled
 from pfsim.engine import RandomStreams, Simulator
@@ -20,9 +19,11 @@ from pfsim.guest.flat_vmm import FlatVmm
 from pfsim.guest.kernel import GuestKernel
 from pfsim.guest.vmm import Vmm
 from pfsim.machine.latency import as_result
-from pfsim.hypervisor.host import Host
 from pfsim.machine.trace_records import OFF, TraceRecorder
 from pfsim.sched import TaskState
+
+if TYPE_CHECKING:
+    from pfsim.hypervisor.host import Host
 
 VERSION = "0.1.0"
 
@@ -47,6 +48,11 @@ class Simulation:
         self.kernel = GuestKernel(config, self.sim, self.streams, vmm_class(config))
         self.host: Host | None = None
         if config.hypervisor.enabled:
+            # NOTE: perf: only runs with a host load it (and the async-PF modes): a plain
+            # `pfsim run` starts faster (README, "Speed")
+            from pfsim.apf_modes import MODES
+            from pfsim.hypervisor.host import Host
+
             self.host = Host(config, self.sim, self.streams, self.kernel,
                              MODES[config.hypervisor.async_pf])
             self.kernel.executor.attach_host(self.host)

@@ -16,7 +16,6 @@ import os
 import numpy as np
 
 from pfsim.errors import TraceFormatError
-from pfsim.replacement import PageIds
 
 
 def trace_page_ids(path: str) -> np.ndarray:
@@ -37,6 +36,8 @@ def _page_ids(path: str, size: int, mtime_ns: int) -> np.ndarray:
         raise TraceFormatError(f"{path}: not a .npy array of page numbers: {exc}") from None
     if pages.ndim != 1 or pages.dtype.kind not in "iu" or pages.size == 0:
         raise TraceFormatError(f"{path}: expected a non-empty 1-D array of integer page numbers")
+    from pfsim.replacement import PageIds  # only runs with trace steps load the replay code
+
     ids = PageIds()
     out = np.empty(pages.size, dtype=np.int32)
     block = 1 << 20
