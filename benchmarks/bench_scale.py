@@ -12,7 +12,10 @@ CPU second, counted from the result's ``min_flt``.  Cases (issue 8):
    1 TiB anonymous vseg, touching 64 GiB of distinct pages (16 M first-touch faults) and
    exiting;
 3. a 1 TiB guest running a 1 GiB working set (256 K faults);
-4. sixteen 64 GiB vsegs (1 TiB of address space) touching 1 GiB.
+4. sixteen 64 GiB vsegs (1 TiB of address space) touching 1 GiB;
+5. case 3 with the host model (``hypervisor.enabled``): the host's per-gfn arrays;
+6. the ALMOS-MKH clusters (``examples/clusters.toml``'s 4 clusters of 2 vCPUs) with one 64 GiB
+   anon vseg, each of 8 threads writing every 512th page of its eighth (32 K pages in all).
 
 ``--baseline SRC`` runs the same cases with the pfsim package of another source tree (e.g. a
 ``git worktree`` of an earlier commit: ``--baseline /tmp/old/src``) in the same run and prints
@@ -63,6 +66,21 @@ def touch(guest: str, vsegs: list[tuple[str, str]], touched: int) -> dict:
                            "threads": [{"stack": False, "steps": steps}]}]}
 
 
+def with_host(config: dict) -> dict:
+    return {**config, "hypervisor": {"enabled": True}}
+
+
+def clusters(vseg: str, pages: int) -> dict:
+    """examples/clusters.toml's machine: 8 threads, each writing ``pages // 8`` pages 2 MiB
+    apart in its eighth of one ``vseg``-sized anon vseg."""
+    share = {"op": "access", "vseg": "buf", "split": True, "pattern": "sequential",
+             "stride": "2MiB", "accesses": pages // 8, "write_ratio": 1.0}
+    return {"sim": {"seed": 11}, "guest": {"vcpus": 8, "clusters": 4, "memory": "1GiB"},
+            "processes": [{"name": "solver", "cluster": 0,
+                           "vsegs": [{"name": "buf", "type": "anon", "size": vseg}],
+                           "threads": [{"count": 8, "steps": [share]}]}]}
+
+
 def cases(scale: int) -> dict[str, dict]:
     return {
         "1": ("first touch of 4 GiB, 8 GiB guest",
@@ -73,6 +91,10 @@ def cases(scale: int) -> dict[str, dict]:
               touch("1TiB", [("heap", "1GiB")], GIB // scale)),
         "4": ("16 vsegs of 64 GiB touching 1 GiB, 64 GiB guest",
               touch("64GiB", [(f"v{k}", "64GiB") for k in range(16)], GIB // scale)),
+        "5": ("1 TiB guest with the host model, 1 GiB working set",
+              with_host(touch("1TiB", [("heap", "1GiB")], GIB // scale))),
+        "6": ("4 clusters, a 64 GiB vseg, 32 K pages written by 8 threads",
+              clusters("64GiB", 32768 // scale)),
     }
 
 
@@ -111,13 +133,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="touch a sixteenth")
     parser.add_argument("--baseline", type=Path, help="another source tree's src/ to compare")
-    parser.add_argument("--cases", default="1,2,3,4")
+    parser.add_argument("--cases", default="1,2,3,4,5,6")
     args = parser.parse_args()
     table = cases(16 if args.quick else 1)
-    warm = touch("64MiB", [("heap", "1MiB")], 1 << 20)
+    small = touch("64MiB", [("heap", "1MiB")], 1 << 20)
+    warm = [small, with_host(small), clusters("64MiB", 64)]
     for src in (SRC, args.baseline):
-        if src is not None:
-            run_case(src, warm)  # numba cache filled for every kind of run the cases make
+        for config in warm if src is not None else []:
+            run_case(src, config)  # numba cache filled for every kind of run the cases make
     for key in args.cases.split(","):
         title, config = table[key]
         print(f"case {key}: {title}")
