@@ -1,108 +1,64 @@
 """Guest page reclaim, after Linux 5.15 mm/vmscan.c, mm/workingset.c and mm/page_alloc.c.
 
 The guest kernel's frames are on four LRU lists (:mod:`pfsim.guest.lru`).  Allocation checks
-the zone watermarks (``__setup_per_zone_wmarks``): the fast path takes frames while more than
-``low`` are free, below that kswapd is woken and allocations go on down to ``min``; at ``min``
-the allocating task reclaims itself (direct reclaim, ``allocstall``), and only when reclaim
-frees nothing does the OOM killer run.  kswapd (``balance_pgdat``) reclaims until more than
-``high`` frames are free.  Both go through ``shrink_node`` → ``shrink_lruvec``:
-
-* ``get_scan_count``: how many pages of each list to scan at this priority (size >> priority,
-  split between anon and file by swappiness and the recent I/O cost of each, or file only
-  without swap, anon only when file pages are nearly gone, file only while the inactive file
-  list is large and not thrashing);
-* ``shrink_active_list``: active pages go to the inactive list (referenced executable file
-  pages get one more trip around the active list), their accessed bits cleared;
-* ``shrink_inactive_list`` → ``shrink_page_list`` → ``page_check_references``: a page whose
-  PTEs were accessed is kept (first time: PG_referenced is set) or activated (referenced again,
-  or mapped and accessed by more than one PTE, or executable file); an unreferenced page is
-  reclaimed: anonymous pages get a swap slot and are written out, every PTE mapping the page is
-  turned into a swap entry or cleared (the reverse map), dirty file pages are written back,
-  and the frame is freed, leaving a *shadow* entry (``workingset_eviction``).
-
-A refault (a page read back from swap or disk with a shadow) compares its refault distance
-with the workingset size (``workingset_refault``) and is activated when it fits.
+the zone watermarks (``__setup_per_zone_wmarks``, :mod:`pfsim.guest.scan_control`): the fast
+path takes frames while more than ``low`` are free, below that kswapd is woken and allocations
+go on down to ``min``; at ``min`` the allocating task reclaims itself (direct reclaim,
+``allocstall``), and only when reclaim frees nothing does the OOM killer run.  kswapd
+(``balance_pgdat``) reclaims until more than ``high`` frames are free.  Both go through
+``shrink_node`` (:mod:`pfsim.guest.shrink`, with the reverse map of :mod:`pfsim.guest.rmap`);
+a refault compares its refault distance with the workingset size
+(:mod:`pfsim.guest.workingset`); swap-in is :mod:`pfsim.guest.swapin`.  This module holds the
+:class:`Reclaim` state, allocation, kswapd, direct reclaim, results and invariant checks.
 
 Simplifications (docs/reclaim.md): one node and zone; kswapd runs as timed events off the vCPUs
 (its CPU time is simulated but charged to no vCPU); a page written out is freed when its write
 is queued, not when the write completes (the device still spends the time, and a read of the
 slot queues behind the write); dirty file pages met by reclaim are written by it (no flusher
-threads).  Per page, the work is numpy over frame-indexed arrays; no Python object per page.
+threads).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from math import isqrt
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pfsim.engine import Priority
 from pfsim.errors import InvariantViolation
-from pfsim.guest.fault import Action, FaultResult
 from pfsim.guest.lru import (
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
     LruLists,
-    is_active_lru,
-    is_file_lru,
 )
 from pfsim.guest.pagecache import File
-from pfsim.guest.swap import GuestSwap, SwapRead
+from pfsim.guest.rmap import ReverseMap
+from pfsim.guest.scan_control import (
+    COUNTERS,
+    DEF_PRIORITY,
+    MAX_RECLAIM_RETRIES,
+    SWAP_CLUSTER_MAX,
+    ScanControl,
+    watermarks,
+)
+from pfsim.guest.shrink import Shrinker
+from pfsim.guest.swap import GuestSwap
+from pfsim.guest.swapin import SwapIn
+from pfsim.guest.workingset import Workingset
 from pfsim.machine.frames import ANON, FREE, PAGECACHE
-from pfsim.machine.pte import PTE_ACCESSED, PTE_EXEC, PTE_PRESENT, PTE_SWAP, VM_EXEC
-from pfsim.sched import TaskState
-from pfsim.units import PAGE_SIZE
+from pfsim.machine.pte import PTE_SWAP
 
 if TYPE_CHECKING:
     from pfsim.guest.kernel import GuestKernel
-    from pfsim.guest.mm import Vma
     from pfsim.guest.steps import TaskExec
 
-SWAP_CLUSTER_MAX = 32
-DEF_PRIORITY = 12
-MAX_RECLAIM_RETRIES = 16
+__all__ = ["COUNTERS", "DEF_PRIORITY", "MAX_RECLAIM_RETRIES", "SWAP_CLUSTER_MAX", "Reclaim",
+           "ScanControl", "watermarks"]
 
 
-def watermarks(managed: int, min_free_kbytes: int | None, scale_factor: int) -> tuple[int, int, int]:
-    """(min, low, high) in frames for ``managed`` user frames (mm/page_alloc.c
-    ``init_per_zone_wmark_min`` and ``__setup_per_zone_wmarks``, one zone)."""
-    if min_free_kbytes is None:
-        min_free_kbytes = min(max(isqrt(managed * (PAGE_SIZE >> 10) * 16), 128), 262144)
-    pages_min = min_free_kbytes >> 2
-    tmp = max(pages_min >> 2, managed * scale_factor // 10000)
-    return pages_min, pages_min + tmp, pages_min + 2 * tmp
-
-
-@dataclass
-class ScanControl:
-    """``struct scan_control`` (the fields pfsim uses)."""
-
-    kswapd: bool
-    nr_to_reclaim: int
-    priority: int = DEF_PRIORITY
-    nr_scanned: int = 0
-    nr_reclaimed: int = 0
-    work: int = 0  # pages isolated (active and inactive): the CPU time of the pass
-    may_deactivate_anon: bool = False
-    may_deactivate_file: bool = False
-    force_deactivate: bool = False
-    skipped_deactivate: bool = False
-    cache_trim_mode: bool = False
-    file_is_tiny: bool = False
-
-
-COUNTERS = ("pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pgrefill",
-            "pgactivate", "pgdeactivate", "allocstall", "kswapd_wakeups",
-            "workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
-            "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",
-            "file_writeback", "swap_ra", "swap_outs_host_swapped")
-
-
-class Reclaim:
+class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
     """Watermarks, kswapd, direct reclaim, swap-in and the LRU state of one guest kernel.
 
     Args:
@@ -176,31 +132,6 @@ class Reclaim:
             self.file_shadow_ws[fid] = np.concatenate([self.file_shadow_ws[fid],
                                                        np.zeros(grow, dtype=np.bool_)])
         return fid
-
-    def _mm_index(self, mm: Any) -> int:
-        index = self._mm_ids.get(id(mm))
-        if index is None:
-            process = next(p for p in self.kernel.processes if p.mm is mm)
-            index = len(self._mm_procs)
-            self._mm_ids[id(mm)] = index
-            self._mm_procs.append(process)
-        return index
-
-    def rmap_note(self, mm: Any, slot: int, frame: int) -> None:
-        """``page_add_*_rmap``: ``frame`` is now mapped at ``slot`` of ``mm``."""
-        self.rmap_mm1[frame] = self._mm_index(mm) + 1
-        self.rmap_slot[frame] = slot
-
-    def rmap_note_scan(self, mm: Any, slots: np.ndarray, popped: np.ndarray) -> None:
-        """The compiled loop mapped ``popped`` somewhere among ``slots``."""
-        pos = self._pos1
-        pos[popped] = np.arange(1, popped.size + 1, dtype=np.int32)
-        g = mm.gfn[slots]
-        index = pos[np.maximum(g, 0)] - 1
-        hit = (g > 0) & (index >= 0)
-        self.rmap_mm1[popped[index[hit]]] = self._mm_index(mm) + 1
-        self.rmap_slot[popped[index[hit]]] = slots[hit]
-        pos[popped] = 0
 
     def anon_added(self, frames: np.ndarray) -> None:
         """New anonymous pages (``lru_cache_add_inactive_or_unevictable``): inactive anon."""
@@ -365,512 +296,6 @@ class Reclaim:
         if texec is not None:
             self.kernel.faults.stall_ns += sc.work * self.page_cost
         return sc.nr_reclaimed
-
-    # ------------------------------------------------------------------ shrink_node
-
-    def _snapshot_refaults(self) -> None:
-        self.refault_snapshot = [self.stats["workingset_activate_anon"],
-                                 self.stats["workingset_activate_file"]]
-
-    def _inactive_is_low(self, inactive_lru: int, nr: list[int] | None = None) -> bool:
-        """``inactive_is_low``: inactive * sqrt(10 * size in GiB) < active."""
-        if nr is None:
-            nr = self.lru.nr.tolist()
-        inactive = nr[inactive_lru]
-        active = nr[inactive_lru + 1]
-        gb = (inactive + active) >> 18
-        ratio = isqrt(10 * gb) if gb else 1
-        return inactive * ratio < active
-
-    def shrink_node(self, sc: ScanControl) -> None:
-        """``shrink_node``: the deactivation and balance decisions, then ``shrink_lruvec``."""
-        nr = self.lru.nr.tolist()
-        if sc.force_deactivate:
-            sc.may_deactivate_anon = sc.may_deactivate_file = True
-        else:
-            sc.may_deactivate_anon = (self.stats["workingset_activate_anon"]
-                                      != self.refault_snapshot[0]
-                                      or self._inactive_is_low(LRU_INACTIVE_ANON, nr))
-            sc.may_deactivate_file = (self.stats["workingset_activate_file"]
-                                      != self.refault_snapshot[1]
-                                      or self._inactive_is_low(LRU_INACTIVE_FILE, nr))
-        sc.cache_trim_mode = bool(nr[LRU_INACTIVE_FILE] >> sc.priority) and \
-            not sc.may_deactivate_file
-        free = int(self.kernel.mem.nfree[0])
-        file = nr[LRU_ACTIVE_FILE] + nr[LRU_INACTIVE_FILE]
-        anon = nr[LRU_INACTIVE_ANON]
-        sc.file_is_tiny = (file + free <= self.wmark_high and not sc.may_deactivate_anon
-                           and bool(anon >> sc.priority))
-        before = sc.nr_reclaimed
-        self.shrink_lruvec(sc)
-        if sc.nr_reclaimed > before:
-            self.kswapd_failures = 0
-
-    def get_scan_count(self, sc: ScanControl) -> list[int]:
-        """``get_scan_count``: pages to scan on each list at ``sc.priority``."""
-        nr = self.lru.nr.tolist()
-        swappiness = self.swappiness
-        may_swap = self.swap is not None and self.swap.nfree > 0
-        fraction = [0, 0]
-        denominator = 1
-        if not may_swap:
-            balance = "file"
-        elif sc.priority == 0 and swappiness:
-            balance = "equal"
-        elif sc.file_is_tiny:
-            balance = "anon"
-        elif sc.cache_trim_mode:
-            balance = "file"
-        else:
-            balance = "fract"
-            total_cost = self.anon_cost + self.file_cost
-            anon_cost = total_cost + self.anon_cost
-            file_cost = total_cost + self.file_cost
-            total_cost = anon_cost + file_cost
-            ap = swappiness * (total_cost + 1) // (anon_cost + 1)
-            fp = (200 - swappiness) * (total_cost + 1) // (file_cost + 1)
-            fraction = [ap, fp]
-            denominator = ap + fp
-        scan = [n >> sc.priority for n in nr]
-        if balance == "fract":
-            scan = [n * fraction[lru >= LRU_INACTIVE_FILE] // denominator if denominator else 0
-                    for lru, n in enumerate(scan)]
-        elif balance == "file":
-            scan[LRU_INACTIVE_ANON] = scan[LRU_ACTIVE_ANON] = 0
-        elif balance == "anon":
-            scan[LRU_INACTIVE_FILE] = scan[LRU_ACTIVE_FILE] = 0
-        return scan
-
-    def shrink_lruvec(self, sc: ScanControl) -> None:
-        """``shrink_lruvec``: scan the lists in SWAP_CLUSTER_MAX batches; once enough is
-        reclaimed (kswapd, or below DEF_PRIORITY) scale the rest proportionally."""
-        nr = self.get_scan_count(sc)
-        targets = list(nr)
-        nr_to_reclaim = sc.nr_to_reclaim
-        nr_reclaimed = 0
-        scan_adjusted = not sc.kswapd and sc.priority == DEF_PRIORITY
-        while nr[LRU_INACTIVE_ANON] or nr[LRU_ACTIVE_FILE] or nr[LRU_INACTIVE_FILE]:
-            for lru in range(4):
-                if nr[lru]:
-                    count = min(nr[lru], SWAP_CLUSTER_MAX)
-                    nr[lru] -= count
-                    nr_reclaimed += self.shrink_list(lru, count, sc)
-            if nr_reclaimed < nr_to_reclaim or scan_adjusted:
-                continue
-            nr_file = nr[LRU_INACTIVE_FILE] + nr[LRU_ACTIVE_FILE]
-            nr_anon = nr[LRU_INACTIVE_ANON] + nr[LRU_ACTIVE_ANON]
-            if not nr_file or not nr_anon:
-                break
-            if nr_file > nr_anon:
-                scan_target = targets[LRU_INACTIVE_ANON] + targets[LRU_ACTIVE_ANON] + 1
-                small = LRU_INACTIVE_ANON
-                percentage = nr_anon * 100 // scan_target
-            else:
-                scan_target = targets[LRU_INACTIVE_FILE] + targets[LRU_ACTIVE_FILE] + 1
-                small = LRU_INACTIVE_FILE
-                percentage = nr_file * 100 // scan_target
-            nr[small] = nr[small + 1] = 0
-            big = LRU_INACTIVE_FILE if small == LRU_INACTIVE_ANON else LRU_INACTIVE_ANON
-            for lru in (big, big + 1):
-                scanned = targets[lru] - nr[lru]
-                nr[lru] = targets[lru] * (100 - percentage) // 100
-                nr[lru] -= min(nr[lru], scanned)
-            scan_adjusted = True
-        sc.nr_reclaimed += nr_reclaimed
-        if self.swap is not None and self._inactive_is_low(LRU_INACTIVE_ANON):
-            self.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON, sc)
-
-    def shrink_list(self, lru: int, count: int, sc: ScanControl) -> int:
-        if is_active_lru(lru):
-            if sc.may_deactivate_file if is_file_lru(lru) else sc.may_deactivate_anon:
-                self.shrink_active_list(count, lru, sc)
-            else:
-                sc.skipped_deactivate = True
-            return 0
-        return self.shrink_inactive_list(count, lru, sc)
-
-    # ------------------------------------------------------------------ the reverse map
-
-    def _rmap(self, frames: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarray]]:
-        """Every present PTE mapping one of ``frames``: (process, slots, index in frames)
-        (``rmap_walk``).  A page mapped once (map count = references - the cache's) is found
-        through its hint; shared pages by a vectorized pass over each live address space."""
-        mem = self.kernel.mem
-        cache_ref = self.file_id1[frames] > 0
-        if self.swap is not None:
-            cache_ref |= self.swap.slot1[frames] > 0
-        mapcount = mem.refcount[frames] - cache_ref
-        found: list[tuple[Any, np.ndarray, np.ndarray]] = []
-        single = np.flatnonzero(mapcount == 1)
-        rest = mapcount > 1
-        if single.size:
-            owners = self.rmap_mm1[frames[single]] - 1
-            slots = self.rmap_slot[frames[single]]
-            resolved = np.zeros(single.size, dtype=np.bool_)
-            for owner in np.unique(owners[owners >= 0]).tolist():
-                process = self._mm_procs[owner]
-                mm = process.mm
-                mine = np.flatnonzero(owners == owner)
-                ok = (slots[mine] < mm.gfn.size)
-                mine = mine[ok]
-                good = ((mm.gfn[slots[mine]] == frames[single[mine]])
-                        & ((mm.state[slots[mine]] & PTE_PRESENT) != 0))
-                if process.alive and good.any():
-                    found.append((process, slots[mine[good]], single[mine[good]]))
-                    resolved[mine[good]] = True
-            rest[single[~resolved]] = True
-        if rest.any():
-            wanted = frames[rest]
-            where = np.flatnonzero(rest)
-            pos = self._pos1
-            pos[wanted] = where.astype(np.int32) + 1
-            for process in self.kernel.processes:
-                if not process.alive:
-                    continue
-                mm = process.mm
-                g = mm.gfn
-                index = pos[np.maximum(g, 0)] - 1
-                hit = np.flatnonzero((g > 0) & (index >= 0) & ((mm.state & PTE_PRESENT) != 0))
-                if hit.size:
-                    found.append((process, hit, index[hit]))
-            pos[wanted] = 0
-        return found
-
-    def page_referenced(self, frames: np.ndarray,
-                        maps: list[tuple[Any, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """``page_referenced``: per frame, the PTEs found accessed (their bits are cleared)
-        and whether one of them is in a VM_EXEC mapping."""
-        refs = np.zeros(frames.size, dtype=np.int64)
-        vmexec = np.zeros(frames.size, dtype=np.bool_)
-        for process, slots, index in maps:
-            mm = process.mm
-            young = (mm.state[slots] & PTE_ACCESSED) != 0
-            if not young.any():
-                continue
-            np.add.at(refs, index[young], 1)
-            execs = young & ((mm.vflags[slots] & VM_EXEC) != 0)
-            vmexec[index[execs]] = True
-            mm.state[slots[young]] &= np.uint8(~PTE_ACCESSED & 0xFF)
-        return refs, vmexec
-
-    # ------------------------------------------------------------------ active list
-
-    def shrink_active_list(self, count: int, lru: int, sc: ScanControl) -> None:
-        """``shrink_active_list``: deactivate all but referenced executable file pages."""
-        frames = self.lru.isolate(lru, count)
-        if frames.size == 0:
-            return
-        sc.work += frames.size
-        self.stats["pgrefill"] += frames.size
-        refs, vmexec = self.page_referenced(frames, self._rmap(frames))
-        stay = (refs > 0) & vmexec if is_file_lru(lru) else np.zeros(frames.size, dtype=np.bool_)
-        self.workingset[frames[~stay]] = True
-        self.lru.add(frames[stay], lru)
-        self.nonresident_age += int(np.count_nonzero(stay))  # move_pages_to_lru: active
-        self.lru.add(frames[~stay], lru - 1)
-        self.stats["pgdeactivate"] += int(np.count_nonzero(~stay))
-        if self.check_batches:
-            self.check()
-
-    # ------------------------------------------------------------------ inactive list
-
-    def shrink_inactive_list(self, count: int, lru: int, sc: ScanControl) -> int:
-        """``shrink_inactive_list``: isolate, ``shrink_page_list``, put the rest back."""
-        frames = self.lru.isolate(lru, count)
-        if frames.size == 0:
-            return 0
-        sc.nr_scanned += frames.size
-        sc.work += frames.size
-        self.stats["pgscan_kswapd" if sc.kswapd else "pgscan_direct"] += frames.size
-        reclaimed, pageout = self.shrink_page_list(frames, lru, sc)
-        self.stats["pgsteal_kswapd" if sc.kswapd else "pgsteal_direct"] += reclaimed
-        self._note_cost(is_file_lru(lru), pageout)
-        if self.check_batches:
-            self.check()
-        return reclaimed
-
-    def _note_cost(self, file: bool, pages: int) -> None:
-        """``lru_note_cost``: add the I/O of reclaim (or of a restored refault); the costs halve
-        when together they exceed a quarter of the LRU pages."""
-        if file:
-            self.file_cost += pages
-        else:
-            self.anon_cost += pages
-        if self.file_cost + self.anon_cost > int(self.lru.nr.sum()) // 4:
-            self.file_cost //= 2
-            self.anon_cost //= 2
-
-    def shrink_page_list(self, frames: np.ndarray, lru: int, sc: ScanControl) -> tuple[int, int]:
-        """``shrink_page_list`` over an isolated batch (oldest first); (freed, written)."""
-        kernel = self.kernel
-        mem = kernel.mem
-        file = is_file_lru(lru)
-        maps = self._rmap(frames)
-        refs, vmexec = self.page_referenced(frames, maps)
-        was_referenced = self.referenced[frames].copy()  # TestClearPageReferenced
-        self.referenced[frames] = False
-        used = refs > 0
-        self.referenced[frames[used]] = True  # SetPageReferenced
-        activate = used & (was_referenced | (refs > 1) | (vmexec & file))
-        keep = used & ~activate
-        reclaim = ~used
-        if file:  # PAGEREF_RECLAIM_CLEAN: a dirty page referenced before is kept
-            keep |= reclaim & was_referenced & self.dirty[frames]
-            reclaim &= ~(was_referenced & self.dirty[frames])
-        slots = np.full(frames.size, -1, dtype=np.int64)
-        written = np.zeros(frames.size, dtype=np.bool_)
-        if not file:
-            swap = self.swap
-            for i in np.flatnonzero(reclaim).tolist():
-                frame = int(frames[i])
-                slot = -1 if swap is None else swap.slot_of(frame)
-                if slot < 0:  # add_to_swap: a slot, and the page joins the swap cache
-                    slot = -1 if swap is None else swap.alloc_slot()
-                    if slot < 0:  # no swap space: activate_locked
-                        reclaim[i] = False
-                        activate[i] = True
-                        continue
-                    swap.add_to_cache(slot, frame)
-                    mem.refcount[frame] += 1
-                    written[i] = True
-                slots[i] = slot
-        else:
-            written = reclaim & self.dirty[frames]
-        # try_to_unmap: every PTE of a reclaimed page becomes its swap entry (anon) or none
-        touched: set[int] = set()
-        for process, pte_slots, index in maps:
-            take = reclaim[index]
-            if not take.any():
-                continue
-            mm = process.mm
-            ptes = pte_slots[take]
-            which = index[take]
-            if file:
-                mm.state[ptes] = 0
-                mm.gfn[ptes] = -1
-            else:
-                mm.state[ptes] = PTE_SWAP
-                mm.gfn[ptes] = (-2 - slots[which]).astype(np.int32)
-                self.swap.duplicate(slots[which])
-            np.subtract.at(mem.refcount, frames[which], 1)
-            mm.rss -= int(ptes.size)
-            touched.add(id(process))
-            kernel.procs._resync_others(-1, process)
-        # pageout: one write request per batch for the pages that need writing
-        nwritten = int(np.count_nonzero(written))
-        if nwritten:
-            start = self.sim.now
-            host = kernel.executor.host
-            if host is not None:  # the virtual disk reads the pages: double paging
-                for frame in frames[written].tolist():
-                    ready, swapped = host.dma_read(int(frame))
-                    start = max(start, ready)
-                    if swapped and not file:
-                        self.stats["swap_outs_host_swapped"] += 1
-            if file:
-                kernel.disk.submit(start, nwritten)
-                self.stats["file_writeback"] += nwritten
-            else:
-                self.swap.device.submit(start, nwritten, write=True)
-                self.swap.swap_outs += nwritten
-            self.dirty[frames[written]] = False
-        # __remove_mapping: shadow entries, then the frames are freed
-        for i in np.flatnonzero(reclaim).tolist():
-            frame = int(frames[i])
-            if mem.refcount[frame] != 1:
-                raise InvariantViolation(f"reclaimed frame {frame} still has "
-                                         f"{int(mem.refcount[frame]) - 1} mappings")
-            age = self.nonresident_age
-            self.nonresident_age += 1  # workingset_eviction: workingset_age_nonresident
-            if file:
-                fid = int(self.file_id1[frame]) - 1
-                page = int(self.file_page[frame])
-                self.file_shadow[fid][page] = age
-                self.file_shadow_ws[fid][page] = self.workingset[frame]
-                self.files[fid].drop(page)
-            else:
-                slot = self.swap.delete_from_cache(frame)
-                self.swap.shadow[slot] = age
-                self.swap.shadow_workingset[slot] = self.workingset[frame]
-            mem.put(frame)
-        # putback: activated pages to the active list, kept ones to the inactive list; an
-        # activated page in the swap cache gives its slot up when swap is over half full
-        if not file and self.swap is not None and self.swap.full:
-            for frame in frames[activate].tolist():
-                self._free_swap_cache(int(frame))
-        self.lru.add(frames[activate], lru + 1)
-        nact = int(np.count_nonzero(activate))
-        self.stats["pgactivate"] += nact
-        self.nonresident_age += nact
-        self.lru.add(frames[keep & ~activate], lru)
-        return int(np.count_nonzero(reclaim)), nwritten
-
-    # ------------------------------------------------------------------ refaults
-
-    def _refault(self, file: bool, eviction: int, workingset: bool, frame: int) -> bool:
-        """``workingset_refault``: count it; True (activate) when the refault distance is at
-        most the workingset size."""
-        kind = "file" if file else "anon"
-        self.stats[f"workingset_refault_{kind}"] += 1
-        nr = self.lru.nr
-        distance = self.nonresident_age - eviction
-        size = int(nr[LRU_ACTIVE_FILE])
-        if not file:
-            size += int(nr[LRU_INACTIVE_FILE])
-        if self.swap is not None and self.swap.nfree > 0:
-            size += int(nr[LRU_ACTIVE_ANON])
-            if file:
-                size += int(nr[LRU_INACTIVE_ANON])
-        if distance > size:
-            return False
-        self.nonresident_age += 1
-        self.stats[f"workingset_activate_{kind}"] += 1
-        if workingset:
-            self.workingset[frame] = True
-            self._note_cost(file, 1)  # lru_note_cost_page
-            self.stats[f"workingset_restore_{kind}"] += 1
-        return True
-
-    # ------------------------------------------------------------------ swap-in
-
-    def do_swap_page(self, texec: TaskExec, vma: Vma, slot: int, write: bool,
-                     cost: int) -> FaultResult:
-        """``do_swap_page`` (Linux 5.15 mm/memory.c): the PTE holds a swap entry."""
-        kernel = self.kernel
-        mem = kernel.mem
-        mm = texec.process.mm
-        swap = self.swap
-        assert swap is not None
-        entry = -2 - int(mm.gfn[slot])
-        frame = int(swap.cache[entry])
-        if frame >= 0 and entry in swap.pending:  # being read (readahead): wait, retry minor
-            return FaultResult(Action.WAIT_IO, cost, request=swap.pending[entry],
-                               detail={"major": False})
-        if frame < 0 and swap.synchronous and swap.count[entry] == 1:
-            # SWP_SYNCHRONOUS_IO (zram): no swap cache, the read happens in this thread
-            frame = kernel.alloc_frame(texec, ANON, onto_lru=False)
-            if frame < 0:
-                return FaultResult(Action.KILLED, cost)
-            done = swap.device.submit(self.sim.now, 1, write=False)
-            swap.swap_ins += 1
-            self._swapped_in(entry, frame)
-            swap.swap_free(np.array([entry]))
-            bits = vma.pte_bits() if write else PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
-            mm.gfn[slot] = frame
-            mm.state[slot] = bits
-            mm.rss += 1
-            self.rmap_note(mm, slot, frame)
-            kernel.faults.touched.append(frame)
-            wait = max(0, done - self.sim.now)
-            return FaultResult(Action.RETRY, cost + wait + self.swap_page_cost,
-                               detail={"major": True})
-        if frame < 0:  # swapin_readahead → swap_cluster_readahead
-            slots: list[int] = []
-            frames: list[int] = []
-            for other in swap.readahead_window(entry):
-                if other == entry:
-                    got = kernel.alloc_frame(texec, ANON, onto_lru=False)
-                    if got < 0:
-                        return FaultResult(Action.KILLED, cost)
-                    if swap.cache[entry] >= 0 or mm.state[slot] != PTE_SWAP:
-                        mem.put(got)  # reclaim or another task changed things: retry
-                        return FaultResult(Action.RETRY, cost)
-                else:
-                    got = self.alloc_nowait(ANON)
-                    if got < 0:
-                        break
-                swap.add_to_cache(other, got)
-                slots.append(other)
-                frames.append(got)
-            done = swap.device.submit(self.sim.now, len(slots), write=False)
-            swap.swap_ins += len(slots)
-            self.stats["swap_ra"] += len(slots) - 1
-            request = SwapRead(slots, frames, done)
-            for other in slots:
-                swap.pending[other] = request
-            self.sim.at(done, self._swapin_done, request, priority=Priority.URGENT)
-            # this fault started the read: VM_FAULT_MAJOR, so its retry counts as major
-            return FaultResult(Action.WAIT_IO, cost, request=request, detail={"major": True})
-        # the page is in the swap cache: map it
-        mem.get(frame)
-        swap.swap_free(np.array([entry]))
-        bits = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
-        if write and self.try_free_swap(frame):  # reuse_swap_page: exclusive, writable
-            bits = vma.pte_bits()
-        elif swap.full:  # vm_swap_full: drop the swap copy (try_to_free_swap), keep read-only
-            self.try_free_swap(frame)
-        mm.gfn[slot] = frame
-        mm.state[slot] = bits
-        mm.rss += 1
-        self.rmap_note(mm, slot, frame)
-        return FaultResult(Action.RETRY, cost + self.swap_page_cost)
-
-    def _free_swap_cache(self, frame: int) -> None:
-        """``try_to_free_swap``: leave the swap cache if no swap entry refers to the slot."""
-        swap = self.swap
-        slot = swap.slot_of(frame)
-        if slot >= 0 and swap.count[slot] == 0 and slot not in swap.pending:
-            swap.delete_from_cache(frame)
-            self.kernel.mem.put(frame)
-
-    def try_free_swap(self, frame: int) -> bool:
-        """``reuse_swap_page`` for a page about to be written: when its one mapping is the
-        only user (no swap entry left, not shared), it leaves the swap cache (freeing the
-        slot) and may be written in place.  True when the page is now exclusive."""
-        swap = self.swap
-        mem = self.kernel.mem
-        if swap is None or swap.slot_of(frame) < 0:
-            return bool(mem.refcount[frame] == 1)
-        slot = swap.slot_of(frame)
-        if swap.count[slot] == 0 and mem.refcount[frame] == 2 and slot not in swap.pending:
-            swap.delete_from_cache(frame)
-            mem.put(frame)
-            return True
-        return False
-
-    def _swapped_in(self, slot: int, frame: int) -> None:
-        """The page of ``slot`` is in ``frame``: refault check, then onto the LRU."""
-        swap = self.swap
-        lru = LRU_INACTIVE_ANON
-        if swap.shadow[slot] >= 0:
-            if self._refault(False, int(swap.shadow[slot]), bool(swap.shadow_workingset[slot]),
-                             frame):
-                lru = LRU_ACTIVE_ANON
-            swap.shadow[slot] = -1
-        self.lru.add(np.array([frame]), lru)
-
-    def _swapin_done(self, request: SwapRead) -> None:
-        kernel = self.kernel
-        swap = self.swap
-        host = kernel.executor.host
-        for slot, frame in zip(request.slots, request.frames, strict=True):
-            swap.pending.pop(slot, None)
-            if host is not None:
-                host.backfill(frame)
-            if swap.count[slot] == 0 and kernel.mem.refcount[frame] == 1:
-                swap.delete_from_cache(frame)  # every PTE holding it went away meanwhile
-                kernel.mem.put(frame)
-                continue
-            self._swapped_in(slot, frame)
-        if kernel.panic is not None:
-            return
-        for task in request.waiters:
-            if task.state != TaskState.DEAD:
-                kernel.scheduler.wake_up(task)
-        request.waiters.clear()
-
-    def free_swap_entries(self, slots: np.ndarray) -> None:
-        """PTEs holding ``slots`` went away (exit, munmap, exec): ``free_swap_and_cache``."""
-        if self.swap is None or slots.size == 0:
-            return
-        mem = self.kernel.mem
-        for slot in self.swap.swap_free(slots).tolist():
-            if slot in self.swap.pending:
-                continue  # freed when its read completes
-            frame = int(self.swap.cache[slot])
-            if mem.refcount[frame] == 1:
-                self.swap.delete_from_cache(frame)
-                mem.put(frame)
 
     # ------------------------------------------------------------------ results and checks
 
