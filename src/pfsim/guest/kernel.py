@@ -25,6 +25,7 @@ from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
 from pfsim.guest.process import Process
 from pfsim.guest.readahead import Folio, RaState
 from pfsim.guest.reclaim import Reclaim
+from pfsim.guest.reclaim_compiled import CompiledReclaim
 from pfsim.guest.vmm import Vmm
 from pfsim.machine.frames import PAGECACHE
 from pfsim.sched import Scheduler, Task, TaskState
@@ -73,14 +74,22 @@ class GuestKernel:
         """Page tables, the compiled access loop and the life-cycle steps' page-table work."""
         self.procs = ProcessOps(self)
         """fork, exit, wait, munmap and exec steps (both kernels)."""
-        self.reclaim: Reclaim | None = Reclaim(self) if self.vmm.reclaims else None
-        """LRU lists, watermarks, kswapd, direct reclaim and guest swap (flat kernel only)."""
+        self.reclaim: Reclaim | None = None
+        """LRU lists, watermarks, kswapd, direct reclaim and guest swap (flat kernel only;
+        its scans compiled on the compiled engine, the readable reference otherwise)."""
+        if self.vmm.reclaims:
+            compiled = config.sim.engine == "compiled"
+            self.reclaim = CompiledReclaim(self) if compiled else Reclaim(self)
         balloon = config.guest.balloon
         self.balloon: Balloon | None = None
         if self.reclaim is not None and (balloon.target or balloon.schedule):
             self.balloon = Balloon(self)
         self.files: dict[str, File] = {}
         self.processes: list[Process] = []
+        self.filling: list[int] = []
+        """Frames :meth:`add_folios` took for pages it has not submitted yet (the faulting
+        page's allocation may reclaim meanwhile: they are being read in, as locked pages
+        added to the page cache are in Linux's ``page_cache_ra_unbounded``)."""
         self.outcome = "ok"
         self.panic: dict[str, Any] | None = None
         self.oom_kills = 0
@@ -236,6 +245,14 @@ class GuestKernel:
         """
         pages: list[int] = []
         frames: list[int] = []
+        self.filling = frames  # taken, not yet submitted: reclaim's checks count them as read in
+        try:
+            return self._add_folios(texec, file, folios, page, pages, frames)
+        finally:
+            self.filling = []
+
+    def _add_folios(self, texec: TaskExec, file: File, folios: list[Folio], page: int | None,
+                    pages: list[int], frames: list[int]) -> ReadRequest | None:
         for folio in folios:
             holds_page = page is not None and folio.index <= page < folio.index + folio.npages
             taken: list[int] = []

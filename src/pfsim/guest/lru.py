@@ -48,6 +48,18 @@ class _Queue:
         self.stamps[self.tail:self.tail + n] = stamps
         self.tail += n
 
+    def reserve(self, size: int) -> None:
+        """At least ``size`` entries of room in all (compiled reclaim compacts in place when
+        it reaches the end, so a queue as long as the frames on all lists never overflows)."""
+        if self.frames.size >= size:
+            return
+        n = self.tail - self.head
+        frames = np.zeros(2 * size, dtype=np.int32)
+        stamps = np.zeros(2 * size, dtype=np.int64)
+        frames[:n] = self.frames[self.head:self.tail]
+        stamps[:n] = self.stamps[self.head:self.tail]
+        self.frames, self.stamps, self.head, self.tail = frames, stamps, 0, n
+
     def _compact(self, which1: np.ndarray, stamp_of: np.ndarray, lru: int, extra: int) -> None:
         """Drop stale entries and make room for ``extra`` more."""
         frames = self.frames[self.head:self.tail]
@@ -137,6 +149,13 @@ class LruLists:
         self.which1[out] = 0
         self.nr[lru] -= out.size
         return out
+
+    def order(self, lru: int) -> np.ndarray:
+        """The frames on ``lru``, oldest (Linux's tail) first."""
+        queue = self._queues[lru]
+        frames = queue.frames[queue.head:queue.tail]
+        stamps = queue.stamps[queue.head:queue.tail]
+        return frames[(self.which1[frames] == lru + 1) & (self.stamp[frames] == stamps)].copy()
 
     def check(self) -> None:
         """Each frame on a list has exactly one valid entry in that list's queue, and the

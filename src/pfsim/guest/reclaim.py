@@ -248,6 +248,18 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
         if self.kernel.panic is not None:
             self.kswapd_running = False
             return
+        reclaimed, work = self._balance_pgdat()
+        if reclaimed == 0 and not self._balanced():
+            self.kswapd_failures += 1
+        self._snapshot_refaults()
+        if self._balanced() or self.kswapd_failures >= MAX_RECLAIM_RETRIES:
+            self._kswapd_sleep()
+            return
+        self.sim.at(self.sim.now + max(SWAP_CLUSTER_MAX, work) * self.page_cost, self._kswapd_round,
+                    priority=Priority.NORMAL)
+
+    def _balance_pgdat(self) -> tuple[int, int]:
+        """One pass of ``balance_pgdat``'s priority loop: (pages freed, pages isolated)."""
         priority = DEF_PRIORITY
         reclaimed = 0
         work = 0
@@ -261,14 +273,7 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
             work += sc.work
             if sc.nr_scanned >= sc.nr_to_reclaim or sc.nr_reclaimed == 0:
                 priority -= 1
-        if reclaimed == 0 and not self._balanced():
-            self.kswapd_failures += 1
-        self._snapshot_refaults()
-        if self._balanced() or self.kswapd_failures >= MAX_RECLAIM_RETRIES:
-            self._kswapd_sleep()
-            return
-        self.sim.at(self.sim.now + max(SWAP_CLUSTER_MAX, work) * self.page_cost, self._kswapd_round,
-                    priority=Priority.NORMAL)
+        return reclaimed, work
 
     def _kswapd_sleep(self) -> None:
         self.kswapd_running = False
@@ -279,6 +284,15 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
     def try_to_free_pages(self, texec: TaskExec | None) -> int:
         """``do_try_to_free_pages`` for SWAP_CLUSTER_MAX pages from DEF_PRIORITY down; the
         task pays ``reclaim_page`` per page isolated.  Returns the pages freed."""
+        reclaimed, work = self._do_try_to_free_pages()
+        self._snapshot_refaults()
+        self.last_direct_work = work
+        if texec is not None:
+            self.kernel.faults.stall_ns += work * self.page_cost
+        return reclaimed
+
+    def _do_try_to_free_pages(self) -> tuple[int, int]:
+        """The priority loop of ``do_try_to_free_pages``: (pages freed, pages isolated)."""
         sc = ScanControl(kswapd=False, nr_to_reclaim=SWAP_CLUSTER_MAX)
         while True:
             for priority in range(DEF_PRIORITY, -1, -1):
@@ -291,11 +305,7 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
                 break
             sc.force_deactivate = True  # retry deactivating even with a balanced active list
             sc.skipped_deactivate = False
-        self._snapshot_refaults()
-        self.last_direct_work = sc.work
-        if texec is not None:
-            self.kernel.faults.stall_ns += sc.work * self.page_cost
-        return sc.nr_reclaimed
+        return sc.nr_reclaimed, sc.work
 
     # ------------------------------------------------------------------ results and checks
 
@@ -334,6 +344,7 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
             frame = int(np.argmax(on & ~user))
             raise InvariantViolation(f"frame {frame} of kind {int(mem.kind[frame])} is on an LRU list")
         pinned = np.zeros(mem.nframes, dtype=np.bool_)
+        pinned[kernel.filling] = True  # taken for a read that is being set up
         pending_file = sum(len(f.pending) for f in kernel.files.values())  # being read in
         if self.swap is not None:
             for request in {id(r): r for r in self.swap.pending.values()}.values():

@@ -1,0 +1,222 @@
+"""Guest reclaim on the compiled engine (``sim.engine = "compiled"``, the default).
+
+:class:`CompiledReclaim` is :class:`pfsim.guest.reclaim.Reclaim` with its per-page work in
+:mod:`pfsim.guest.reclaim_kernels`: a kswapd pass (``balance_pgdat``) and a direct reclaim
+(``do_try_to_free_pages``) are one compiled call each, over the reference's own arrays.  Python
+keeps the rare events: waking and sleeping kswapd, OOM, and, replayed from the kernels' log in
+the reference's order after each call, the write requests (with the host's DMA reads: double
+paging), the TLB shootdowns of the address spaces unmapped, and the file pages dropped from the
+page cache.  With ``sim.check_invariants`` the reference's Python loops drive one compiled
+batch at a time, and the invariants are checked after every batch.
+
+The reference engine (``sim.engine = "reference"``) runs :class:`Reclaim` itself; both give
+the same result.json (``tests/test_reclaim_differential.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pfsim.errors import InvariantViolation
+from pfsim.guest import reclaim_kernels as rk
+from pfsim.guest.reclaim import COUNTERS, Reclaim, ScanControl
+
+
+class CompiledReclaim(Reclaim):
+    """Reclaim whose scans run compiled (see the module docstring)."""
+
+    def __init__(self, kernel: Any) -> None:
+        super().__init__(kernel)
+        self._s = np.zeros(rk.NSCALARS, dtype=np.int64)
+        self._stats = np.zeros(len(COUNTERS), dtype=np.int64)
+        self._log = rk.new_log(256, 256)
+        self._qpos = np.zeros((4, 2), dtype=np.int64)
+        self._mm_key: tuple | None = None
+        self._mms: tuple = ()
+        self._positions: list[Any] = []
+        self._rss_delta = np.zeros(0, dtype=np.int64)
+        self._nslots = 0
+        swap = self.swap
+        empty32 = np.zeros(0, dtype=np.int32)
+        empty64 = np.zeros(0, dtype=np.int64)
+        self._swap_arrays = ((swap.slot1, swap.cache, swap.count, swap.shadow,
+                              swap.shadow_workingset, swap.free_slots) if swap is not None else
+                             (empty32, empty32, empty32, empty64, np.zeros(0, dtype=np.bool_),
+                              empty32))
+
+    # ------------------------------------------------------------------ the calls
+
+    def _address_spaces(self) -> np.ndarray:
+        """The address spaces the kernels may unmap from, by reverse-map number (then the
+        live processes never noted by the reverse map); their arrays as typed lists, cached
+        while no table was reallocated.  Returns the live ones in process order."""
+        procs = self._mm_procs
+        positions = list(procs)
+        index = {id(p.mm): i for i, p in enumerate(procs)}
+        order = []
+        for process in self.kernel.processes:
+            if not process.alive:
+                continue
+            i = index.get(id(process.mm))
+            if i is None:
+                i = len(positions)
+                index[id(process.mm)] = i
+                positions.append(process)
+            order.append(i)
+        key = tuple((id(p), id(p.mm.gfn), id(p.mm.state), id(p.mm.vflags)) for p in positions)
+        if key != self._mm_key:
+            lists = rk.new_table_lists()
+            for p in positions:
+                rk.table_lists_append(lists, p.mm.gfn, p.mm.state, p.mm.vflags)
+            if not positions:  # nothing to unmap from: one empty table
+                rk.table_lists_append(lists, np.zeros(0, dtype=np.int64),
+                                      np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.uint8))
+            self._mm_key = key
+            self._mm_lists = lists
+            self._nslots = sum(int(p.mm.gfn.size) for p in positions)
+        self._positions = positions
+        alive = np.array([p.alive for p in positions] or [False], dtype=np.uint8)
+        self._mms = (*self._mm_lists, alive)
+        self._rss_delta = np.zeros(max(1, len(positions)), dtype=np.int64)
+        return np.array(order, dtype=np.int64)
+
+    def _enter(self) -> tuple[rk.Arrays, np.ndarray]:
+        """Scalars in, room made (queues, log), the arrays bundled for a call."""
+        order = self._address_spaces()
+        lru = self.lru
+        total = int(lru.nr.sum())
+        for i, queue in enumerate(lru._queues):
+            queue.reserve(total + 2 * rk.SWAP_CLUSTER_MAX)
+            self._qpos[i, 0] = queue.head
+            self._qpos[i, 1] = queue.tail
+        rows = 2 * total + self._nslots + 64
+        if self._log.rows.shape[0] < rows or self._log.frames.size < total + 64:
+            self._log = rk.new_log(2 * rows, 2 * (total + 64))
+        self._log.n[:] = 0
+        self._log.err[:] = 0
+        s = self._s
+        s[rk.S_AGE] = self.nonresident_age
+        s[rk.S_ANON_COST] = self.anon_cost
+        s[rk.S_FILE_COST] = self.file_cost
+        s[rk.S_SNAP_ANON], s[rk.S_SNAP_FILE] = self.refault_snapshot
+        s[rk.S_ACT_ANON] = self.stats["workingset_activate_anon"]
+        s[rk.S_ACT_FILE] = self.stats["workingset_activate_file"]
+        s[rk.S_KSWAPD_FAILURES] = self.kswapd_failures
+        s[rk.S_NEXT_STAMP] = lru._next_stamp
+        swap = self.swap
+        s[rk.S_HAS_SWAP] = swap is not None
+        s[rk.S_SWAP_NFREE] = swap.nfree if swap is not None else 0
+        s[rk.S_SWAP_NSLOTS] = swap.nslots if swap is not None else 0
+        s[rk.S_SWAPPINESS] = self.swappiness
+        s[rk.S_WMARK_HIGH] = self.wmark_high
+        s[rk.S_NMMS] = len(self._mms[0])
+        self._stats[:] = 0
+        mem = self.kernel.mem
+        q = lru._queues
+        arrays = rk.Arrays(
+            lru.which1, lru.stamp, lru.nr, tuple(x.frames for x in q), tuple(x.stamps for x in q),
+            self._qpos, self.referenced, self.workingset, self.dirty, self.file_id1,
+            self.file_page, self.rmap_mm1, self.rmap_slot, self._pos1, mem.refcount, mem.kind,
+            mem.free_stack, mem.nfree, *self._swap_arrays, self._rss_delta)
+        return arrays, order
+
+    def _leave(self) -> None:
+        """Scalars out, counters added, the log replayed in the reference's order."""
+        s = self._s
+        self.nonresident_age = int(s[rk.S_AGE])
+        self.anon_cost = int(s[rk.S_ANON_COST])
+        self.file_cost = int(s[rk.S_FILE_COST])
+        self.kswapd_failures = int(s[rk.S_KSWAPD_FAILURES])
+        lru = self.lru
+        lru._next_stamp = int(s[rk.S_NEXT_STAMP])
+        for i, queue in enumerate(lru._queues):
+            queue.head = int(self._qpos[i, 0])
+            queue.tail = int(self._qpos[i, 1])
+        if self.swap is not None:
+            self.swap.nfree = int(s[rk.S_SWAP_NFREE])
+        for name, value in zip(COUNTERS, self._stats.tolist(), strict=True):
+            if value:
+                self.stats[name] += value
+        for i in np.flatnonzero(self._rss_delta).tolist():
+            self._positions[i].mm.rss += int(self._rss_delta[i])
+        log = self._log
+        code, frame = int(log.err[0]), int(log.err[1])
+        if code != rk.E_OK:
+            raise InvariantViolation({
+                rk.E_ON_LRU: f"frame {frame} added to an LRU list while on one",
+                rk.E_STILL_MAPPED: f"reclaimed frame {frame} still has mappings",
+                rk.E_BAD_PUT: f"put on free frame {frame}"}[code])
+        kernel = self.kernel
+        for kind, x, y, z, w in log.rows[:int(log.n[0])].tolist():
+            if kind == rk.R_RESYNC:
+                kernel.procs._resync_others(-1, self._positions[x])
+            elif kind == rk.R_WRITE:
+                self._pageout(bool(x), log.frames[y:y + z].tolist())
+            else:  # R_DROP: the shadow entry of a file page, and the page cache forgets it
+                self.file_shadow[x][y] = z
+                self.file_shadow_ws[x][y] = bool(w)
+                self.files[x].drop(y)
+
+    def _pageout(self, file: bool, frames: list[int]) -> None:
+        """One write request (``pageout`` of a batch), as ``shrink_page_list`` submits it."""
+        kernel = self.kernel
+        start = self.sim.now
+        host = kernel.executor.host
+        if host is not None:  # the virtual disk reads the pages: double paging
+            for frame in frames:
+                ready, swapped = host.dma_read(frame)
+                start = max(start, ready)
+                if swapped and not file:
+                    self.stats["swap_outs_host_swapped"] += 1
+        if file:
+            kernel.disk.submit(start, len(frames))
+            self.stats["file_writeback"] += len(frames)
+        else:
+            assert self.swap is not None
+            self.swap.device.submit(start, len(frames), write=True)
+            self.swap.swap_outs += len(frames)
+
+    # ------------------------------------------------------------------ the passes
+
+    def _balance_pgdat(self) -> tuple[int, int]:
+        if self.check_batches:  # the Python loops, one compiled batch at a time
+            return super()._balance_pgdat()
+        arrays, order = self._enter()
+        reclaimed, work = rk.kswapd_pass(arrays, self._s, self._mms, order, self._stats,
+                                         self._log)
+        self._leave()
+        return int(reclaimed), int(work)
+
+    def _do_try_to_free_pages(self) -> tuple[int, int]:
+        if self.check_batches:
+            return super()._do_try_to_free_pages()
+        arrays, order = self._enter()
+        reclaimed, work = rk.direct_reclaim(arrays, self._s, self._mms, order, self._stats,
+                                            self._log)
+        self._leave()
+        return int(reclaimed), int(work)
+
+    def _batch(self, active: bool, count: int, lru: int, sc: ScanControl) -> int:
+        arrays, order = self._enter()
+        scs = rk.new_scan_control(sc.kswapd, sc.nr_to_reclaim)
+        if active:
+            rk.shrink_active_batch(arrays, self._s, self._mms, order, count, lru, scs,
+                                   self._stats, self._log)
+            reclaimed = 0
+        else:
+            reclaimed = int(rk.shrink_inactive_batch(arrays, self._s, self._mms, order, count,
+                                                     lru, scs, self._stats, self._log))
+        self._leave()
+        sc.nr_scanned += int(scs[rk.SC_NR_SCANNED])
+        sc.work += int(scs[rk.SC_WORK])
+        if self.check_batches:
+            self.check()
+        return reclaimed
+
+    def shrink_active_list(self, count: int, lru: int, sc: ScanControl) -> None:
+        self._batch(True, count, lru, sc)
+
+    def shrink_inactive_list(self, count: int, lru: int, sc: ScanControl) -> int:
+        return self._batch(False, count, lru, sc)
