@@ -22,6 +22,7 @@ import numpy as np
 from pfsim.errors import InvariantViolation
 from pfsim.guest import reclaim_kernels as rk
 from pfsim.guest.reclaim import COUNTERS, Reclaim, ScanControl
+from pfsim.guest.swap import SwapRead
 
 
 class CompiledReclaim(Reclaim):
@@ -36,8 +37,19 @@ class CompiledReclaim(Reclaim):
         self._mm_key: tuple | None = None
         self._mms: tuple = ()
         self._positions: list[Any] = []
-        self._rss_delta = np.zeros(0, dtype=np.int64)
+        self._rss_delta = np.zeros(1, dtype=np.int64)
         self._nslots = 0
+        self._no_order = np.zeros(0, dtype=np.int64)
+        self._arrays_key: tuple | None = None
+        self._arrays_now: rk.Arrays | None = None
+        self._s[rk.S_HAS_SWAP] = self.swap is not None
+        self._s[rk.S_SWAP_NSLOTS] = self.swap.nslots if self.swap is not None else 0
+        self._s[rk.S_SWAPPINESS] = self.swappiness
+        self._s[rk.S_WMARK_HIGH] = self.wmark_high
+        assert COUNTERS[rk.C_REFAULT_ANON] == "workingset_refault_anon"
+        assert COUNTERS[rk.C_ACTIVATE_ANON] == "workingset_activate_anon"
+        assert COUNTERS[rk.C_RESTORE_ANON] == "workingset_restore_anon"
+        assert COUNTERS[rk.C_PGDEACTIVATE] == "pgdeactivate"
         swap = self.swap
         empty32 = np.zeros(0, dtype=np.int32)
         empty64 = np.zeros(0, dtype=np.int64)
@@ -79,21 +91,24 @@ class CompiledReclaim(Reclaim):
         self._positions = positions
         alive = np.array([p.alive for p in positions] or [False], dtype=np.uint8)
         self._mms = (*self._mm_lists, alive)
-        self._rss_delta = np.zeros(max(1, len(positions)), dtype=np.int64)
+        if self._rss_delta.size < len(positions):
+            self._rss_delta = np.zeros(len(positions), dtype=np.int64)
         return np.array(order, dtype=np.int64)
 
-    def _enter(self) -> tuple[rk.Arrays, np.ndarray]:
-        """Scalars in, room made (queues, log), the arrays bundled for a call."""
-        order = self._address_spaces()
+    def _enter(self, tables: bool = True) -> tuple[rk.Arrays, np.ndarray]:
+        """Scalars in, room made (queues, log), the arrays bundled for a call (``tables``:
+        with the address spaces, for a call that may unmap)."""
+        order = self._address_spaces() if tables else self._no_order
         lru = self.lru
         total = int(lru.nr.sum())
         for i, queue in enumerate(lru._queues):
-            queue.reserve(total + 2 * rk.SWAP_CLUSTER_MAX)
+            queue.reserve(2 * (total + 2 * rk.SWAP_CLUSTER_MAX))  # compactions stay rare
             self._qpos[i, 0] = queue.head
             self._qpos[i, 1] = queue.tail
-        rows = 2 * total + self._nslots + 64
-        if self._log.rows.shape[0] < rows or self._log.frames.size < total + 64:
-            self._log = rk.new_log(2 * rows, 2 * (total + 64))
+        if tables:
+            rows = 2 * total + self._nslots + 64
+            if self._log.rows.shape[0] < rows or self._log.frames.size < total + 64:
+                self._log = rk.new_log(2 * rows, 2 * (total + 64))
         self._log.n[:] = 0
         self._log.err[:] = 0
         s = self._s
@@ -101,26 +116,32 @@ class CompiledReclaim(Reclaim):
         s[rk.S_ANON_COST] = self.anon_cost
         s[rk.S_FILE_COST] = self.file_cost
         s[rk.S_SNAP_ANON], s[rk.S_SNAP_FILE] = self.refault_snapshot
-        s[rk.S_ACT_ANON] = self.stats["workingset_activate_anon"]
-        s[rk.S_ACT_FILE] = self.stats["workingset_activate_file"]
+        stats = self.stats
+        s[rk.S_ACT_ANON] = stats["workingset_activate_anon"]
+        s[rk.S_ACT_FILE] = stats["workingset_activate_file"]
         s[rk.S_KSWAPD_FAILURES] = self.kswapd_failures
         s[rk.S_NEXT_STAMP] = lru._next_stamp
         swap = self.swap
-        s[rk.S_HAS_SWAP] = swap is not None
         s[rk.S_SWAP_NFREE] = swap.nfree if swap is not None else 0
-        s[rk.S_SWAP_NSLOTS] = swap.nslots if swap is not None else 0
-        s[rk.S_SWAPPINESS] = self.swappiness
-        s[rk.S_WMARK_HIGH] = self.wmark_high
-        s[rk.S_NMMS] = len(self._mms[0])
+        s[rk.S_NMMS] = len(self._mms[0]) if tables else 0
         self._stats[:] = 0
-        mem = self.kernel.mem
-        q = lru._queues
-        arrays = rk.Arrays(
-            lru.which1, lru.stamp, lru.nr, tuple(x.frames for x in q), tuple(x.stamps for x in q),
-            self._qpos, self.referenced, self.workingset, self.dirty, self.file_id1,
-            self.file_page, self.rmap_mm1, self.rmap_slot, self._pos1, mem.refcount, mem.kind,
-            mem.free_stack, mem.nfree, *self._swap_arrays, self._rss_delta)
-        return arrays, order
+        return self._arrays(), order
+
+    def _arrays(self) -> rk.Arrays:
+        """The arrays of a call; the same tuple while no queue or table was reallocated."""
+        q = self.lru._queues
+        key = (*(id(x.frames) for x in q), *(id(x.stamps) for x in q), id(self._rss_delta))
+        if key != self._arrays_key:
+            lru = self.lru
+            mem = self.kernel.mem
+            self._arrays_key = key
+            self._arrays_now = rk.Arrays(
+                lru.which1, lru.stamp, lru.nr, tuple(x.frames for x in q),
+                tuple(x.stamps for x in q), self._qpos, self.referenced, self.workingset,
+                self.dirty, self.file_id1, self.file_page, self.rmap_mm1, self.rmap_slot,
+                self._pos1, mem.refcount, mem.kind, mem.free_stack, mem.nfree,
+                *self._swap_arrays, self._rss_delta)
+        return self._arrays_now
 
     def _leave(self) -> None:
         """Scalars out, counters added, the log replayed in the reference's order."""
@@ -136,18 +157,23 @@ class CompiledReclaim(Reclaim):
             queue.tail = int(self._qpos[i, 1])
         if self.swap is not None:
             self.swap.nfree = int(s[rk.S_SWAP_NFREE])
-        for name, value in zip(COUNTERS, self._stats.tolist(), strict=True):
-            if value:
-                self.stats[name] += value
-        for i in np.flatnonzero(self._rss_delta).tolist():
-            self._positions[i].mm.rss += int(self._rss_delta[i])
+        counts = self._stats
+        for i in np.flatnonzero(counts).tolist():
+            self.stats[COUNTERS[i]] += int(counts[i])
+        if self._rss_delta.any():
+            for i in np.flatnonzero(self._rss_delta).tolist():
+                self._positions[i].mm.rss += int(self._rss_delta[i])
+            self._rss_delta[:] = 0
         log = self._log
         code, frame = int(log.err[0]), int(log.err[1])
         if code != rk.E_OK:
             raise InvariantViolation({
                 rk.E_ON_LRU: f"frame {frame} added to an LRU list while on one",
                 rk.E_STILL_MAPPED: f"reclaimed frame {frame} still has mappings",
-                rk.E_BAD_PUT: f"put on free frame {frame}"}[code])
+                rk.E_BAD_PUT: f"put on free frame {frame}",
+                rk.E_REFCOUNT: f"frame {frame} is mapped by more PTEs than its references"}[code])
+        if not log.n[0]:
+            return
         kernel = self.kernel
         for kind, x, y, z, w in log.rows[:int(log.n[0])].tolist():
             if kind == rk.R_RESYNC:
@@ -220,3 +246,22 @@ class CompiledReclaim(Reclaim):
 
     def shrink_inactive_list(self, count: int, lru: int, sc: ScanControl) -> int:
         return self._batch(False, count, lru, sc)
+
+    # ------------------------------------------------------------------ swap-in
+
+    def _swapin_done(self, request: SwapRead) -> None:
+        """The pages of a completed swap read, compiled (with a host, each page is first
+        written back into guest memory by the host: the reference loop does that)."""
+        kernel = self.kernel
+        if kernel.executor.host is not None:
+            super()._swapin_done(request)
+            return
+        swap = self.swap
+        assert swap is not None
+        for slot in request.slots:
+            swap.pending.pop(slot, None)
+        arrays, _ = self._enter(tables=False)
+        rk.swapin_done(arrays, self._s, np.array(request.slots, dtype=np.int64),
+                       np.array(request.frames, dtype=np.int64), self._stats, self._log)
+        self._leave()
+        self._wake(request)

@@ -93,8 +93,12 @@ E_OK = 0
 E_ON_LRU = 1  # a frame added to an LRU list while on one
 E_STILL_MAPPED = 2  # a reclaimed frame still has mappings
 E_BAD_PUT = 3  # put on a free frame
+E_REFCOUNT = 4  # more present PTEs map a frame than it has references
 
 _jit = njit(cache=True, nogil=True)
+_inline = njit(cache=True, nogil=True, inline="always")
+"""For the helpers called per page: a call passes the state tuple by value and counts a
+reference on each of its arrays, which would cost more than the helper's work."""
 
 
 @_jit
@@ -145,7 +149,7 @@ Arrays = namedtuple("Arrays", [
 # ---------------------------------------------------------------------------- small helpers
 
 
-@_jit
+@_inline
 def _log_row(log_rows, n, kind, x, y, z, w):
     i = n[0]
     if i < log_rows.shape[0]:
@@ -157,7 +161,7 @@ def _log_row(log_rows, n, kind, x, y, z, w):
     n[0] = i + 1  # the caller sizes the log for the worst case
 
 
-@_jit
+@_inline
 def _lru_add_one(a, s, frame, lru, err):
     """``LruLists.add`` of one frame at the head of ``lru``."""
     which1 = a.which1
@@ -190,7 +194,7 @@ def _lru_add_one(a, s, frame, lru, err):
     q[lru, 1] = tail + 1
 
 
-@_jit
+@_inline
 def _isolate(a, lru, n, out):
     """``isolate_lru_pages``: up to ``n`` frames from the tail of ``lru`` into ``out``."""
     q = a.qpos
@@ -213,7 +217,7 @@ def _isolate(a, lru, n, out):
     return got
 
 
-@_jit
+@_inline
 def _put(a, frame, err):
     """``PhysMem.put`` with its ``on_free`` (reclaim's ``_freed``)."""
     kind = a.kind[frame]
@@ -239,14 +243,14 @@ def _put(a, frame, err):
         a.file_id1[frame] = 0
 
 
-@_jit
+@_inline
 def _release_slot(a, s, slot):
     a.shadow[slot] = -1
     a.free_slots[s[S_SWAP_NFREE]] = slot
     s[S_SWAP_NFREE] += 1
 
 
-@_jit
+@_inline
 def _delete_from_cache(a, s, frame):
     """``GuestSwap.delete_from_cache``: returns the slot."""
     slot = a.slot1[frame] - 1
@@ -261,11 +265,13 @@ def _delete_from_cache(a, s, frame):
 
 
 @_jit
-def _rmap(a, s, mms, order, frames, nf, mm_of, pte_of, idx_of, grp):
+def _rmap(a, s, mms, order, frames, nf, grp, err):
     """``Reclaim._rmap``: every present PTE mapping one of ``frames[:nf]``, as groups (one
     address space each, in the reference's order: hint owners ascending, then the live
     address spaces in process order); group g is entries [grp[g, 1], grp[g, 2]) of
-    (``pte_of``, ``idx_of``), address space ``grp[g, 0]``.  Returns (groups, entries)."""
+    (``pte_of``, ``idx_of``), address space ``grp[g, 0]``.  Returns (groups, entries, mm_of,
+    pte_of, idx_of): each mapping holds a frame reference, so the references of the frames
+    bound the entries."""
     gfns, states, _vflags, alive = mms
     pos = a.pos1
     ng = 0
@@ -285,6 +291,13 @@ def _rmap(a, s, mms, order, frames, nf, mm_of, pte_of, idx_of, grp):
         elif mapcount > 1:
             rest[i] = True
             any_rest = True
+    most = nf
+    for i in range(nf):
+        if single[i] or rest[i]:
+            most += a.refcount[frames[i]]
+    mm_of = np.empty(most, dtype=np.int64)
+    pte_of = np.empty(most, dtype=np.int64)
+    idx_of = np.empty(most, dtype=np.int64)
     # the hint: owners in ascending order
     nmms = s[S_NMMS]
     for owner in range(nmms):
@@ -328,8 +341,12 @@ def _rmap(a, s, mms, order, frames, nf, mm_of, pte_of, idx_of, grp):
             for slot in range(g.shape[0]):
                 f = g[slot]
                 if f > 0 and pos[f] > 0 and (st[slot] & PTE_PRESENT) != 0:
-                    if ne >= pte_of.shape[0]:
-                        return -1, ne  # the caller sized the buffers too small
+                    if ne == most:  # more PTEs map the frame than it has references
+                        err[0] = E_REFCOUNT
+                        err[1] = f
+                        for j in range(nf):
+                            pos[frames[j]] = 0
+                        return 0, 0, mm_of, pte_of, idx_of
                     mm_of[ne] = m
                     pte_of[ne] = slot
                     idx_of[ne] = pos[f] - 1
@@ -342,10 +359,10 @@ def _rmap(a, s, mms, order, frames, nf, mm_of, pte_of, idx_of, grp):
         for i in range(nf):
             if rest[i]:
                 pos[frames[i]] = 0
-    return ng, ne
+    return ng, ne, mm_of, pte_of, idx_of
 
 
-@_jit
+@_inline
 def _page_referenced(mms, nf, ne, mm_of, pte_of, idx_of, refs, vmexec):
     """``page_referenced``: accessed PTEs per frame (their bits cleared), and VM_EXEC."""
     _gfns, states, vflags, _alive = mms
@@ -369,20 +386,12 @@ def _page_referenced(mms, nf, ne, mm_of, pte_of, idx_of, refs, vmexec):
 
 @_jit
 def _buffers(a, mms, s):
-    """Scratch for one batch, sized for every PTE of every live address space in the
-    worst case of the pass over them."""
-    gfns = mms[0]
-    most = SWAP_CLUSTER_MAX
-    total = 0
-    for m in range(s[S_NMMS]):
-        total += gfns[m].shape[0]
-    most += total
-    return (np.zeros(SWAP_CLUSTER_MAX, dtype=np.int64), np.zeros(most, dtype=np.int64),
-            np.zeros(most, dtype=np.int64), np.zeros(most, dtype=np.int64),
+    """Scratch for the batches of one call: the isolated frames, the reverse map's groups."""
+    return (np.zeros(SWAP_CLUSTER_MAX, dtype=np.int64),
             np.zeros((2 * s[S_NMMS] + 2, 3), dtype=np.int64))
 
 
-@_jit
+@_inline
 def _note_cost(a, s, file, pages):
     """``lru_note_cost``."""
     if file:
@@ -398,14 +407,16 @@ def _note_cost(a, s, file, pages):
 @_jit
 def _shrink_active(a, s, mms, order, count, lru, sc, stats, log, buf):
     """``shrink_active_list``: deactivate all but referenced executable file pages."""
-    frames, mm_of, pte_of, idx_of, grp = buf
+    frames, grp = buf
     err = log.err
     nf = _isolate(a, lru, count, frames)
     if nf == 0:
         return
     sc[SC_WORK] += nf
     stats[C_PGREFILL] += nf
-    ng, ne = _rmap(a, s, mms, order, frames, nf, mm_of, pte_of, idx_of, grp)
+    ng, ne, mm_of, pte_of, idx_of = _rmap(a, s, mms, order, frames, nf, grp, err)
+    if err[0] != E_OK:
+        return
     refs = np.zeros(nf, dtype=np.int64)
     vmexec = np.zeros(nf, dtype=np.bool_)
     _page_referenced(mms, nf, ne, mm_of, pte_of, idx_of, refs, vmexec)
@@ -431,7 +442,7 @@ def _shrink_active(a, s, mms, order, count, lru, sc, stats, log, buf):
 @_jit
 def _shrink_inactive(a, s, mms, order, count, lru, sc, stats, log, buf):
     """``shrink_inactive_list`` → ``shrink_page_list``; returns the pages freed."""
-    frames, mm_of, pte_of, idx_of, grp = buf
+    frames, grp = buf
     err = log.err
     nf = _isolate(a, lru, count, frames)
     if nf == 0:
@@ -442,7 +453,9 @@ def _shrink_inactive(a, s, mms, order, count, lru, sc, stats, log, buf):
     stats[C_PGSCAN_KSWAPD if kswapd else C_PGSCAN_DIRECT] += nf
     file = lru >= LRU_INACTIVE_FILE
     has_swap = s[S_HAS_SWAP] != 0
-    ng, ne = _rmap(a, s, mms, order, frames, nf, mm_of, pte_of, idx_of, grp)
+    ng, ne, mm_of, pte_of, idx_of = _rmap(a, s, mms, order, frames, nf, grp, err)
+    if err[0] != E_OK:
+        return 0
     refs = np.zeros(nf, dtype=np.int64)
     vmexec = np.zeros(nf, dtype=np.bool_)
     _page_referenced(mms, nf, ne, mm_of, pte_of, idx_of, refs, vmexec)
@@ -571,7 +584,7 @@ def _shrink_inactive(a, s, mms, order, count, lru, sc, stats, log, buf):
 # ---------------------------------------------------------------------------- shrink_node
 
 
-@_jit
+@_inline
 def _isqrt(n):
     r = np.int64(np.sqrt(np.float64(n)))
     while r * r > n:
@@ -581,7 +594,7 @@ def _isqrt(n):
     return r
 
 
-@_jit
+@_inline
 def _inactive_is_low(a, inactive_lru):
     inactive = a.nr[inactive_lru]
     active = a.nr[inactive_lru + 1]
@@ -773,3 +786,41 @@ def shrink_inactive_batch(a, s, mms, order, count, lru, sc, stats, log):
 def shrink_active_batch(a, s, mms, order, count, lru, sc, stats, log):
     """One ``shrink_active_list`` batch (Python drives the loops)."""
     _shrink_active(a, s, mms, order, count, lru, sc, stats, log, _buffers(a, mms, s))
+
+
+# ---------------------------------------------------------------------------- swap-in
+
+C_REFAULT_ANON, C_ACTIVATE_ANON, C_RESTORE_ANON = 9, 11, 13
+
+
+@_jit
+def swapin_done(a, s, slots, frames, stats, log):
+    """A swap read completed (``Reclaim._swapin_done`` without a host, its waiters left to
+    the caller): per page, freed if every PTE holding its slot went away meanwhile, else
+    ``workingset_refault`` on the slot's shadow entry and onto the anon LRU."""
+    err = log.err
+    for k in range(slots.shape[0]):
+        slot = slots[k]
+        f = frames[k]
+        if a.count[slot] == 0 and a.refcount[f] == 1:
+            _delete_from_cache(a, s, f)
+            _put(a, f, err)
+            continue
+        lru = LRU_INACTIVE_ANON
+        eviction = a.shadow[slot]
+        if eviction >= 0:
+            stats[C_REFAULT_ANON] += 1
+            distance = s[S_AGE] - eviction
+            size = a.nr[LRU_ACTIVE_FILE] + a.nr[LRU_INACTIVE_FILE]
+            if s[S_HAS_SWAP] and s[S_SWAP_NFREE] > 0:
+                size += a.nr[LRU_ACTIVE_ANON]
+            if distance <= size:
+                s[S_AGE] += 1
+                stats[C_ACTIVATE_ANON] += 1
+                if a.shadow_ws[slot]:
+                    a.workingset[f] = True
+                    _note_cost(a, s, False, 1)  # lru_note_cost_page
+                    stats[C_RESTORE_ANON] += 1
+                lru = LRU_ACTIVE_ANON
+            a.shadow[slot] = -1
+        _lru_add_one(a, s, f, lru, err)

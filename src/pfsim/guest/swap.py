@@ -117,6 +117,17 @@ class GuestSwap:
         slots = np.asarray(slots, dtype=np.int64)
         if slots.size == 0:
             return np.zeros(0, dtype=np.int64)
+        if slots.size == 1:  # the same, without the vector machinery (a swap-in maps one)
+            slot = int(slots[0])
+            count = int(self.count[slot]) - 1
+            if count < 0:
+                raise InvariantViolation("swap slot freed more often than it was referenced")
+            self.count[slot] = count
+            if count == 0 and self.cache[slot] >= 0:
+                return slots
+            if count == 0:
+                self._release(slot)
+            return slots[:0]
         np.subtract.at(self.count, slots, 1)
         if np.any(self.count[slots] < 0):
             raise InvariantViolation("swap slot freed more often than it was referenced")

@@ -143,6 +143,11 @@ class SwapIn:
                 kernel.mem.put(frame)
                 continue
             self._swapped_in(slot, frame)
+        self._wake(request)
+
+    def _wake(self, request: SwapRead) -> None:
+        """The tasks waiting for ``request`` run again."""
+        kernel = self.kernel
         if kernel.panic is not None:
             return
         for task in request.waiters:
