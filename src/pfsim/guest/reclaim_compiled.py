@@ -123,7 +123,7 @@ class CompiledReclaim(Reclaim):
         s[rk.S_NEXT_STAMP] = lru._next_stamp
         swap = self.swap
         s[rk.S_SWAP_NFREE] = swap.nfree if swap is not None else 0
-        s[rk.S_NMMS] = len(self._mms[0]) if tables else 0
+        s[rk.S_NMMS] = max(1, len(self._positions)) if tables else 0  # (the typed lists' length)
         self._stats[:] = 0
         return self._arrays(), order
 
