@@ -35,6 +35,8 @@ from pfsim.compiled.sched import (
     rq_of,
     schedule,
     set_mode,
+    slice_end,
+    slice_used,
     update_curr,
 )
 from pfsim.engine.arrayheap import (
@@ -147,6 +149,8 @@ def pause_vcpu(m, cpu):
         m.vc[S.VC_OWED, cpu] += m.vc[S.VC_SEG_T0, cpu] - now(m)
     truncate(m, cpu)
     m.vc[S.VC_PAUSED, cpu] = 1
+    if m.vc[S.VC_OFF_AT, cpu] < 0:
+        m.vc[S.VC_OFF_AT, cpu] = now(m)
 
 
 @core
@@ -288,14 +292,14 @@ def run_task(m, cpu, task, t):
         if not m.tx[S.TX_HAS_STEP, task] and not _next_step(m, task, t):
             _arm(m, cpu, t, S.EV_EXIT)
             return
-        slice_end = m.rq[S.RQ_SLICE_END, rq_of(m, S.GUEST, cpu)]
-        if t >= slice_end:
+        end = slice_end(m, S.GUEST, cpu)
+        if t >= end:
             _arm(m, cpu, t, S.EV_SLICE_EXPIRED)
             return
         if t >= m.tx[S.TX_DEADLINE, task] or m.tx[S.TX_REMAINING, task] <= 0:
             m.tx[S.TX_HAS_STEP, task] = 0
             continue
-        limit = min(slice_end, m.tx[S.TX_DEADLINE, task])
+        limit = min(end, m.tx[S.TX_DEADLINE, task])
         step = m.tx[S.TX_STEP0, task] + m.tx[S.TX_STEP_INDEX, task]
         kind = m.steps[step, S.ST_KIND]
         if kind == S.STEP_ACCESS:
@@ -571,10 +575,16 @@ def host_block(m, c, mode, state):
 
 @core
 def _arm_guest_timer(m, c):
-    r = rq_of(m, S.GUEST, c)
-    if m.rq[S.RQ_QLEN, r] > 0:
-        when = max(now(m), m.rq[S.RQ_SLICE_END, r])
-        at(m, when, S.URGENT, S.EV_GUEST_TIMER, c, m.vc[S.VC_HALT_EPOCH, c], 0)
+    """``Host._arm_guest_timer``: the next tick, or without one the slice end if another task
+    waits."""
+    tick = m.sp[S.GUEST, S.SP_TICK]
+    if tick:
+        when = (now(m) // tick + 1) * tick
+    elif m.rq[S.RQ_QLEN, rq_of(m, S.GUEST, c)] > 0:
+        when = max(now(m), slice_end(m, S.GUEST, c))
+    else:
+        return
+    at(m, when, S.URGENT, S.EV_GUEST_TIMER, c, m.vc[S.VC_HALT_EPOCH, c], 0)
 
 
 @core
@@ -642,7 +652,9 @@ def _kick_for_completion(m, c):
 def _guest_interrupt(m, c, cost, kind, arg, arg2):
     """``Host.guest_interrupt``: after ``cost`` ns the vCPU enters with a guest handler."""
     m.vc[S.VC_CHARGED_STALL, c] += cost
-    m.vc[S.VC_HELD, c] = 1
+    m.vc[S.VC_HELD, c] = 1  # VcpuExecutor.hold
+    if m.vc[S.VC_OFF_AT, c] < 0:
+        m.vc[S.VC_OFF_AT, c] = now(m)
     at(m, now(m) + cost, S.URGENT, S.EV_DELIVER_INJECTED, c, kind, (arg << 1) | arg2)
 
 
@@ -834,6 +846,19 @@ def _take_irqs(m, cpu):
 
 
 @core
+def _late_tick(m, cpu):
+    """``VcpuExecutor._late_tick``: a tick that fell while the vCPU was out of the guest is
+    taken now; it asks for schedule() if the slice is used up."""
+    off = m.vc[S.VC_OFF_AT, cpu]
+    m.vc[S.VC_OFF_AT, cpu] = -1
+    tick = m.sp[S.GUEST, S.SP_TICK]
+    t = now(m)
+    if (tick and 0 <= off < t // tick * tick and m.rq[S.RQ_CURRENT, rq_of(m, S.GUEST, cpu)] >= 0
+            and slice_used(m, S.GUEST, cpu, t)):
+        m.vc[S.VC_NEED_RESCHED, cpu] = 1
+
+
+@core
 def _go_on(m, cpu, base, idle_if_nothing):
     """After the handlers: the current task runs on from ``base`` plus what the vCPU still
     owed, else schedule(); with ``idle_if_nothing`` an empty vCPU halts (``vcpu_idle``)."""
@@ -858,8 +883,10 @@ def interrupt(m, cpu, nscratch, entry):
         for i in range(nscratch):
             _push_irq(m, cpu, m.irq[1, cpu, i, 0], m.irq[1, cpu, i, 1])
         return
+    off = m.vc[S.VC_OFF_AT, cpu]  # set when it comes out of a hold
     pause_vcpu(m, cpu)
     m.vc[S.VC_PAUSED, cpu] = 0
+    m.vc[S.VC_OFF_AT, cpu] = off
     if entry and not _entry_allowed(m, cpu):
         for i in range(nscratch):
             _push_irq(m, cpu, m.irq[1, cpu, i, 0], m.irq[1, cpu, i, 1])
@@ -867,6 +894,7 @@ def interrupt(m, cpu, nscratch, entry):
         return
     for i in range(nscratch):
         _run_handler(m, cpu, m.irq[1, cpu, i, 0], m.irq[1, cpu, i, 1])
+    _late_tick(m, cpu)
     _go_on(m, cpu, now(m), False)
 
 
@@ -881,6 +909,7 @@ def resume_vcpu(m, cpu, t):
     n = _take_irqs(m, cpu)
     for i in range(n):
         _run_handler(m, cpu, m.irq[1, cpu, i, 0], m.irq[1, cpu, i, 1])
+    _late_tick(m, cpu)
     _go_on(m, cpu, t, True)
 
 
@@ -1079,6 +1108,7 @@ def dispatch(m, kind, a0, a1, a2):
             return
         pause_vcpu(m, cpu)
         m.vc[S.VC_PAUSED, cpu] = 0
+        m.vc[S.VC_OFF_AT, cpu] = -1
         m.vc[S.VC_NEED_RESCHED, cpu] = 0
         schedule(m, S.GUEST, cpu, True)
     elif kind == S.EV_IDLE_DISPATCH:
@@ -1100,7 +1130,14 @@ def dispatch(m, kind, a0, a1, a2):
         r = rq_of(m, S.GUEST, c)
         if m.rq[S.RQ_CURRENT, r] >= 0 or m.rq[S.RQ_QLEN, r] > 0:
             return
+        if m.cf[S.CF_PERIODIC]:  # Host._idle_tick at the next tick
+            tick = m.sp[S.GUEST, S.SP_TICK]
+            at(m, (now(m) // tick + 1) * tick, S.URGENT, S.EV_IDLE_TICK, c,
+               m.vc[S.VC_HALT_EPOCH, c], 0)
         host_block(m, c, S.VM_IDLE, S.INTERRUPTIBLE)
+    elif kind == S.EV_IDLE_TICK:
+        if a1 == m.vc[S.VC_HALT_EPOCH, a0] and m.vc[S.VC_VMODE, a0] == S.VM_IDLE:
+            host_wake(m, a0)
     elif kind == S.EV_GUEST_TIMER:
         _guest_timer(m, a0, a1)
     elif kind == S.EV_SWAP_IN_DONE:

@@ -107,6 +107,8 @@ def _copy_scheduler(m: Any, sid: int, sched: Any, task_ids: dict[int, int]) -> N
         m.sp[sid, S.SP_BASE_SLICE] = policy.base_slice
         m.sp[sid, S.SP_LAG_LIMIT] = policy.lag_limit
     m.sp[sid, S.SP_SWITCH] = sched.switch_ns
+    m.sp[sid, S.SP_TICK] = sched.tick_ns
+    m.sp[sid, S.SP_TICK_STRICT] = sched.tick_strict
     m.sp[sid, S.SP_IDLE_BALANCE] = sched.idle_balance
     m.sp[sid, S.SP_NOTIFIER_KEY] = sched.notifier_key
     m.sp[sid, S.SP_NCPUS] = len(sched.cpus)
@@ -126,6 +128,8 @@ def _copy_scheduler(m: Any, sid: int, sched: Any, task_ids: dict[int, int]) -> N
         m.rq[S.RQ_ONLINE, r] = rq.online
         m.rq[S.RQ_MIN_VRUNTIME, r] = rq.min_vruntime
         m.rq[S.RQ_EXEC_START, r] = rq.exec_start
+        m.rq[S.RQ_STEAL_SEEN, r] = rq.steal_seen
+        m.rq[S.RQ_SLICE_STEAL, r] = rq.slice_steal
 
 
 def _copy_task(m: Any, t: int, task: Any) -> None:
@@ -262,6 +266,8 @@ class CompiledRun:
         cf[S.CF_PAGE_CLUSTER] = host.swap_params.page_cluster
         cf[S.CF_BATCH], cf[S.CF_LIMIT] = memory.batch, memory.limit
         cf[S.CF_POLICY] = ("fifo", "lru", "clock", "random").index(config.hypervisor.reclaim)
+        cf[S.CF_STEAL] = kernel.scheduler.steal_clock is not None
+        cf[S.CF_PERIODIC] = config.guest.tick == "periodic"
         # schedulers and tasks
         m.sp[S.GUEST, S.SP_RQ_BASE], m.sp[S.HOST, S.SP_RQ_BASE] = 0, nv
         for t, task in enumerate([*guest_tasks, *host_tasks]):
@@ -275,7 +281,7 @@ class CompiledRun:
             vc = m.vc[:, c]
             vc[S.VC_EPOCH], vc[S.VC_PAUSED] = executor.epoch[c], executor.paused[c]
             vc[S.VC_OWED], vc[S.VC_NEED_RESCHED] = executor.owed[c], executor.need_resched[c]
-            vc[S.VC_HELD] = executor.held[c]
+            vc[S.VC_HELD], vc[S.VC_OFF_AT] = executor.held[c], executor.off_at[c]
             vc[S.VC_ON_CPU], vc[S.VC_VMODE], vc[S.VC_SINCE] = (host.on_cpu[c], host.vmode[c],
                                                                 host.since[c])
             for k in range(4):
@@ -534,6 +540,8 @@ def write_back(run: CompiledRun) -> tuple[int, bool]:
             rq.context_switches = int(m.rq[S.RQ_SWITCHES, r])
             rq.min_vruntime = int(m.rq[S.RQ_MIN_VRUNTIME, r])
             rq.exec_start = int(m.rq[S.RQ_EXEC_START, r])
+            rq.steal_seen = int(m.rq[S.RQ_STEAL_SEEN, r])
+            rq.slice_steal = int(m.rq[S.RQ_SLICE_STEAL, r])
     for t, task in enumerate(run.guest_tasks):
         counters = task.data.counters
         for row, name in ((S.TX_MIN_FLT, "min_flt"), (S.TX_MAJ_FLT, "maj_flt"),

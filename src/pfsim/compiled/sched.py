@@ -316,16 +316,74 @@ def policy_should_preempt(m, sid, r, woken):
 
 
 @core
+def _steal_clock(m, sid, r):
+    """``Scheduler.steal_clock``: the steal the guest CPU of ``r`` has reported (``Host.
+    steal_clock``), or -1 without steal accounting (the host scheduler, steal_time off)."""
+    if sid != S.GUEST or not m.cf[S.CF_STEAL]:
+        return -1
+    return m.vc[S.VC_TIME_PREEMPTED, r - m.sp[sid, S.SP_RQ_BASE]]
+
+
+@core
 def update_curr(m, sid, r):
-    """``Scheduler._update_curr``: charge the current task's time since ``exec_start``."""
+    """``Scheduler._update_curr``: charge the current task's time since ``exec_start``, the
+    steal reported since the last charge taken off (at most the time charged)."""
     cur = m.rq[S.RQ_CURRENT, r]
     t_now = now(m)
     if cur < 0 or t_now <= m.rq[S.RQ_EXEC_START, r]:
         return
     ran = t_now - m.rq[S.RQ_EXEC_START, r]
+    m.rq[S.RQ_EXEC_START, r] = t_now
+    clock = _steal_clock(m, sid, r)
+    if clock >= 0:
+        steal = min(clock - m.rq[S.RQ_STEAL_SEEN, r], ran)
+        if steal > 0:
+            m.rq[S.RQ_STEAL_SEEN, r] += steal
+            ran -= steal
+            if ran == 0:
+                return
     m.tk[S.TK_RUNTIME, cur] += ran
     policy_account(m, sid, r, cur, ran)
-    m.rq[S.RQ_EXEC_START, r] = t_now
+
+
+@core
+def _new_slice(m, sid, r, start):
+    """``Scheduler._new_slice``: the slice begins at ``start``; earlier steal is not charged."""
+    m.rq[S.RQ_SLICE_END, r] = start + policy_slice(m, sid, r)
+    clock = _steal_clock(m, sid, r)
+    if clock >= 0:
+        m.rq[S.RQ_STEAL_SEEN, r] = clock
+        m.rq[S.RQ_SLICE_STEAL, r] = clock
+
+
+@core
+def _exact_end(m, sid, r):
+    clock = _steal_clock(m, sid, r)
+    if clock < 0:
+        return m.rq[S.RQ_SLICE_END, r]
+    return m.rq[S.RQ_SLICE_END, r] + clock - m.rq[S.RQ_SLICE_STEAL, r]
+
+
+@core
+def slice_end(m, sid, cpu):
+    """``Scheduler.slice_end``: the exact end pushed back by steal, then on the tick."""
+    r = rq_of(m, sid, cpu)
+    end = _exact_end(m, sid, r)
+    tick = m.sp[sid, S.SP_TICK]
+    if tick == 0:
+        return end
+    if m.sp[sid, S.SP_TICK_STRICT]:
+        return (end // tick + 1) * tick
+    return -((-end) // tick) * tick
+
+
+@core
+def slice_used(m, sid, cpu, t):
+    """``Scheduler.slice_used``: a tick at ``t`` finds the current slice used up."""
+    end = _exact_end(m, sid, rq_of(m, sid, cpu))
+    if m.sp[sid, S.SP_TICK_STRICT]:
+        return t > end
+    return t >= end
 
 
 # ------------------------------------------------------------------ placement
@@ -567,7 +625,7 @@ def schedule(m, sid, cpu, preempted):
         nxt = _pull(m, sid, r)
     if nxt >= 0 and nxt == prev:
         m.tk[S.TK_STATE, nxt] = S.RUNNING
-        m.rq[S.RQ_SLICE_END, r] = t_now + policy_slice(m, sid, r)
+        _new_slice(m, sid, r, t_now)
         _start(m, sid, cpu, nxt, t_now)
         return
     _context_switch(m, sid, cpu, prev, nxt, t_now)
@@ -616,5 +674,5 @@ def _context_switch(m, sid, cpu, prev, nxt, t_now):
         return
     start = t_now + m.sp[sid, S.SP_SWITCH]
     m.rq[S.RQ_EXEC_START, r] = start
-    m.rq[S.RQ_SLICE_END, r] = start + policy_slice(m, sid, r)
+    _new_slice(m, sid, r, start)
     _start(m, sid, cpu, nxt, start)

@@ -410,9 +410,25 @@ class GuestConfig(_Section):
     sched: SchedConfig = SchedConfig()
     """The guest scheduler."""
     hz: Annotated[StrictInt, Field(ge=24, le=10_000)] = 250
-    """The guest kernel's CONFIG_HZ (tick length TICK_NSEC = 1 s / hz).  Today it bounds the lag
-    an EEVDF task keeps across a sleep to max(2 x slice, TICK_NSEC) (update_entity_lag); the
-    periodic tick itself is not modelled yet."""
+    """The guest kernel's CONFIG_HZ: the scheduler tick comes every TICK_NSEC = (1 s + hz / 2) /
+    hz (include/linux/jiffies.h), at multiples of it from boot.  With ``tick`` on, a slice
+    ends at the first tick at or past its end (cfs: past it, check_preempt_tick); it also
+    bounds the lag an EEVDF task keeps across a sleep to max(2 x slice, TICK_NSEC)
+    (update_entity_lag)."""
+    tick: Annotated[Literal["nohz_idle", "periodic", "off"], LOWER] = "nohz_idle"
+    """The guest's periodic scheduler tick (docs/hypervisor.md "The guest tick and steal
+    time").  nohz_idle (CONFIG_NO_HZ_IDLE, the default of current distribution kernels): a
+    running task's slice is checked only at a tick (no HRTICK), a vCPU the host holds in an
+    async-PF halt is woken by the next tick, an idle vCPU gets no tick; periodic: the same,
+    and an idle vCPU is woken by every tick too (with a hypervisor: its thread wakes and halts
+    again); off: no tick, a slice ends exactly at its end and a halted vCPU is woken at the
+    slice end when another task waits (pfsim before the tick was modelled)."""
+    steal_time: StrictBool = True
+    """Paravirtual steal time (CONFIG_PARAVIRT_TIME_ACCOUNTING with KVM's steal clock, on in a
+    current KVM guest): the time a vCPU's thread waited runnable for a host CPU (the vCPU's
+    ``steal_ns``) is taken out of the run time charged to the guest task current on it
+    (update_rq_clock_task), so it neither grows that task's vruntime nor uses up its slice.
+    false: that time is charged to the current task.  Without a hypervisor there is no steal."""
     costs: FaultCosts = FaultCosts()
     """CPU time of the steps of the guest fault path."""
     disk: DiskConfig = DiskConfig()

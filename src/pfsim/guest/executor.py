@@ -120,6 +120,9 @@ class VcpuExecutor:
         """vCPUs stopped for good by an ALMOS-MKH KERNEL_PANIC (the rest of the VM goes on)."""
         self.pending_irqs: list[list[Any]] = [[] for _ in range(n)]
         self.held = [False] * n  # in the host until an injected event is delivered
+        self.off_at = [-1] * n
+        """When the vCPU last stopped running guest code (paused or held), -1 while it runs:
+        a tick that came meanwhile is taken when it goes on (:meth:`_late_tick`)."""
         self.host_arrays = (np.zeros((4, 1), dtype=np.uint8), np.zeros((3, 1), dtype=np.int32),
                             np.zeros((3, 1), dtype=np.int32), np.zeros(1, dtype=np.int64),
                             np.zeros(8, dtype=np.int64))
@@ -136,6 +139,8 @@ class VcpuExecutor:
         sched = self.kernel.scheduler
         sched.on_idle = host.vcpu_idle
         sched.on_kick = host.vcpu_kick
+        if self.kernel.config.guest.steal_time:  # kvm_steal_clock
+            sched.steal_clock = host.steal_clock
 
     # ------------------------------------------------------------------ protocol
 
@@ -160,6 +165,8 @@ class VcpuExecutor:
             self.owed[cpu] += seg.t0 - self.sim.now
         self.truncate(cpu)
         self.paused[cpu] = True
+        if self.off_at[cpu] < 0:
+            self.off_at[cpu] = self.sim.now
 
     def owe(self, cpu: int, ns: int) -> None:
         """The vCPU spends ``ns`` in the host before the guest goes on (when it resumes)."""
@@ -178,6 +185,7 @@ class VcpuExecutor:
         pending, self.pending_irqs[cpu] = self.pending_irqs[cpu], []
         for handler in pending:
             handler()
+        self._late_tick(cpu)
         sched = self.kernel.scheduler
         task = sched.current(cpu)
         owed, self.owed[cpu] = self.owed[cpu], 0
@@ -188,6 +196,19 @@ class VcpuExecutor:
             sched.schedule(cpu)
         else:
             self.host.vcpu_idle(cpu)
+
+    def _late_tick(self, cpu: int) -> None:
+        """The vCPU goes on running guest code: a tick that fell while it was out (preempted,
+        stalled, halted or held in the host) is pending and taken now, after the interrupts
+        and exceptions injected with it; it ends the current slice if that is used up by now
+        (``scheduler_tick`` on the late timer interrupt; with steal time the steal reported
+        at this entry is already off the slice)."""
+        off, self.off_at[cpu] = self.off_at[cpu], -1
+        sched = self.kernel.scheduler
+        tick = sched.tick_ns
+        if tick and 0 <= off < self.sim.now // tick * tick \
+                and sched.current(cpu) is not None and sched.slice_used(cpu, self.sim.now):
+            self.need_resched[cpu] = True
 
     def preempt(self, cpu: int) -> None:
         """A woken task should run instead of ``cpu``'s current one (CFS wake-up preemption):
@@ -206,12 +227,15 @@ class VcpuExecutor:
             return
         self.pause_vcpu(cpu)  # stop the running stretch here
         self.paused[cpu] = False
+        self.off_at[cpu] = -1
         self.need_resched[cpu] = False
         self.kernel.scheduler.schedule(cpu, preempted=True)
 
     def hold(self, cpu: int) -> None:
         """The vCPU stays in the host until :meth:`deliver_injected` (no guest code runs)."""
         self.held[cpu] = True
+        if self.off_at[cpu] < 0:
+            self.off_at[cpu] = self.sim.now
 
     def deliver_injected(self, cpu: int, handler: Any) -> None:
         """The vCPU re-enters the guest with an injected exception or interrupt: its handler
@@ -231,13 +255,16 @@ class VcpuExecutor:
         if self.paused[cpu] or self.held[cpu]:
             self.pending_irqs[cpu].append(handler)
             return
+        off = self.off_at[cpu]  # set when it comes out of a hold
         self.pause_vcpu(cpu)
         self.paused[cpu] = False
+        self.off_at[cpu] = off
         if entry and self.host is not None and not self.host.entry_allowed(cpu):
             self.pending_irqs[cpu].append(handler)
             self.host.halt_at_entry(cpu)
             return
         handler()
+        self._late_tick(cpu)
         sched = self.kernel.scheduler
         task = sched.current(cpu)
         owed, self.owed[cpu] = self.owed[cpu], 0

@@ -30,6 +30,7 @@ from pfsim.guest.vmm import Vmm
 from pfsim.machine.frames import PAGECACHE
 from pfsim.sched import Scheduler, Task, TaskState
 from pfsim.sched.policy import make_policy
+from pfsim.sched.tick import tick_nsec
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
 
 THREAD_STACK_SIZE = 16 << 10
@@ -66,6 +67,9 @@ class GuestKernel:
                                    guest.sched.context_switch, guest.sched.idle_balance, "guest",
                                    policy=make_policy(guest.sched, guest.sched.timeslice,
                                                       guest.vcpus, guest.hz))
+        if guest.tick != "off":  # the periodic tick ends slices (pfsim.sched.tick)
+            self.scheduler.tick_ns = tick_nsec(guest.hz)
+            self.scheduler.tick_strict = guest.sched.policy == "cfs"
         self.executor = VcpuExecutor(self)
         self.scheduler.executor = self.executor
         self.scheduler.on_preempt = self.executor.preempt

@@ -13,8 +13,9 @@ A guest access to a gfn the EPT does not map exits to :meth:`Host.ept_violation`
 
   - ``off``:  the vCPU thread sleeps in the host until the read completes (stalled);
   - ``halt``: the vCPU thread halts (kvm_vcpu_block) until the page is in *or* an interrupt is
-    pending for the guest (its timer when another task is runnable there): the guest then
-    switches tasks, and the faulting task, when it runs again, halts again on the same gfn.
+    pending for the guest (its next tick; with ``guest.tick = "off"`` its timer at the slice
+    end when another task is runnable there): the guest takes it (and switches tasks if the
+    slice is over), and the faulting task, when it runs again, halts again on the same gfn.
 
   A synchronous swap device (zram) completes the read inside the faulting thread: no async PF.
 
@@ -44,6 +45,7 @@ from pfsim.machine import trace_records as T
 from pfsim.machine.vmexit import Decision
 from pfsim.sched import PreemptNotifier, Scheduler, Task, TaskState
 from pfsim.sched.policy import make_policy
+from pfsim.sched.tick import next_tick
 from pfsim.units import PAGE_SIZE
 
 
@@ -155,6 +157,12 @@ class Host:
         self.charge_stall(c, cost)
         self.kernel.executor.owe(c, cost)
 
+    def steal_clock(self, c: int) -> int:
+        """The steal vCPU ``c`` has reported to the guest: its thread's waits for a host CPU up
+        to its last entry (``record_steal_time`` at ``vcpu_enter_guest`` from
+        ``run_delay``; a wait still going on is reported when it ends)."""
+        return self.time_in[c][VcpuMode.PREEMPTED]
+
     def vcpu_times(self, c: int, end: int) -> dict[str, int]:
         times = list(self.time_in[c])
         times[self.vmode[c]] += end - self.since[c]
@@ -238,7 +246,17 @@ class Host:
             return
         if self.kernel.scheduler.current(c) is not None or self.kernel.scheduler.cpus[c].queue:
             return
-        self._block(c, VcpuMode.IDLE, TaskState.INTERRUPTIBLE)
+        if self.config.guest.tick == "periodic":  # no NO_HZ: the idle vCPU keeps its tick
+            tick = self.kernel.scheduler.tick_ns
+            self.sim.at(next_tick(self.sim.now, tick), self._idle_tick, c, self.halt_epoch[c],
+                        priority=Priority.URGENT)
+        self._block(c, VcpuMode.IDLE, TaskState.INTERRUPTIBLE)  # last: it may switch threads
+
+    def _idle_tick(self, c: int, epoch: int) -> None:
+        """A periodic tick for an idle vCPU: its thread wakes (the timer interrupt is injected),
+        the guest finds nothing to run and halts again, arming the next one."""
+        if epoch == self.halt_epoch[c] and self.vmode[c] == VcpuMode.IDLE:
+            self._wake(c)
 
     def vcpu_kick(self, c: int) -> bool:
         """An interrupt for ``c`` (reschedule IPI, timer, page ready).  Returns True when the
@@ -389,12 +407,18 @@ class Host:
                 return
 
     def _arm_guest_timer(self, c: int) -> None:
-        """While APF-halted, the guest's timer fires at its slice end if it has another task
-        to run there; the interrupt wakes the vCPU (apf.halted is cleared)."""
+        """While APF-halted, the guest's next tick fires (the vCPU is not idle: its tick runs
+        under NO_HZ_IDLE too); the interrupt wakes the vCPU (``kvm_vcpu_has_events``, then
+        ``vcpu_block`` clears apf.halted).  Without a tick (``guest.tick = "off"``) its timer
+        fires at the slice end if it has another task to run there."""
         guest = self.kernel.scheduler
-        if guest.cpus[c].queue:
+        if guest.tick_ns:
+            when = next_tick(self.sim.now, guest.tick_ns)
+        elif guest.cpus[c].queue:
             when = max(self.sim.now, guest.slice_end(c))
-            self.sim.at(when, self._guest_timer, c, self.halt_epoch[c], priority=Priority.URGENT)
+        else:
+            return
+        self.sim.at(when, self._guest_timer, c, self.halt_epoch[c], priority=Priority.URGENT)
 
     def _guest_timer(self, c: int, epoch: int) -> None:
         if epoch == self.halt_epoch[c]:

@@ -68,6 +68,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pfsim.sched.task import TaskState
+from pfsim.sched.tick import tick_nsec
 
 if TYPE_CHECKING:
     from pfsim.config.schema import SchedConfig
@@ -303,5 +304,5 @@ def make_policy(sched: SchedConfig, timeslice_ns: int, ncpus: int = 1, hz: int =
         return RoundRobin(timeslice_ns)
     if sched.policy == "eevdf":
         factor = tunable_factor(sched.tunable_scaling, ncpus)
-        return Eevdf(sched.base_slice * factor, 1_000_000_000 // hz)
+        return Eevdf(sched.base_slice * factor, tick_nsec(hz))
     return Fair(sched.latency, sched.min_granularity, sched.wakeup_granularity)

@@ -11,6 +11,11 @@ CFS).  A woken task goes to its previous CPU unless another allowed CPU is idle;
 pulls the most recently queued task from the busiest queue.  A ``schedule`` that picks the
 same task again fires nothing and costs nothing.  Wake-up preemption (CFS) asks the executor
 to stop the running task through ``on_preempt``.
+
+The guest scheduler may have a periodic tick (``tick_ns``, :mod:`pfsim.sched.tick`): a slice
+then ends at the first tick at (or, cfs, past) its end, computed, not simulated.  With a
+``steal_clock`` (paravirtual steal time) the steal a CPU reports is taken out of the run time
+charged to its current task and pushes its slice end back by as much.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pfsim.machine.trace_records import K_GUEST_SWITCH, K_HOST_SWITCH, OFF, Trac
 from pfsim.sched.notifier import PreemptNotifier, SwitchContext
 from pfsim.sched.policy import RoundRobin
 from pfsim.sched.task import Task, TaskState
+from pfsim.sched.tick import tick_after
 
 
 class Executor(Protocol):
@@ -39,7 +45,7 @@ class RunQueue:
 
     __slots__ = ("index", "current", "queue", "slice_end", "preempt_count", "irqs_disabled",
                  "locked", "idle_since", "idle_ns", "context_switches", "kick_pending",
-                 "online", "min_vruntime", "exec_start")
+                 "online", "min_vruntime", "exec_start", "steal_seen", "slice_steal")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -56,6 +62,10 @@ class RunQueue:
         self.online = True
         self.min_vruntime = 0
         self.exec_start = 0
+        self.steal_seen = 0
+        """``rq->prev_steal_time_rq``: the CPU's steal already taken out of charged time."""
+        self.slice_steal = 0
+        """The CPU's steal clock when the current slice began (steal since pushes its end)."""
 
     def load(self) -> int:
         return len(self.queue) + (1 if self.current is not None else 0)
@@ -96,6 +106,14 @@ class Scheduler:
         self._firing = False
         self.recorder: TraceRecorder = OFF
         """Where context switches are recorded when the run is traced."""
+        self.tick_ns = 0
+        """Length of the periodic tick (TICK_NSEC); 0: no tick, a slice ends exactly."""
+        self.tick_strict = False
+        """The tick ends a slice only once it is exceeded (cfs ``check_preempt_tick``:
+        ``delta_exec > ideal_runtime``), not once it is used up (eevdf ``update_deadline``)."""
+        self.steal_clock: Callable[[int], int] | None = None
+        """Paravirtual steal time: the steal CPU ``i`` has reported so far (its vCPU's wait for
+        a host CPU, recorded at each entry); None: no steal accounting."""
 
     # ------------------------------------------------------------------ notifiers
 
@@ -178,8 +196,30 @@ class Scheduler:
         raise InvariantViolation(f"task {task.tid} is not on any run queue")
 
     def slice_end(self, cpu: int) -> int:
-        """Time at which the current task's slice on ``cpu`` expires."""
-        return self.cpus[cpu].slice_end
+        """Time at which the current task's slice on ``cpu`` expires: the exact end pushed
+        back by the steal since the slice began, then on the tick if there is one."""
+        end = self._exact_end(self.cpus[cpu])
+        if self.tick_ns:
+            return tick_after(end, self.tick_ns, self.tick_strict)
+        return end
+
+    def slice_used(self, cpu: int, now: int) -> bool:
+        """Whether a tick at ``now`` finds the current slice of ``cpu`` used up (a timer
+        interrupt taken late, after the vCPU was out of the guest)."""
+        end = self._exact_end(self.cpus[cpu])
+        return now > end if self.tick_strict else now >= end
+
+    def _exact_end(self, rq: RunQueue) -> int:
+        if self.steal_clock is None:
+            return rq.slice_end
+        return rq.slice_end + self.steal_clock(rq.index) - rq.slice_steal
+
+    def _new_slice(self, rq: RunQueue, start: int) -> None:
+        """The current task's slice begins at ``start``; the steal reported before it is not
+        charged to it (consumed by the clock updates of the switch)."""
+        rq.slice_end = start + self.policy.slice(rq)
+        if self.steal_clock is not None:
+            rq.steal_seen = rq.slice_steal = self.steal_clock(rq.index)
 
     def current(self, cpu: int) -> Task | None:
         return self.cpus[cpu].current
@@ -217,14 +257,23 @@ class Scheduler:
     def _update_curr(self, rq: RunQueue, now: int) -> None:
         """``update_curr``: charge the current task's time since ``exec_start`` (runtime and
         the policy's vruntime); a start still in the future (a switch in progress) charges
-        nothing."""
+        nothing.  With steal time the steal reported since the last charge comes off first,
+        at most the time being charged, the rest kept for later (``update_rq_clock_task``,
+        v6.6)."""
         cur = rq.current
         if cur is None or now <= rq.exec_start:
             return
         ran = now - rq.exec_start
+        rq.exec_start = now
+        if self.steal_clock is not None:
+            steal = min(self.steal_clock(rq.index) - rq.steal_seen, ran)
+            if steal > 0:
+                rq.steal_seen += steal
+                ran -= steal
+                if ran == 0:  # update_curr: delta_exec <= 0 charges nothing
+                    return
         cur.runtime_ns += ran
         self.policy.account(rq, cur, ran)
-        rq.exec_start = now
 
     def _kick(self, rq: RunQueue) -> None:
         if self.on_kick is not None and self.on_kick(rq.index):
@@ -268,7 +317,7 @@ class Scheduler:
             nxt = self._pull(rq)
         if nxt is not None and nxt is prev:
             nxt.state = TaskState.RUNNING
-            rq.slice_end = now + self.policy.slice(rq)
+            self._new_slice(rq, now)
             self._start(rq, nxt, now)
             return
         self._context_switch(rq, prev, nxt, now)
@@ -337,7 +386,7 @@ class Scheduler:
             return
         start = now + self.switch_ns
         rq.exec_start = start
-        rq.slice_end = start + self.policy.slice(rq)
+        self._new_slice(rq, start)
         self._start(rq, nxt, start)
 
     def _start(self, rq: RunQueue, task: Task, start: int) -> None:
