@@ -76,7 +76,9 @@ def test_seven_threads_with_long_think_all_progress(variant):
     """7 threads reading one page each with 1 ms of think share one vCPU for 500 ms (CFS: a
     slice of 6 ms / 7 < 1 ms, so before the fix no access ever completed).  The vCPU is never
     idle and every thread completes its share: the accesses done are the CPU time less the
-    switches and the faults, in whole accesses, less at most one in progress per thread."""
+    switches and the faults, in whole accesses, less at most one in progress per thread; the
+    threads' shares differ by at most one slice's worth (a slice ends on the next 4 ms tick at
+    HZ 250: 4 accesses)."""
     data = {"sim": {"duration": "500ms"}, "guest": {"vcpus": 1},
             "processes": [{"name": "p", "vsegs": [{"name": "h", "type": "anon", "size": "4KiB"}],
                            "threads": [{"count": 7, "stack": False, "steps": [
@@ -88,4 +90,4 @@ def test_seven_threads_with_long_think_all_progress(variant):
     done = [task["accesses"] for task in result.tasks.values()]
     run_ns = 500_000_000 - vcpu["context_switches"] * SWITCH_NS
     assert run_ns // 1_000_000 - 8 <= sum(done) <= run_ns // 1_000_000
-    assert min(done) > 0 and max(done) - min(done) <= 3
+    assert min(done) > 0 and max(done) - min(done) <= 4

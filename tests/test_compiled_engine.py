@@ -58,9 +58,16 @@ def test_overcommit_modes_identical(mode):
      "hypervisor.host_tasks=1", "processes[0].threads[0].count=4", "hypervisor.async_pf=s390"],
     ['guest.sched.policy="eevdf"', 'guest.sched.tunable_scaling="none"',
      'guest.sched.base_slice="3ms"', "guest.hz=1000", "hypervisor.async_pf=halt"],
+    ['guest.tick="periodic"', "guest.vcpus=3", "hypervisor.host_cpus=2", "hypervisor.host_tasks=1",
+     "hypervisor.async_pf=halt", "processes[0].threads[0].count=1"],
+    ['guest.tick="off"', "guest.steal_time=true", "guest.vcpus=2", "hypervisor.host_cpus=1",
+     "hypervisor.host_tasks=1", "hypervisor.async_pf=kvm"],
+    ["guest.hz=300", "guest.steal_time=false", "guest.vcpus=2", "hypervisor.host_cpus=1",
+     'guest.sched.policy="eevdf"', "hypervisor.async_pf=s390"],
 ])
 def test_overcommit_variants_identical(overrides):
-    """Policies, devices, latency draws, host contention and the three schedulers."""
+    """Policies, devices, latency draws, host contention, the three schedulers, the guest tick
+    (periodic, off, HZ 300) and steal time on and off."""
     results, notes = _both(OVERCOMMIT, [*overrides, 'sim.duration="300ms"'])
     assert notes["compiled"] == "compiled core"
     assert results["compiled"] == results["reference"]
@@ -119,6 +126,9 @@ def _overcommit_overrides(draw):
         f"sim.seed={draw(st.integers(0, 2**16))}",
         f"guest.vcpus={vcpus}",
         f'guest.sched.policy="{draw(st.sampled_from(["cfs", "eevdf", "rr"]))}"',
+        f'guest.tick="{draw(st.sampled_from(["nohz_idle", "periodic", "off"]))}"',
+        f"guest.steal_time={draw(st.sampled_from(['true', 'false']))}",
+        f"guest.hz={draw(st.sampled_from([100, 250, 1000]))}",
         f"hypervisor.host_cpus={draw(st.integers(1, 4))}",
         f"hypervisor.host_tasks={draw(st.integers(0, 2))}",
         f'hypervisor.memory_limit="{draw(st.sampled_from(["4MiB", "8MiB", "16MiB"]))}"',

@@ -43,7 +43,8 @@ def test_a_unit_longer_than_the_slice_completes(policy, engine):
 def test_seven_threads_of_1ms_units_on_one_vcpu_all_progress(policy, engine):
     """7 threads of 1 ms units share one vCPU for 500 ms.  The CPU is never idle, so the work
     done is 500 ms less the context switches, in whole units, less at most one unit in progress
-    per thread at the end; every thread gets its share (within one slice's worth of units)."""
+    per thread at the end; every thread gets its share, within one slice's worth of units: a
+    slice (cfs 6 ms / 7, rr 3 ms) ends on the next 4 ms tick (HZ 250), so 4 units."""
     data = {"sim": {"duration": "500ms"}, "guest": {"vcpus": 1, "sched": {"policy": policy}},
             "processes": [{"name": "p", "threads": [{"count": 7, "stack": False, "steps": [
                 {"op": "compute", "duration": "10s", "unit": "1ms"}]}]}]}
@@ -53,7 +54,7 @@ def test_seven_threads_of_1ms_units_on_one_vcpu_all_progress(policy, engine):
     units = [task["compute_units"] for task in result.tasks.values()]
     run_ns = 500_000_000 - vcpu["context_switches"] * SWITCH_NS
     assert run_ns // 1_000_000 - 7 <= sum(units) <= run_ns // 1_000_000
-    assert max(units) - min(units) <= 3
+    assert max(units) - min(units) <= 4
 
 
 @pytest.mark.parametrize("engine", VARIANTS)

@@ -26,7 +26,9 @@
 Left out of ``cfs``: START_DEBIT (a new task would start one ``sched_vslice`` after
 ``min_vruntime``), ADAPTIVE_GRAN (the granularity shrinks when the running task has run long
 since its pick), the LAST/NEXT buddies (only with ``sched_nr_latency`` tasks or more),
-``check_preempt_tick`` (the model has no scheduler tick: a slice is fixed at the pick), the
+the second test of ``check_preempt_tick`` and its re-computation of the slice at each tick (a
+slice is fixed at the pick; with ``guest.tick`` it ends at the first tick past its end,
+:mod:`pfsim.sched.tick`), the
 fixed-point ``calc_delta_mine`` (the slice is an exact division: for two tasks the kernel's is
 0.05 % shorter).
 
@@ -58,8 +60,8 @@ fixed-point ``calc_delta_mine`` (the slice is an exact division: for two tasks t
 Left out of ``eevdf``: PLACE_DEADLINE_INITIAL (in 6.6 ``task_fork_fair`` gives a forked task
 half a slice, but ``wake_up_new_task`` enqueues it without ENQUEUE_INITIAL and
 ``enqueue_entity`` places it again with a full one, so in 6.6 it has no lasting effect), the
-NEXT buddy (off by default), the scheduler tick (a slice ends exactly at the deadline, as with
-HRTICK), nice weights, and what came after 6.6: DELAY_DEQUEUE and the ``se->slice`` requested
+NEXT buddy (off by default), HRTICK (with ``guest.tick`` a slice ends at the first tick at or
+past the deadline, :mod:`pfsim.sched.tick`), nice weights, and what came after 6.6: DELAY_DEQUEUE and the ``se->slice`` requested
 through ``sched_attr`` (6.12), the lag decay of sleeping tasks.
 """
 
