@@ -849,6 +849,8 @@ def _take_irqs(m, cpu):
 def _late_tick(m, cpu):
     """``VcpuExecutor._late_tick``: a tick that fell while the vCPU was out of the guest is
     taken now; it asks for schedule() if the slice is used up."""
+    if m.vc[S.VC_PAUSED, cpu]:  # a handler sent it back to the host
+        return
     off = m.vc[S.VC_OFF_AT, cpu]
     m.vc[S.VC_OFF_AT, cpu] = -1
     tick = m.sp[S.GUEST, S.SP_TICK]

@@ -203,6 +203,8 @@ class VcpuExecutor:
         and exceptions injected with it; it ends the current slice if that is used up by now
         (``scheduler_tick`` on the late timer interrupt; with steal time the steal reported
         at this entry is already off the slice)."""
+        if self.paused[cpu]:  # a handler sent it back to the host: taken when it returns
+            return
         off, self.off_at[cpu] = self.off_at[cpu], -1
         sched = self.kernel.scheduler
         tick = sched.tick_ns
