@@ -286,13 +286,13 @@ def run_task(m, cpu, task, t):
             _arm(m, cpu, t, S.EV_BLOCK)
             return
         m.tx[S.TX_APF_WAIT, task] = 0
+    end = slice_end(m, S.GUEST, cpu)  # fixed until the schedule() that ends this stretch
     while True:
         if m.g[S.G_ERR]:
             return
         if not m.tx[S.TX_HAS_STEP, task] and not _next_step(m, task, t):
             _arm(m, cpu, t, S.EV_EXIT)
             return
-        end = slice_end(m, S.GUEST, cpu)
         if t >= end:
             _arm(m, cpu, t, S.EV_SLICE_EXPIRED)
             return

@@ -311,11 +311,12 @@ class VcpuExecutor:
             texec.apf_wait = False
         if texec.tried_slot >= 0:  # back from a read: the fault's retry
             t += self.kernel.vmm.woken_retry(texec)
+        # the slice end (tick, steal) is fixed until the schedule() that ends this stretch
+        slice_end = sched.slice_end(cpu)
         while True:
             if texec.step is None and not texec.next_step(t):
                 self._arm(cpu, t, self._exit)
                 return
-            slice_end = sched.slice_end(cpu)
             if t >= slice_end:
                 self._arm(cpu, t, self._slice_expired)
                 return
