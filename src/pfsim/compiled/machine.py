@@ -286,20 +286,20 @@ def run_task(m, cpu, task, t):
             _arm(m, cpu, t, S.EV_BLOCK)
             return
         m.tx[S.TX_APF_WAIT, task] = 0
-    end = slice_end(m, S.GUEST, cpu)  # fixed until the schedule() that ends this stretch
+    until = slice_end(m, S.GUEST, cpu)  # fixed until the schedule() that ends this stretch
     while True:
         if m.g[S.G_ERR]:
             return
         if not m.tx[S.TX_HAS_STEP, task] and not _next_step(m, task, t):
             _arm(m, cpu, t, S.EV_EXIT)
             return
-        if t >= end:
+        if t >= until:
             _arm(m, cpu, t, S.EV_SLICE_EXPIRED)
             return
         if t >= m.tx[S.TX_DEADLINE, task] or m.tx[S.TX_REMAINING, task] <= 0:
             m.tx[S.TX_HAS_STEP, task] = 0
             continue
-        limit = min(end, m.tx[S.TX_DEADLINE, task])
+        limit = min(until, m.tx[S.TX_DEADLINE, task])
         step = m.tx[S.TX_STEP0, task] + m.tx[S.TX_STEP_INDEX, task]
         kind = m.steps[step, S.ST_KIND]
         if kind == S.STEP_ACCESS:
