@@ -14,8 +14,9 @@ CPU second, counted from the result's ``min_flt``.  Cases (issue 8):
 3. a 1 TiB guest running a 1 GiB working set (256 K faults);
 4. sixteen 64 GiB vsegs (1 TiB of address space) touching 1 GiB;
 5. case 3 with the host model (``hypervisor.enabled``): the host's per-gfn arrays;
-6. the ALMOS-MKH clusters (``examples/clusters.toml``'s 4 clusters of 2 vCPUs) with one 64 GiB
-   anon vseg, each of 8 threads writing every 512th page of its eighth (32 K pages in all).
+6. the ALMOS-MKH clusters (``examples/clusters.toml``'s 4 clusters of 2 vCPUs, 4 page-table
+   copies) with one 1 TiB anon vseg, each of 8 threads writing 4096 pages (16 MiB) at the
+   start of its eighth (32 K pages in all).
 
 ``--baseline SRC`` runs the same cases with the pfsim package of another source tree (e.g. a
 ``git worktree`` of an earlier commit: ``--baseline /tmp/old/src``) in the same run and prints
@@ -71,10 +72,10 @@ def with_host(config: dict) -> dict:
 
 
 def clusters(vseg: str, pages: int) -> dict:
-    """examples/clusters.toml's machine: 8 threads, each writing ``pages // 8`` pages 2 MiB
-    apart in its eighth of one ``vseg``-sized anon vseg."""
+    """examples/clusters.toml's machine: 8 threads, each writing ``pages // 8`` consecutive
+    pages from the start of its eighth of one ``vseg``-sized anon vseg."""
     share = {"op": "access", "vseg": "buf", "split": True, "pattern": "sequential",
-             "stride": "2MiB", "accesses": pages // 8, "write_ratio": 1.0}
+             "stride": "4KiB", "accesses": pages // 8, "write_ratio": 1.0}
     return {"sim": {"seed": 11}, "guest": {"vcpus": 8, "clusters": 4, "memory": "1GiB"},
             "processes": [{"name": "solver", "cluster": 0,
                            "vsegs": [{"name": "buf", "type": "anon", "size": vseg}],
@@ -93,8 +94,8 @@ def cases(scale: int) -> dict[str, dict]:
               touch("64GiB", [(f"v{k}", "64GiB") for k in range(16)], GIB // scale)),
         "5": ("1 TiB guest with the host model, 1 GiB working set",
               with_host(touch("1TiB", [("heap", "1GiB")], GIB // scale))),
-        "6": ("4 clusters, a 64 GiB vseg, 32 K pages written by 8 threads",
-              clusters("64GiB", 32768 // scale)),
+        "6": ("4 clusters, a 1 TiB vseg, 32 K pages written by 8 threads",
+              clusters("1TiB", 32768 // scale)),
     }
 
 

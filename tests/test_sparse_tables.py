@@ -23,8 +23,7 @@ GIB = 1 << 30
 def _vma(name: str, start: int, end: int, reserve: int | None = None, vtype: str = "anon") -> Vma:
     return Vma(name=name, type=vtype, start=start, end=end,
                reserve_start=start if reserve is None else reserve, readable=True,
-               writable=True, executable=False, shared=False, file=None, pgoff=0, slot_base=0,
-               stack_max=0)
+               writable=True, executable=False, shared=False, file=None, pgoff=0, stack_max=0)
 
 
 def _space() -> tuple[AddressSpace, list[Vma]]:

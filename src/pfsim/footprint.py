@@ -19,18 +19,19 @@ guest frame used, host model +64          +43 per gfn and +13 per host frame, wr
 guest frame, clusters        24           14
 touched page (sparse slot)   24           10 (state, gfn, vflags), up to twice that in the
                              (per 512)    doubling arrays, three times while they are copied
-vseg page, clusters          24 + 40 per  24 per copy with times half touched; 37 per copy when all
-                             copy         are (state, gfn, four times), one copy per cluster
+touched page, clusters       36 + 56 per  21 (slot facts) + 37 per copy (state, gfn, four times,
+                             copy         all rows written when the arrays grow), times 1.5
+                                          while the old and the doubled arrays coexist
 trace-step access            4            4 (dense page ids, one array per trace file)
 thread                       16 KiB       25-28 KiB with its stack's slots (task, executor)
 ===========================  ===========  ==================================================
 
-The flat kernel's page tables are sparse (:mod:`pfsim.guest.mm`): they hold the 512-slot
-leaves of the pages touched, not the vsegs' reserved ranges.  What a run touches is not known
+The page tables are sparse (:mod:`pfsim.guest.mm`, and the cluster kernel's VMM copies in
+:mod:`pfsim.cluster.gpt`, which follow them): they hold the 512-slot leaves of the pages
+touched, not the vsegs' reserved ranges.  What a run touches is not known
 before it runs; the estimate takes for each vseg the smaller of its pages and the guest's
 frames (every written page needs a frame; a read-only sweep of more distinct pages than the
-guest has frames, mapped to the zero page, is the case not covered).  The cluster kernel's
-tables stay dense over each vseg (its VMM copies are arrays over the vseg's slots).
+guest has frames, mapped to the zero page, is the case not covered).
 
 The flat kernel's frame arrays are zeroed numpy arrays, which the host maps on first write,
 and frames are handed out lowest first (:mod:`pfsim.guest.memory`): only the frames a run
@@ -59,8 +60,8 @@ PER_FRAME_CLUSTERS = 24
 PER_SLOT = 24
 FRAME_TABLE_BYTES = 5  # refcount and kind of every frame, plus its free-stack entry (4 or 8)
 LEAF_PAGES = 512
-PER_SLOT_CLUSTERS = 24
-PER_SLOT_COPY = 40
+PER_SLOT_CLUSTERS = 36
+PER_SLOT_COPY = 56
 PER_TRACE_ACCESS = 4
 PER_THREAD = 16 << 10
 STACK_RESERVE = 8 << 20  # a thread stack reserves slots down to its stack_max (default 8 MiB)
@@ -104,12 +105,10 @@ def estimate(config: Config) -> Footprint:
         for v, vseg in enumerate(proc.vsegs):
             reserve = max(vseg.size, vseg.stack_max if vseg.type == "stack" else 0)
             pages = -(-reserve // PAGE_SIZE)
-            if not clusters:  # sparse: at most the touched leaves
-                pages = min(pages, frames) + LEAF_PAGES
+            pages = min(pages, frames) + LEAF_PAGES  # sparse: at most the touched leaves
             add(f"processes[{p}].vsegs[{v}].size", pages * per_slot)
         for t, group in enumerate(proc.threads):
-            stack_pages = STACK_RESERVE // PAGE_SIZE if clusters else LEAF_PAGES
-            stack = stack_pages * per_slot if group.stack else 0
+            stack = LEAF_PAGES * per_slot if group.stack else 0
             add(f"processes[{p}].threads[{t}].count", group.count * (PER_THREAD + stack))
             for key, accesses in _traces(group.steps, f"processes[{p}].threads[{t}]", traces):
                 add(key, accesses * PER_TRACE_ACCESS)

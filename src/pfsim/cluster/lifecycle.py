@@ -47,7 +47,7 @@ def dqdt_cluster(vmm: ClusterVmm) -> int:
 
 def _ensure_pt2(vmm: ClusterVmm, gpt: ProcessGpt, copy: int, slots: np.ndarray) -> bool:
     """Allocate the PT2s ``slots`` need in ``copy`` (in the copy's bank); False if short."""
-    regions = np.unique(gpt.region[slots])
+    regions = gpt.in_address_order(np.unique(gpt.region[slots]))
     missing = [int(r) for r in regions if gpt.pt2[copy, r] < 0]
     if len(missing) > vmm.mem.nfree2d[copy]:
         return False
@@ -129,8 +129,7 @@ def almos_fork(vmm: ClusterVmm, cpu: int, texec: TaskExec, child: Process, place
     child.cluster = target
     # thread_user_fork: the parent's local stack entries become COW too
     if stack_v >= 0:
-        sl = pg.slots(stack_v)
-        rewritten = _set_cow(pg, here, np.arange(sl.start, sl.stop), t)
+        rewritten = _set_cow(pg, here, pg.slots(stack_v), t)
         cost += rewritten * (int(costs[K_PTE_OP]) + _rc(vmm, K_REMOTE_OP, target, here))
     # vmm_set_cow(parent reference): every copy, every writable public vseg
     if ref != target:  # RPC_VMM_SET_COW
@@ -140,8 +139,7 @@ def almos_fork(vmm: ClusterVmm, cpu: int, texec: TaskExec, child: Process, place
         public = TYPE_CODES[vma.type] in (DATA, ANON, REMOTE)
         if not public or not vma.writable or not pg.vsl[ref, v]:
             continue
-        sl = pg.slots(v)
-        slots = np.arange(sl.start, sl.stop)
+        slots = pg.slots(v)
         for copy in range(pg.n):
             if pg.copy_exists[copy]:
                 rewritten = _set_cow(pg, copy, slots, t)

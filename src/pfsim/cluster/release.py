@@ -68,6 +68,6 @@ def release_copy(vmm: ClusterVmm, gpt: ProcessGpt, copy: int) -> None:
     """``vmm_destroy``: remove every vseg of ``copy``, then free its page tables."""
     release_entries(vmm, gpt, copy, gpt.mapped_slots(copy))
     gpt.vsl[copy, :] = 0
-    for region in np.nonzero(gpt.pt2[copy] >= 0)[0].tolist():
+    for region in gpt.in_address_order(np.nonzero(gpt.pt2[copy] >= 0)[0]).tolist():
         vmm.mem.put(int(gpt.pt2[copy, region]))
         gpt.pt2[copy, region] = -1

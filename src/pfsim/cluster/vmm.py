@@ -99,7 +99,6 @@ class ClusterVmm(Vmm):
     """
 
     touches_in_time_order = True  # faults take PTE locks and the rwlock in simulated time
-    dense_page_tables = True  # the copies are dense arrays over each vseg's slot range
     reclaims = False  # ALMOS-MKH has no swap, no page-cache reclaim, no OOM killer
 
     @classmethod

@@ -119,7 +119,7 @@ class GuestKernel:
         ``processes``; its threads are not yet runnable."""
         pid = self._next_pid
         self._next_pid += 1
-        mm = AddressSpace(dense=self.vmm.dense_page_tables)
+        mm = AddressSpace()
         process = Process(pid=pid, name=proc.name, mm=mm, started_ns=self.sim.now)
         where = f"processes[{self.config.processes.index(proc)}]"
         layout = {"code": CODE_BASE, "mmap": MMAP_BASE, "stack": STACK_TOP}
@@ -181,7 +181,7 @@ class GuestKernel:
                 file.grow(size >> PAGE_SHIFT)
         vma = Vma(name=vseg.name, type=vseg.type, start=start, end=end, reserve_start=reserve,
                   readable="r" in prot, writable="w" in prot, executable="x" in prot,
-                  shared=vseg.type == "file", file=file, pgoff=0, slot_base=0, stack_max=stack_max,
+                  shared=vseg.type == "file", file=file, pgoff=0, stack_max=stack_max,
                   advice=vseg.advice)
         process.mm.add_vma(vma)
         return vma

@@ -34,15 +34,15 @@ and an address space whose leaves are all free (an exited process) drops them.  
 translated chunks held slots of freed leaves translate them again (the executor's chunks keep
 their page numbers), so a reused block is never reached through a stale slot.
 
-The cluster kernel's VMM copies (:mod:`pfsim.cluster.gpt`) index their own dense arrays by
-slot and need each VMA's slots contiguous: an address space built with ``dense=True``
-allocates all leaves of a VMA when it is added (``vma.slot_base`` is then its first slot).
+The cluster kernel's VMM copies (:mod:`pfsim.cluster.gpt`) index their own arrays by slot:
+they grow with the address space, told of each leaf it allocates (``on_allocate``).
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,8 +80,6 @@ class Vma:
     Attributes:
         start, end: byte range [start, end) today (a stack's start moves down as it grows).
         reserve_start: lowest byte the VMA may ever cover (its page 0).
-        slot_base: first slot of a dense address space's VMA (its slots are contiguous);
-            -1 in a sparse one, where :meth:`slot` asks the address space's directory.
         key: the VMA's number in its address space (the high bits of its leaves' keys).
     """
 
@@ -96,7 +94,6 @@ class Vma:
     shared: bool
     file: File | None
     pgoff: int
-    slot_base: int
     stack_max: int
     advice: str = "normal"
     """madvise() advice: normal, random (VM_RAND_READ) or sequential (VM_SEQ_READ)."""
@@ -122,8 +119,6 @@ class Vma:
     def slot(self, addr: int) -> int:
         """The slot of the page holding ``addr`` (in the reserved range), its leaf allocated
         on first use."""
-        if self.slot_base >= 0:
-            return self.slot_base + ((addr - self.reserve_start) >> PAGE_SHIFT)
         assert self.table is not None
         return self.table.vma_slot(self, (addr - self.reserve_start) >> PAGE_SHIFT)
 
@@ -154,16 +149,13 @@ def _depth(nleaves: int) -> int:
 
 
 class AddressSpace:
-    """The ``mm_struct`` of a process: its VMAs and its page table arrays.
+    """The ``mm_struct`` of a process: its VMAs and its page table arrays."""
 
-    Args:
-        dense: allocate every leaf of a VMA when it is added, contiguously (the cluster
-            kernel's layout); by default leaves are allocated on first use.
-    """
-
-    def __init__(self, dense: bool = False) -> None:
+    def __init__(self) -> None:
         self.vmas: list[Vma] = []
-        self.dense = dense
+        self.on_allocate: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None
+        """Called with (blocks, VMA keys, leaf numbers) after leaves are allocated (the
+        cluster kernel's page-table copies grow with the address space)."""
         self.state = np.zeros(0, dtype=np.uint8)
         self.gfn = np.full(0, -1, dtype=np.int64)
         self.vflags = np.zeros(0, dtype=np.uint8)
@@ -203,7 +195,7 @@ class AddressSpace:
         return self._nnodes - len(self._free_nodes)
 
     def add_vma(self, vma: Vma) -> None:
-        """Add ``vma``: one directory node (no slot unless the address space is dense)."""
+        """Add ``vma``: one directory node, no slot."""
         vma.key = len(self._by_key)
         vma.table = self
         self._by_key.append(vma)
@@ -215,16 +207,10 @@ class AddressSpace:
         leaves = -(-vma.nslots // LEAF)
         self._roots = _append(self._roots, vma.key, self._new_node())
         self._depths = _append(self._depths, vma.key, _depth(leaves))
-        if self.dense:
-            vma.slot_base = self.nblocks * LEAF
-            self._allocate(np.full(leaves, vma.key, dtype=np.int64),
-                           np.arange(leaves, dtype=np.int64))
-        else:
-            vma.slot_base = -1
 
     def clone(self) -> AddressSpace:
         """A copy with copies of the VMAs and of the page table (fork's ``dup_mm``)."""
-        child = AddressSpace(self.dense)
+        child = AddressSpace()
         child.vmas = [copy.copy(vma) for vma in self.vmas]
         child._by_key = [vma for vma in self._by_key]
         for vma in child.vmas:
@@ -306,14 +292,19 @@ class AddressSpace:
             hi = (vma.end - vma.reserve_start) >> PAGE_SHIFT
             state[blocks[rows]] = np.where((pages < lo) | (pages >= hi), PTE_NOVMA, 0)
             vflags[blocks[rows]] = vma.vm_flags()
+        if self.on_allocate is not None:
+            self.on_allocate(blocks, owners, leaves)
+
+    def allocated_leaves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(blocks, VMA keys, leaf numbers) of the leaves allocated now."""
+        blocks = np.flatnonzero(self._leaf_owner[:self.nblocks] >= 0)
+        return blocks, self._leaf_owner[blocks], self._leaf_index[blocks]
 
     def free_vma_tables(self, vma: Vma) -> int:
         """Free every leaf of ``vma`` and every directory node below its root (the caller
         has emptied them: no page mapped, no swap entry): ``free_pgtables`` over the VMA's
         range (mm/memory.c, Linux 6.6: ``free_pte_range``, ``free_pmd_range``,
-        ``free_pud_range``).  Returns the leaves freed.  Dense address spaces keep theirs."""
-        if self.dense:
-            return 0
+        ``free_pud_range``).  Returns the leaves freed."""
         root = int(self._roots[vma.key])
         level = np.array([root], dtype=np.int64)
         inner: list[np.ndarray] = []

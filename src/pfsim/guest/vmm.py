@@ -33,9 +33,6 @@ class Vmm(ABC):
     touches_in_time_order: ClassVar[bool] = False
     """A touch step due later than now waits for its own time, so that its fault is handled in
     time order with the other vCPUs' faults (faults take locks in simulated time)."""
-    dense_page_tables: ClassVar[bool] = False
-    """Address spaces allocate each VMA's slots contiguously when it is added (a VMM with
-    its own arrays indexed by slot ranges); else leaves are allocated on first use."""
     logs_faults: ClassVar[bool] = False
     """Its compiled loop writes each fault it resolves into the fault log (class, frame,
     times: :mod:`pfsim.machine.scan`), so a trace shows them one by one; else a traced run
