@@ -222,7 +222,8 @@ def print_comparison(console: Console, keys: list[str] | str,
 
 PAGING_COLUMNS = ("guest swap-outs", "guest swap-ins", "pgsteal", "allocstall", "balloon",
                   "host swap-outs", "host swap-ins", "host frames ballooned",
-                  "guest swap-outs of host-swapped", "host swap-ins for guest I/O")
+                  "guest swap-outs of host-swapped", "host swap-ins for guest I/O",
+                  "of which false reads")
 
 
 def print_paging_comparison(console: Console, names: list[str],
@@ -245,7 +246,8 @@ def print_paging_comparison(console: Console, names: list[str],
             memory.get("swap_outs", 0), memory.get("swap_ins", 0), memory.get("pgsteal", 0),
             memory.get("allocstall", 0), memory.get("balloon_inflated", 0), host["swap_outs"],
             host["swap_ins"], host.get("balloon_freed_frames", 0),
-            memory.get("swap_outs_host_swapped", 0), host.get("swap_ins_guest_io", 0))))
+            memory.get("swap_outs_host_swapped", 0), host.get("swap_ins_guest_io", 0),
+            host.get("false_reads", 0))))
     console.print(table)
 
 

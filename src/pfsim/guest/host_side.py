@@ -65,6 +65,10 @@ class HostSide(Protocol):
     def first_touches(self, c: int, count: int, stall: int) -> None:
         """The compiled loop backed ``count`` never-touched gfns, stalling vCPU ``c``."""
 
+    def dma_write(self, gfn: int) -> tuple[int, bool]:
+        """The guest's virtual disk is about to read data into ``gfn``: when the page can take
+        it (the host swaps a swapped-out page in first), and whether the host had swapped it."""
+
     def backfill(self, gfn: int) -> None:
         """The guest's virtual disk wrote into ``gfn``: back it."""
 

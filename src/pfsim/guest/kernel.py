@@ -336,9 +336,19 @@ class GuestKernel:
             file.readahead_mark[mark] = True
         return self._submit(file, pages, frames)
 
+    def dma_start(self, frames: list[int]) -> int:
+        """When a disk read into ``frames`` can start: now, or with a host, once the host has
+        every frame resident (it swaps in those it had swapped out: ``dma_write``)."""
+        start = self.sim.now
+        host = self.executor.host
+        if host is not None:
+            for frame in frames:
+                start = max(start, host.dma_write(frame)[0])
+        return start
+
     def _submit(self, file: File, pages: list[int], frames: list[int]) -> ReadRequest:
         """Queue the read of ``pages`` of ``file`` into ``frames`` on the disk."""
-        done = self.disk.submit(self.sim.now, len(pages))
+        done = self.disk.submit(self.dma_start(frames), len(pages))
         request = ReadRequest(file, pages[0], pages, done)
         for p in pages:
             file.pending[p] = request

@@ -73,7 +73,7 @@ class SwapIn:
                 swap.add_to_cache(other, got)
                 slots.append(other)
                 frames.append(got)
-            done = swap.device.submit(self.sim.now, len(slots), write=False)
+            done = swap.device.submit(kernel.dma_start(frames), len(slots), write=False)
             swap.swap_ins += len(slots)
             self.stats["swap_ra"] += len(slots) - 1
             request = SwapRead(slots, frames, done)

@@ -124,7 +124,10 @@ class Host:
         self.halts = 0
         self.guest_io_swap_ins = 0
         """Host swap-ins the guest's own I/O caused: its virtual disk reading pages the host
-        had swapped out, to write them to the guest's swap or files (double paging)."""
+        had swapped out to write them to the guest's swap or files, or pinning them to read
+        into them (double paging)."""
+        self.false_reads = 0
+        """Of those, swap-ins of pages the guest's disk reads then overwrite (:meth:`dma_write`)."""
         self.irq_pending = [False] * nv
         self.recorder: T.TraceRecorder = T.OFF
         """Where host faults are recorded when the run is traced."""
@@ -481,21 +484,52 @@ class Host:
             for wake in waiters:
                 wake()
 
-    def backfill(self, gfn: int) -> None:
-        """The guest's virtual disk wrote into ``gfn`` (DMA by the host I/O thread): back it."""
+    def dma_write(self, gfn: int) -> tuple[int, bool]:
+        """The guest's virtual disk is about to read data into ``gfn`` (a read of the guest's
+        swap or of a file).  QEMU's I/O thread reads into guest memory with O_DIRECT, so the
+        host pins the page before the device transfer (``get_user_pages`` with FOLL_WRITE,
+        mm/gup.c, through ``handle_mm_fault``): a page the host swapped out is swapped in
+        first, only to be overwritten (a "false read" of double paging: no vCPU waits, the
+        guest's read starts when the page is in); a never-touched gfn is backed.  Returns
+        (time the page can take the data, the host had swapped it)."""
         memory = self.memory
-        if memory.where[gfn] == NEVER:
+        now = self.sim.now
+        where = int(memory.where[gfn])
+        if where == NEVER:
+            frame, evicted = memory.take_frame(now)
+            self._write_back(evicted, now)
+            memory.map_new(gfn, frame)
+            return max(now, int(memory.frame_free_at[frame])), False
+        if where == SWAPCACHE:
+            memory.map_cached(gfn)
+            return now, True
+        if where == SWAPPED:
+            memory.host_major += 1
+            self.guest_io_swap_ins += 1
+            self.false_reads += 1
+            return self._swap_in(gfn, now), True
+        if where == INIO:  # a read already under way (its end is not kept): one device latency
+            return now + self.swap_params.latency_ns, True
+        return now, False
+
+    def backfill(self, gfn: int) -> None:
+        """The guest's virtual disk wrote into ``gfn`` (its read completed): the page is dirty
+        and its swap copy, if any, stale.  :meth:`dma_write` made it resident when the read
+        was submitted; pfsim does not keep the page pinned during the transfer, so host
+        reclaim may have evicted it meanwhile: it is then backed again without a read."""
+        memory = self.memory
+        where = int(memory.where[gfn])
+        if where == NEVER:
             frame, evicted = memory.take_frame(self.sim.now)
             self._write_back(evicted, self.sim.now)
             memory.map_new(gfn, frame)
-        elif memory.where[gfn] in (SWAPPED, SWAPCACHE):
-            if memory.where[gfn] == SWAPCACHE:
-                memory.map_cached(gfn)
-            else:
-                frame, evicted = memory.take_frame(self.sim.now)
-                self._write_back(evicted, self.sim.now)
-                memory.swap_slot1[gfn] = 0
-                memory.map_new(gfn, frame)
+        elif where == SWAPCACHE:
+            memory.map_cached(gfn)
+        elif where == SWAPPED:
+            frame, evicted = memory.take_frame(self.sim.now)
+            self._write_back(evicted, self.sim.now)
+            memory.free_slot(gfn)
+            memory.map_new(gfn, frame)
         memory.dirty[gfn] = 1
 
     def balloon_inflate(self, gfns: np.ndarray) -> None:
@@ -534,7 +568,7 @@ class Host:
         return {"evictions": m.evictions, "swap_ins": m.swap_ins, "swap_outs": m.swap_outs,
                 "ept_violations": m.ept_violations, "host_minor_faults": m.host_minor,
                 "host_major_faults": m.host_major, "readahead_pages": m.readahead_pages,
-                "swap_ins_guest_io": self.guest_io_swap_ins,
+                "swap_ins_guest_io": self.guest_io_swap_ins, "false_reads": self.false_reads,
                 "balloon_freed_frames": m.balloon_freed_frames,
                 "balloon_freed_slots": m.balloon_freed_slots,
                 "resident_frames": m.resident, "memory_limit_frames": m.limit,

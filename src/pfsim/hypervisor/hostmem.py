@@ -185,13 +185,21 @@ class HostMemory:
         """True when an evicted page has no valid copy in swap (dirty or never swapped)."""
         return bool(self.dirty[gfn]) or self.swap_slot1[gfn] == 0
 
+    def free_slot(self, gfn: int) -> bool:
+        """Free ``gfn``'s swap slot, if it has one (its copy is stale or no longer wanted);
+        returns whether it had one."""
+        slot = self.swap_slot(gfn)
+        if slot < 0:
+            return False
+        self._slot_gfn[slot] = -1
+        heapq.heappush(self._free_slots, slot)
+        self.swap_slot1[gfn] = 0
+        return True
+
     def wrote_back(self, gfn: int) -> None:
         """The page now has a fresh copy in a swap slot (its stale slot, if any, is freed; the
         lowest free slot is reused, so swap space stays as small as the swapped set)."""
-        old = self.swap_slot(gfn)
-        if old >= 0:
-            self._slot_gfn[old] = -1
-            heapq.heappush(self._free_slots, old)
+        self.free_slot(gfn)
         if self._free_slots:
             slot = heapq.heappop(self._free_slots)
         else:
@@ -230,11 +238,7 @@ class HostMemory:
                 self._push_free(frame)
                 self.balloon_freed_frames += 1
                 dropped.append(gfn)
-            slot = self.swap_slot(gfn)
-            if slot >= 0:
-                self._slot_gfn[slot] = -1
-                heapq.heappush(self._free_slots, slot)
-                self.swap_slot1[gfn] = 0
+            if self.free_slot(gfn):
                 self.balloon_freed_slots += 1
             self.where[gfn] = NEVER
             self.dirty[gfn] = 0
