@@ -135,13 +135,22 @@ def _client(engine: Engine, tasks: int) -> Iterator[Any]:
         try:
             yield client
         finally:
-            # every result is in (or Ctrl-C): a graceful close would wait for the workers,
-            # up to seconds for the points they are running, for nothing
+            # every result is in (or Ctrl-C, SIGTERM): a graceful close would wait for the
+            # workers, up to seconds for the points they are running, for nothing.  What the
+            # event loops log while the killed workers' connections drop (tornado and asyncio
+            # "Exception in callback" tracebacks) is noise now: silenced.
+            loggers = [logging.getLogger(name) for name in ("distributed", "bokeh", "tornado",
+                                                             "asyncio")]
+            levels = [logger.level for logger in loggers]
+            for logger in loggers:
+                logger.setLevel(logging.CRITICAL + 1)
             _kill_workers(cluster)
             with contextlib.suppress(Exception):
                 client.close()
             with contextlib.suppress(Exception):
                 cluster.close()
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def _kill_workers(cluster: Any) -> None:
