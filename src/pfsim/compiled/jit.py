@@ -13,6 +13,9 @@ from __future__ import annotations
 from numba import njit
 
 core = njit(cache=True, nogil=True, _nrt=False)
+core_inline = njit(cache=True, nogil=True, _nrt=False, inline="always")
+"""For the few-line helpers on the hottest paths (the tick and steal-time checks of every
+running stretch and every charge): inlined into their callers by numba itself."""
 
 # the machine reaches compiled code as a View (one pointer, not hundreds of arguments); its
 # numba type must be registered before any core function is compiled or loaded from the cache

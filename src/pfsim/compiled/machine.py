@@ -16,7 +16,7 @@ Whatever this core does not model (a fault it cannot resolve, a signal, OOM) set
 from __future__ import annotations
 
 import numpy as np
-from pfsim.compiled.jit import core
+from pfsim.compiled.jit import core, core_inline
 from pfsim.machine.latency import ASYNC, MINOR
 from pfsim.machine.latency import record as record_latency
 
@@ -845,7 +845,7 @@ def _take_irqs(m, cpu):
     return n
 
 
-@core
+@core_inline
 def _late_tick(m, cpu):
     """``VcpuExecutor._late_tick``: a tick that fell while the vCPU was out of the guest is
     taken now; it asks for schedule() if the slice is used up."""

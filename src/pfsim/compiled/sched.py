@@ -15,7 +15,7 @@ recursion (numba cannot load cached recursive functions).
 
 from __future__ import annotations
 
-from pfsim.compiled.jit import core
+from pfsim.compiled.jit import core, core_inline
 
 from pfsim.compiled import state as S
 from pfsim.engine.arrayheap import H_NOW, heap_push
@@ -315,7 +315,7 @@ def policy_should_preempt(m, sid, r, woken):
     return m.tk[S.TK_VRUNTIME, cur] - m.tk[S.TK_VRUNTIME, woken] > m.sp[sid, S.SP_WAKEUP_GRAN]
 
 
-@core
+@core_inline
 def _steal_clock(m, sid, r):
     """``Scheduler.steal_clock``: the steal the guest CPU of ``r`` has reported (``Host.
     steal_clock``), or -1 without steal accounting (the host scheduler, steal_time off)."""
@@ -346,7 +346,7 @@ def update_curr(m, sid, r):
     policy_account(m, sid, r, cur, ran)
 
 
-@core
+@core_inline
 def _new_slice(m, sid, r, start):
     """``Scheduler._new_slice``: the slice begins at ``start``; earlier steal is not charged."""
     m.rq[S.RQ_SLICE_END, r] = start + policy_slice(m, sid, r)
@@ -356,7 +356,7 @@ def _new_slice(m, sid, r, start):
         m.rq[S.RQ_SLICE_STEAL, r] = clock
 
 
-@core
+@core_inline
 def _exact_end(m, sid, r):
     clock = _steal_clock(m, sid, r)
     if clock < 0:
@@ -364,7 +364,7 @@ def _exact_end(m, sid, r):
     return m.rq[S.RQ_SLICE_END, r] + clock - m.rq[S.RQ_SLICE_STEAL, r]
 
 
-@core
+@core_inline
 def slice_end(m, sid, cpu):
     """``Scheduler.slice_end``: the exact end pushed back by steal, then on the tick."""
     r = rq_of(m, sid, cpu)
@@ -377,7 +377,7 @@ def slice_end(m, sid, cpu):
     return -((-end) // tick) * tick
 
 
-@core
+@core_inline
 def slice_used(m, sid, cpu, t):
     """``Scheduler.slice_used``: a tick at ``t`` finds the current slice used up."""
     end = _exact_end(m, sid, rq_of(m, sid, cpu))
