@@ -23,7 +23,7 @@ from pfsim.machine import trace_records as T
 from pfsim.machine.trace_records import TraceRecorder
 from pfsim.simulation import Simulation
 from pfsim.tracing import parse_window, trace_options
-from pfsim.tracing.timeline import _lanes, pair_async_faults
+from pfsim.tracing.timeline import _lanes, instant_args, instant_name, pair_async_faults
 
 SCENARIO = """
 [sim]
@@ -273,6 +273,16 @@ def test_chrome_json_holds_one_flow_pair_per_async_fault(tmp_path):
     names = Counter(e["name"] for e in events if e["ph"] in ("X", "i"))
     assert names["page not present"] == apf["not_present"]
     assert names["page ready"] == apf["page_ready"]
+    # the loop's faults: the names and arguments the timeline gives their rows
+    recorder = TraceRecorder(1 << 18)
+    Simulation(load_config(scenario(tmp_path, "kvm")), recorder).run()
+    rows = recorder.rows[recorder.rows[:, T.KIND] == T.K_FAST_FAULT]
+    fast = [e for e in events if e["ph"] == "i" and e["name"].startswith("minor fault (")]
+    assert len(fast) == len(rows) > 100
+    expected = sorted((int(r[T.TIME]), instant_name(r), sorted(instant_args(r).items()))
+                      for r in rows)
+    assert sorted((round(e["ts"] * 1000), e["name"], sorted(e["args"].items()))
+                  for e in fast) == expected
 
 
 def test_window_and_limit(tmp_path, capsys):

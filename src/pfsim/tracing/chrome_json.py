@@ -71,9 +71,18 @@ def events(timeline: Timeline, names: Names) -> list[dict[str, Any]]:
     inst = timeline.instants
     # per column: tolist of a 2-D array is several times slower than of its columns
     columns = [table[inst, c].tolist() for c in range(T.NFIELDS)]
-    for r, *row in zip(inst.tolist(), *columns, strict=True):
-        ts = _us(row[T.TIME])
-        base = {"pid": PID_EVENTS, "tid": row[T.CPU], "ts": ts}
+    fast_names = T.FAST_FAULT_NAMES
+    for r, time, kind, cpu, task, arg, ident, end, aux in zip(inst.tolist(), *columns,
+                                                              strict=True):
+        if kind == T.K_FAST_FAULT:  # most instants: instant_name and instant_args inlined
+            out.append({"pid": PID_EVENTS, "tid": cpu, "ts": time / 1000, "ph": "i", "s": "t",
+                        "name": fast_names[ident],
+                        "args": {"gfn": arg, "tid": task, "handled_ns": end - time,
+                                 "host_first_touch": aux}})
+            continue
+        row = [time, kind, cpu, task, arg, ident, end, aux]
+        ts = _us(time)
+        base = {"pid": PID_EVENTS, "tid": cpu, "ts": ts}
         flow = timeline.flow_of.get(r)
         if flow is None:
             out.append({**base, "ph": "i", "s": "t", "name": instant_name(row),

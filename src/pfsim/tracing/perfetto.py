@@ -192,11 +192,19 @@ def write(timeline: Timeline, names: Names, out: BinaryIO) -> None:
         if kind == T.K_FAST_FAULT:  # most of a trace's instants: the compact form
             packet.sequence_flags = NEEDS_STATE
             event.name_iid = ident
-            for iid, value in ((ARG_GFN, arg), (ARG_TID, task), (ARG_HANDLED, end - time),
-                               (ARG_HOST_TOUCH, aux)):
-                annotation = event.debug_annotations.add()
-                annotation.name_iid = iid
-                annotation.int_value = value
+            add = event.debug_annotations.add  # the four arguments, unrolled
+            annotation = add()
+            annotation.name_iid = ARG_GFN
+            annotation.int_value = arg
+            annotation = add()
+            annotation.name_iid = ARG_TID
+            annotation.int_value = task
+            annotation = add()
+            annotation.name_iid = ARG_HANDLED
+            annotation.int_value = end - time
+            annotation = add()
+            annotation.name_iid = ARG_HOST_TOUCH
+            annotation.int_value = aux
             continue
         row = table[r].tolist()
         event.name = instant_name(row)
