@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 
+from test_reclaim_differential import _double_paging
+
 import pfsim
 
 N = 100
@@ -68,26 +70,10 @@ def test_guest_io_never_leaks_host_swap_slots():
     a third of it: every host swap slot in use belongs to a gfn (there are at most as many as
     the guest has frames).  It used to end in an IndexError: a page read back into a
     host-swapped frame dropped its slot without freeing it."""
-    old = [{"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
-            "accesses": 300, "write_ratio": 1.0, "think": "200ns"},
-           {"op": "sleep", "duration": "3ms"},
-           {"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
-            "accesses": 300, "write_ratio": 0.0, "think": "200ns"}]
-    new = [{"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
-            "accesses": 300, "write_ratio": 1.0, "think": "200ns"},
-           {"op": "access", "vseg": "h", "pattern": "uniform", "accesses": 1500,
-            "write_ratio": 0.3, "think": "200ns"}]
-    config = {"sim": {"check_invariants": True},
-              "guest": {"memory": "2MiB", "mm": {"kernel_reserved": "512KiB"},
-                        "swap": {"device": "nvme", "size": "4MiB"}},
-              "hypervisor": {"enabled": True, "memory_limit": "1MiB",
-                             "swap": {"device": "nvme"}},
-              "processes": [
-                  {"name": "old", "vsegs": [{"name": "h", "type": "anon", "size": 300 * 4096}],
-                   "threads": [{"steps": old}]},
-                  {"name": "new", "start": "500us",
-                   "vsegs": [{"name": "h", "type": "anon", "size": 300 * 4096}],
-                   "threads": [{"steps": new}]}]}
+    config = _double_paging()  # its shape, in a smaller guest and host
+    config["sim"] = {"check_invariants": True}
+    config["guest"]["memory"], config["guest"]["mm"]["kernel_reserved"] = "2MiB", "512KiB"
+    config["hypervisor"]["memory_limit"] = "1MiB"
     results = {}
     for engine in ("reference", "compiled"):
         variant = copy.deepcopy(config)

@@ -366,12 +366,17 @@ class GuestKernel:
                 host.backfill(gfn)
         if self.reclaim is not None:
             self.reclaim.file_pages_added(file, request.pages, frames)
+        self.wake_waiters(request.waiters)
+
+    def wake_waiters(self, waiters: list[Task]) -> None:
+        """The tasks waiting for a read (page cache or swap) run again: each that is still
+        alive is woken, and the list emptied (after a panic nothing runs any more)."""
         if self.panic is not None:
             return
-        for task in request.waiters:
+        for task in waiters:
             if task.state != TaskState.DEAD:
                 self.scheduler.wake_up(task)
-        request.waiters.clear()
+        waiters.clear()
 
     # ------------------------------------------------------------------ kill / exit / panic
 

@@ -14,7 +14,6 @@ from pfsim.guest.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
 from pfsim.guest.swap import SwapRead
 from pfsim.machine.frames import ANON
 from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_SWAP
-from pfsim.sched import TaskState
 
 if TYPE_CHECKING:
     from pfsim.guest.mm import Vma
@@ -147,13 +146,7 @@ class SwapIn:
 
     def _wake(self, request: SwapRead) -> None:
         """The tasks waiting for ``request`` run again."""
-        kernel = self.kernel
-        if kernel.panic is not None:
-            return
-        for task in request.waiters:
-            if task.state != TaskState.DEAD:
-                kernel.scheduler.wake_up(task)
-        request.waiters.clear()
+        self.kernel.wake_waiters(request.waiters)
 
     def free_swap_entries(self, slots: np.ndarray) -> None:
         """PTEs holding ``slots`` went away (exit, munmap, exec): ``free_swap_and_cache``."""

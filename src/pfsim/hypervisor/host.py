@@ -500,17 +500,9 @@ class Host:
             self._write_back(evicted, now)
             memory.map_new(gfn, frame)
             return max(now, int(memory.frame_free_at[frame])), False
-        if where == SWAPCACHE:
-            memory.map_cached(gfn)
-            return now, True
         if where == SWAPPED:
-            memory.host_major += 1
-            self.guest_io_swap_ins += 1
             self.false_reads += 1
-            return self._swap_in(gfn, now), True
-        if where == INIO:  # a read already under way (its end is not kept): one device latency
-            return now + self.swap_params.latency_ns, True
-        return now, False
+        return self._dma_page(gfn, where, now)
 
     def backfill(self, gfn: int) -> None:
         """The guest's virtual disk wrote into ``gfn`` (its read completed): the page is dirty
@@ -541,19 +533,26 @@ class Host:
         """The guest's virtual disk (the host I/O thread) reads ``gfn`` to write it out: a
         page the host swapped must be swapped in first (no vCPU waits; the guest's write
         starts when the page is in).  Returns (time the page is readable, it was swapped)."""
-        memory = self.memory
         now = self.sim.now
-        where = int(memory.where[gfn])
+        where = int(self.memory.where[gfn])
+        if where == NEVER:  # never touched: the host reads the zero page
+            return now, False
+        return self._dma_page(gfn, where, now)
+
+    def _dma_page(self, gfn: int, where: int, now: int) -> tuple[int, bool]:
+        """A touched page the host's I/O thread reads or writes for the guest's disk: mapped
+        from the swap cache, swapped in first when swapped out (a host swap-in for guest I/O),
+        one device latency when being read in already (its end is not kept).  Returns (when
+        the page is usable, the host had it swapped out)."""
+        memory = self.memory
         if where == SWAPCACHE:
             memory.map_cached(gfn)
             return now, True
-        if where == NEVER:  # never touched: the host reads the zero page
-            return now, False
         if where == SWAPPED:
             memory.host_major += 1
             self.guest_io_swap_ins += 1
             return self._swap_in(gfn, now), True
-        if where == INIO:  # a read already under way (its end is not kept): one device latency
+        if where == INIO:
             return now + self.swap_params.latency_ns, True
         return now, False
 
