@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pfsim.sweeps.execute import Engine
+from pfsim.sweeps.execute import Engine, silence_dask_logs
 from pfsim.sweeps.run import SweepInterrupted, run_sweep
 from pfsim.sweeps.show import ConsoleReporter, print_header, print_interrupted, print_summary
 
@@ -31,20 +31,11 @@ def sweep_command(source: Path, out: Path | None, overrides: list[str], workers:
                         retry_failed=retry_failed, point_timeout=point_timeout, reporter=reporter)
     except SweepInterrupted as stop:
         print_interrupted(stop.run, stop.terminated)
-        _quiet_dask()  # the process ends now: what Dask's loops log as it exits is noise
+        silence_dask_logs()  # the process ends now: what Dask's loops log as it exits is noise
         sys.exit(143 if stop.terminated else 130)
     print_summary(run, time.monotonic() - started)
     if run.failed or run.failed_before:
         sys.exit(1)
-
-
-def _quiet_dask() -> None:
-    """Silence the loggers of Dask and its event loops for the rest of the process (the
-    command's last line is printed; connections to killed workers may still log)."""
-    import logging
-
-    for name in ("distributed", "bokeh", "tornado", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 class _HeaderFirst(ConsoleReporter):

@@ -132,25 +132,44 @@ def _client(engine: Engine, tasks: int) -> Iterator[Any]:
                                processes=True, dashboard_address=":0", silence_logs=logging.ERROR,
                                preload=["pfsim.sweeps.worker"])
         client = Client(cluster)
+        interrupted = True
         try:
             yield client
+            interrupted = False
+        except Exception:
+            interrupted = False
+            raise
         finally:
             # every result is in (or Ctrl-C, SIGTERM): a graceful close would wait for the
             # workers, up to seconds for the points they are running, for nothing.  What the
             # event loops log while the killed workers' connections drop (tornado and asyncio
             # "Exception in callback" tracebacks) is noise now: silenced.
-            loggers = [logging.getLogger(name) for name in ("distributed", "bokeh", "tornado",
-                                                             "asyncio")]
-            levels = [logger.level for logger in loggers]
-            for logger in loggers:
-                logger.setLevel(logging.CRITICAL + 1)
+            levels = silence_dask_logs()
             _kill_workers(cluster)
             with contextlib.suppress(Exception):
                 client.close()
             with contextlib.suppress(Exception):
                 cluster.close()
-            for logger, level in zip(loggers, levels, strict=True):
-                logger.setLevel(level)
+            if not interrupted:  # Ctrl-C or SIGTERM: the process is ending, late callbacks
+                for logger, level in levels:  # of the loops still log: stay silent
+                    logger.setLevel(level)
+
+
+DASK_LOGGERS = ("distributed", "bokeh", "tornado", "asyncio")
+
+
+def silence_dask_logs() -> list[tuple[logging.Logger, int]]:
+    """Silence Dask's, tornado's and asyncio's loggers, and every logger below them (Dask's
+    logging config gives some their own level, e.g. ``tornado.application``, which a parent's
+    level does not cover); returns the (logger, level) pairs to restore."""
+    loggers = [logging.getLogger(name) for name in DASK_LOGGERS]
+    loggers += [logger for name, logger in list(logging.root.manager.loggerDict.items())
+                if isinstance(logger, logging.Logger)
+                and any(name.startswith(prefix + ".") for prefix in DASK_LOGGERS)]
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    return levels
 
 
 def _kill_workers(cluster: Any) -> None:
