@@ -108,6 +108,8 @@ def summary_html(summary: Summary) -> str:
     """The summary as an HTML table: axis values, points, failed, then mean ± CI."""
     import html
 
+    from pfsim.sweeps.show import mean_ci
+
     metrics = summary.metrics()
     head = [*summary.axes, *GROUP_COLUMNS, *metrics]
     cells = []
@@ -115,7 +117,8 @@ def summary_html(summary: Summary) -> str:
         values = [f"<td>{html.escape(row[key])}</td>" for key in summary.axes]
         values += [f'<td class="n">{html.escape(row[key])}</td>' for key in GROUP_COLUMNS]
         for metric in metrics:
-            text = _mean_ci(_float(row[f"{metric}_mean"]), _float(row[f"{metric}_ci95"]))
+            mean, ci = _float(row[f"{metric}_mean"]), _float(row[f"{metric}_ci95"])
+            text = mean_ci(metric, mean, ci)
             values.append(f'<td class="n">{html.escape(text)}</td>')
         cells.append("<tr>" + "".join(values) + "</tr>")
     header = "".join(f"<th>{html.escape(name)}</th>" for name in head)
@@ -185,11 +188,3 @@ def _float(text: str | None) -> float | None:
     except ValueError:
         return None
     return None if value is None or math.isnan(value) else value
-
-
-def _mean_ci(mean: float | None, ci: float | None) -> str:
-    if mean is None:
-        return ""
-    digits = 1 if abs(mean) < 1000 else 0
-    text = f"{mean:,.{digits}f}"
-    return text if ci is None else f"{text} ± {ci:,.{digits}f}"

@@ -486,10 +486,11 @@ class Host:
 
     def dma_write(self, gfn: int) -> tuple[int, bool]:
         """The guest's virtual disk is about to read data into ``gfn`` (a read of the guest's
-        swap or of a file).  QEMU's I/O thread reads into guest memory with O_DIRECT, so the
-        host pins the page before the device transfer (``get_user_pages`` with FOLL_WRITE,
-        mm/gup.c, through ``handle_mm_fault``): a page the host swapped out is swapped in
-        first, only to be overwritten (a "false read" of double paging: no vCPU waits, the
+        swap or of a file).  With O_DIRECT (QEMU's ``cache=none``) the host takes the page
+        before the device transfer: block/bio.c ``bio_iov_iter_get_pages`` →
+        ``iov_iter_get_pages``, which calls ``get_user_pages_fast`` for writing when user
+        memory is the destination, faulting the page in: a page the host swapped out is
+        swapped in first, only to be overwritten (a "false read" of double paging: no vCPU waits, the
         guest's read starts when the page is in); a never-touched gfn is backed.  Returns
         (time the page can take the data, the host had swapped it)."""
         memory = self.memory

@@ -132,12 +132,11 @@ def _client(engine: Engine, tasks: int) -> Iterator[Any]:
                                processes=True, dashboard_address=":0", silence_logs=logging.ERROR,
                                preload=["pfsim.sweeps.worker"])
         client = Client(cluster)
-        interrupted = True
+        interrupted = False
         try:
             yield client
-            interrupted = False
-        except Exception:
-            interrupted = False
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (errors.Terminated)
+            interrupted = True
             raise
         finally:
             # every result is in (or Ctrl-C, SIGTERM): a graceful close would wait for the
@@ -150,8 +149,8 @@ def _client(engine: Engine, tasks: int) -> Iterator[Any]:
                 client.close()
             with contextlib.suppress(Exception):
                 cluster.close()
-            if not interrupted:  # Ctrl-C or SIGTERM: the process is ending, late callbacks
-                for logger, level in levels:  # of the loops still log: stay silent
+            if not interrupted:  # else the process is ending and late callbacks still log
+                for logger, level in levels:
                     logger.setLevel(level)
 
 

@@ -114,7 +114,7 @@ def summary_table(run: SweepRun, stacked: bool) -> Table:
     for _index, row in run.summary.iterrows():
         ran, points = int(row["n"]), int(row["points"])
         n = f"{ran}" if ran == points else f"{ran}/{points}"
-        cells = (_mean_ci(metric, row[f"{metric}_mean"], row[f"{metric}_ci95"])
+        cells = (mean_ci(metric, row[f"{metric}_mean"], row[f"{metric}_ci95"])
                  for metric in run.sweep.metrics)
         table.add_row(*(_value(row[key]) for key in axes), n,
                       *(cell.replace(" ± ", "\n± ") if stacked else cell for cell in cells))
@@ -139,7 +139,9 @@ def _value(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-def _mean_ci(metric: str, mean: Any, ci: Any) -> str:
+def mean_ci(metric: str, mean: Any, ci: Any) -> str:
+    """``mean ± ci`` of ``metric`` as the sweep tables show it ("-" when there is no mean;
+    the interval left out when there is none or it is 0)."""
     if _missing(mean):
         return "-"
     spread = not _missing(ci) and ci > 0
