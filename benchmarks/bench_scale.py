@@ -1,11 +1,21 @@
 """Scale: memory that grows with the pages touched, not with address space or guest memory.
 
-    python benchmarks/bench_scale.py [--quick] [--baseline SRC] [--cases 1,2,3,4]
+    python benchmarks/bench_scale.py [--quick] [--cli] [--baseline SRC] [--cases 1,2,3,4]
 
 Each case runs in a fresh process (so its peak resident memory is its own; a first run of
-each tree fills its numba cache beforehand, so no case pays for compiling) and reports the
-whole process's CPU and wall time, the peak RSS (``ru_maxrss`` of the child), and faults per
-CPU second, counted from the result's ``min_flt``.  Cases (issue 8):
+each tree fills its numba cache beforehand, so no case pays for compiling).  That process
+imports pfsim, runs a small warm-up scenario (numba's compiler set-up and the cached kernels)
+and then the case, and reports:
+
+- ``run``: the case's ``Simulation.run`` alone, CPU and wall time: the simulated process from
+  its first access to the end of its exit (faults, teardown of its memory and page tables);
+  faults are counted from the result's ``min_flt``;
+- ``process``: the whole child's CPU time (interpreter, imports, warm-up and the case) and its
+  peak RSS (``ru_maxrss`` from ``wait4``).
+
+``--cli`` also times what a user types, ``pfsim run CONFIG --quiet`` in a fresh interpreter
+(the case written as TOML; interpreter start-up, imports, numba's set-up, the run and writing
+result.json), by wall and CPU time.  Cases (issue 8):
 
 1. first touch of 4 GiB by one thread (1 M faults) in a 8 GiB guest;
 2. a 65 GiB guest (64 GiB for the process beside the kernel's reserve), one process with a
@@ -31,6 +41,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,11 +56,12 @@ warm = {"guest": {"memory": "64MiB"}, "processes": [{"name": "p", "vsegs": [
     {"name": "h", "type": "anon", "size": "1MiB"}], "threads": [{"steps": [
     {"op": "access", "vseg": "h", "accesses": 100}]}]}]}
 Simulation(load_config(warm)).run()  # imports and compiled kernels (numba cache) first
-start = time.process_time()
+start, wall = time.process_time(), time.perf_counter()
 result = Simulation(load_config(json.loads(sys.argv[1]))).run()
-cpu = time.process_time() - start
+cpu, wall = time.process_time() - start, time.perf_counter() - wall
 procs = result["vms"]["vm0"]["processes"]
-print(json.dumps({"faults": sum(p["min_flt"] for p in procs.values()), "run_cpu": cpu}))
+print(json.dumps({"faults": sum(p["min_flt"] for p in procs.values()), "run_cpu": cpu,
+                  "run_wall": wall}))
 """
 
 
@@ -99,6 +111,38 @@ def cases(scale: int) -> dict[str, dict]:
     }
 
 
+def toml(value: object) -> str:
+    """``value`` as a TOML value (inline tables and arrays: the case configs are small)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)  # str (plain ASCII here), int or float
+
+
+def run_cli(src: Path, config: dict, where: Path) -> dict:
+    """The whole ``pfsim run CONFIG --quiet`` a user types, in a fresh interpreter: its wall
+    time and CPU time (``wait4``), interpreter start-up, imports and writing result.json
+    included."""
+    path = where / "case.toml"
+    path.write_text("".join(f"{key} = {toml(value)}\n" for key, value in config.items()))
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "pfsim", "run", str(path), "--quiet",
+                              "--out", str(where / "out")], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    out = child.stdout.read()
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or "FINAL outcome=ok" not in out:
+        return {"status": code or 1, "error": (err.strip().splitlines() or ["?"])[-1][:160]}
+    return {"status": 0, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime}
+
+
 def run_case(src: Path, config: dict) -> dict:
     """Run ``config`` in a fresh interpreter importing pfsim from ``src``; its own CPU time and
     peak RSS come from ``wait4``."""
@@ -120,14 +164,20 @@ def run_case(src: Path, config: dict) -> dict:
     return found
 
 
-def show(label: str, found: dict) -> str:
+def show(label: str, found: dict, cli: dict | None) -> str:
     if found["status"] != 0:
         return f"{label:9} exit {found['status']}: {found['error']}"
     faults = found["faults"]
-    return (f"{label:9} {faults:>11,} faults  CPU {found['cpu']:7.2f} s (run {found['run_cpu']:6.2f})"
-            f"  wall {found['wall']:7.2f} s  peak RSS {found['rss_gib']:6.2f} GiB"
-            f"  {faults / found['cpu'] / 1e6:5.2f} M faults/CPU s"
-            f"  {faults / found['wall'] / 1e6:5.2f} M/wall s")
+    line = (f"{label:9} {faults:>11,} faults  run: CPU {found['run_cpu']:6.2f} s, wall "
+            f"{found['run_wall']:6.2f} s, {faults / found['run_wall'] / 1e6:5.2f} M faults/wall s"
+            f"  process: CPU {found['cpu']:6.2f} s, peak RSS {found['rss_gib']:5.2f} GiB, "
+            f"{faults / found['cpu'] / 1e6:5.2f} M faults/CPU s")
+    if cli is not None:
+        line += f"\n{'':9} {'':18}pfsim run: " + (
+            f"exit {cli['status']}: {cli['error']}" if cli["status"] != 0 else
+            f"CPU {cli['cpu']:6.2f} s, wall {cli['wall']:6.2f} s, "
+            f"{faults / cli['wall'] / 1e6:5.2f} M faults/wall s")
+    return line
 
 
 def main() -> None:
@@ -135,6 +185,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="touch a sixteenth")
     parser.add_argument("--baseline", type=Path, help="another source tree's src/ to compare")
     parser.add_argument("--cases", default="1,2,3,4,5,6")
+    parser.add_argument("--cli", action="store_true",
+                        help="also time the whole `pfsim run CONFIG --quiet` of each case")
     args = parser.parse_args()
     table = cases(16 if args.quick else 1)
     small = touch("64MiB", [("heap", "1MiB")], 1 << 20)
@@ -145,14 +197,21 @@ def main() -> None:
     for key in args.cases.split(","):
         title, config = table[key]
         print(f"case {key}: {title}")
-        here = run_case(SRC, config)
-        print("  " + show("this tree", here))
-        if args.baseline is not None:
-            base = run_case(args.baseline, config)
-            print("  " + show("baseline", base))
-            if here["status"] == 0 and base["status"] == 0:
-                print(f"  ratios this/baseline: CPU {here['cpu'] / base['cpu']:.2f}, "
-                      f"peak RSS {here['rss_gib'] / base['rss_gib']:.2f}")
+        found = {}
+        for label, src in (("this tree", SRC), ("baseline", args.baseline)):
+            if src is None:
+                continue
+            found[label] = run_case(src, config)
+            cli = None
+            if args.cli and found[label]["status"] == 0:
+                with tempfile.TemporaryDirectory() as where:
+                    cli = run_cli(src, config, Path(where))
+            print("  " + show(label, found[label], cli))
+        here, base = found["this tree"], found.get("baseline")
+        if base is not None and here["status"] == 0 and base["status"] == 0:
+            print(f"  ratios this/baseline: process CPU {here['cpu'] / base['cpu']:.2f}, "
+                  f"run CPU {here['run_cpu'] / base['run_cpu']:.2f}, "
+                  f"peak RSS {here['rss_gib'] / base['rss_gib']:.2f}")
         sys.stdout.flush()
 
 

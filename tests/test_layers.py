@@ -10,7 +10,8 @@ The layers, lowest first (a package may import its own layer's modules only in t
 composition root, and any lower layer):
 
 ======================  =====================================================================
-utilities               errors, units, numba_cache (where compiled code is cached)
+utilities               errors, units, numba_cache (where compiled code is cached),
+                        small_pages (no huge-page advice on a run's arrays)
 foundations             engine (event loop, array heap, RNG), config (schema, loading),
                         trace (trace readers), workload (access patterns), replacement
                         (page-replacement policies replayed over traces, stack distances)
@@ -45,7 +46,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 ROOT = SRC / "pfsim"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "units", "numba_cache"}),
+    frozenset({"errors", "units", "numba_cache", "small_pages"}),
     frozenset({"engine", "config", "trace", "workload", "replacement"}),
     frozenset({"machine"}),
     frozenset({"sched"}),

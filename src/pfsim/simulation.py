@@ -21,6 +21,7 @@ from pfsim.guest.vmm import Vmm
 from pfsim.machine.latency import as_result
 from pfsim.machine.trace_records import OFF, TraceRecorder
 from pfsim.sched import TaskState
+from pfsim.small_pages import small_pages
 
 if TYPE_CHECKING:
     from pfsim.hypervisor.host import Host
@@ -42,6 +43,10 @@ class Simulation:
 
     def __init__(self, config: Config, recorder: TraceRecorder | None = None) -> None:
         check_resources(config)  # refuse a scenario too large before allocating anything
+        with small_pages():  # NOTE: perf: no huge-page zeroing of sparse arrays (small_pages.py)
+            self._build(config, recorder)
+
+    def _build(self, config: Config, recorder: TraceRecorder | None) -> None:
         self.config = config
         self.sim = Simulator()
         self.streams = RandomStreams(config.sim.seed)
@@ -67,6 +72,10 @@ class Simulation:
 
     def run(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Run to completion (or ``sim.duration``) and return the result dict."""
+        with small_pages():
+            return self._run(progress)
+
+    def _run(self, progress: Callable[[int], None] | None) -> dict[str, Any]:
         self.engine_note: str | None = None
         if self.config.sim.engine == "compiled" and self.host is not None:
             from pfsim.compiled.run import Fallback, unsupported
