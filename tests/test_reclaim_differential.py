@@ -232,3 +232,41 @@ def test_the_shapes_reach_what_they_are_meant_to():
     assert m["balloon_inflated"] > 0 and m["pgsteal"] > 0
     m, result = memory("double-paging")
     assert m["swap_outs_host_swapped"] > 0
+
+
+def test_after_scan_compiled_matches_the_reference_through_a_compaction():
+    """``after_scan`` (reverse-map notes and inactive-anon adds after the access loop), whose
+    compiled version compacts the queue in place when it reaches the end: a queue of 256
+    entries, 240 of them stale (taken off the list), then 60 new frames, on both engines."""
+    small = {"guest": {"memory": "64MiB"}, "processes": [{"name": "p", "vsegs": [
+        {"name": "h", "type": "anon", "size": "1MiB"}], "threads": [{"steps": [
+            {"op": "access", "vseg": "h", "accesses": 10}]}]}]}
+    states = []
+    for engine in ("reference", "compiled"):
+        _, sim = _run(small, engine, 1, False)
+        reclaim, mm = sim.kernel.reclaim, sim.kernel.processes[0].mm
+        lru = reclaim.lru
+        for lists in range(4):
+            for frame in lru.order(lists):
+                lru.remove(np.array([frame]))
+        base = 5000
+        lru.add(np.arange(base, base + 250), 0)
+        lru.remove(np.arange(base, base + 240))  # stale entries, 10 still on the list
+        assert lru._queues[0].frames.size == 256 and lru._queues[0].tail == 250
+        popped = np.arange(base + 300, base + 360, dtype=np.int64)[::-1].copy()
+        mm.gfn = np.full(1024, -1, dtype=np.int64)  # the exited process's table, refilled
+        slots = np.arange(500, 580, dtype=np.int64)
+        mm.gfn[slots[:60]] = popped[::-1]  # the slot of each new frame, in slot order
+        reclaim.after_scan(mm, slots, popped)
+        queue = lru._queues[0]
+        assert (queue.frames.size, queue.head, queue.tail) == (256, 0, 70)  # compacted
+        state = {"order": lru.order(0), "nr": lru.nr.copy(), "which": lru.which,
+                 "stamp": lru.stamp.copy(), "mm1": reclaim.rmap_mm1.copy(),
+                 "slot": reclaim.rmap_slot.copy()}
+        assert list(state["order"][-60:]) == list(popped)  # in the order allocated
+        assert (state["slot"][popped[::-1]] == slots[:60]).all()
+        states.append(state)
+    reference, compiled = states
+    assert compiled["order"].size == reference["order"].size == 70
+    for key in reference:
+        np.testing.assert_array_equal(compiled[key], reference[key], err_msg=key)

@@ -177,9 +177,7 @@ class FlatVmm(Vmm):
         else:
             popped = np.zeros(0, dtype=np.int64)
         if reclaim is not None:
-            if popped.size:
-                reclaim.rmap_note_scan(mm, texec.slots[texec.pos:stop], popped)
-            reclaim.after_scan(popped)
+            reclaim.after_scan(mm, texec.slots[texec.pos:stop], popped)
         faults = int(out[OUT_MIN_FLT])
         if faults:
             counters = texec.counters

@@ -217,9 +217,11 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
             return -1
         return mem.alloc(kind)
 
-    def after_scan(self, popped: np.ndarray) -> None:
-        """The compiled loop allocated ``popped`` (in order) for anonymous first touches."""
+    def after_scan(self, mm: Any, slots: np.ndarray, popped: np.ndarray) -> None:
+        """The compiled loop, over ``slots`` of ``mm``, allocated ``popped`` (in order) for
+        anonymous first touches: reverse map, then the inactive anon list."""
         if popped.size:
+            self.rmap_note_scan(mm, slots, popped)
             self.anon_added(popped)
         if self.kernel.mem.free_frames <= self.wmark_low:
             self.wake_kswapd()

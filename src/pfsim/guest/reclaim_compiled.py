@@ -204,6 +204,32 @@ class CompiledReclaim(Reclaim):
             self.swap.device.submit(start, len(frames), write=True)
             self.swap.swap_outs += len(frames)
 
+    # ------------------------------------------------------------------ the access loop
+
+    def after_scan(self, mm: Any, slots: np.ndarray, popped: np.ndarray) -> None:
+        """The reference's reverse-map notes and LRU adds in one compiled call (only the
+        inactive anon queue and the LRU stamp travel: nothing else changes)."""
+        if popped.size:
+            lru = self.lru
+            queue = lru._queues[rk.LRU_INACTIVE_ANON]
+            # room for the valid entries and the new ones, so that the kernel's in-place
+            # compaction always fits and stays rare
+            queue.reserve(2 * (int(lru.nr[rk.LRU_INACTIVE_ANON]) + int(popped.size)))
+            qpos = self._qpos
+            qpos[rk.LRU_INACTIVE_ANON] = queue.head, queue.tail
+            self._s[rk.S_NEXT_STAMP] = lru._next_stamp
+            err = self._log.err
+            err[:] = 0
+            rk.scan_added(self._arrays(), self._s, slots, mm.gfn, popped,
+                          self._mm_index(mm) + 1, err)
+            queue.head = int(qpos[rk.LRU_INACTIVE_ANON, 0])
+            queue.tail = int(qpos[rk.LRU_INACTIVE_ANON, 1])
+            lru._next_stamp = int(self._s[rk.S_NEXT_STAMP])
+            if err[0] != rk.E_OK:
+                raise InvariantViolation(f"frame {int(err[1])} added to an LRU list while on one")
+        if self.kernel.mem.free_frames <= self.wmark_low:
+            self.wake_kswapd()
+
     # ------------------------------------------------------------------ the passes
 
     def _balance_pgdat(self) -> tuple[int, int]:

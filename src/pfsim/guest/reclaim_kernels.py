@@ -824,3 +824,56 @@ def swapin_done(a, s, slots, frames, stats, log):
                 lru = LRU_ACTIVE_ANON
             a.shadow[slot] = -1
         _lru_add_one(a, s, f, lru, err)
+
+
+@_jit
+def scan_added(a, s, slots, gfn, popped, mm1, err):
+    """After a run of the compiled access loop (``Reclaim.after_scan``): the frames it
+    allocated, ``popped`` in order, are noted in the reverse map at the slot of ``slots`` that
+    now maps each (``page_add_new_anon_rmap``, address space ``mm1 - 1``) and added, in that
+    order, at the head of the inactive anon list (``lru_cache_add_inactive_or_unevictable``)."""
+    pos1 = a.pos1
+    for i in range(popped.shape[0]):
+        pos1[popped[i]] = i + 1
+    for j in range(slots.shape[0]):
+        slot = slots[j]
+        g = gfn[slot]
+        if g > 0 and pos1[g] > 0:
+            a.rmap_mm1[g] = mm1
+            a.rmap_slot[g] = slot
+    for i in range(popped.shape[0]):
+        pos1[popped[i]] = 0
+    _lru_add_run(a.which1, a.stamp, a.nr, a.qf[LRU_INACTIVE_ANON], a.qs[LRU_INACTIVE_ANON],
+                 a.qpos, s, popped, LRU_INACTIVE_ANON, err)
+
+
+@_jit
+def _lru_add_run(which1, stamp, nr, frames, stamps, qpos, s, popped, lru, err):
+    """``_lru_add_one`` of each of ``popped`` in order, the arrays passed one by one."""
+    tail = qpos[lru, 1]
+    next_stamp = s[S_NEXT_STAMP]
+    for i in range(popped.shape[0]):
+        frame = popped[i]
+        if which1[frame] != 0:
+            err[0] = E_ON_LRU
+            err[1] = frame
+            break
+        if tail >= frames.shape[0]:  # compact in place: drop stale entries
+            j = 0
+            for k in range(qpos[lru, 0], tail):
+                f = frames[k]
+                if which1[f] == lru + 1 and stamp[f] == stamps[k]:
+                    frames[j] = f
+                    stamps[j] = stamps[k]
+                    j += 1
+            qpos[lru, 0] = 0
+            tail = j
+        which1[frame] = lru + 1
+        stamp[frame] = next_stamp
+        nr[lru] += 1
+        frames[tail] = frame
+        stamps[tail] = next_stamp
+        tail += 1
+        next_stamp += 1
+    qpos[lru, 1] = tail
+    s[S_NEXT_STAMP] = next_stamp
