@@ -168,3 +168,46 @@ def test_python_api_takes_arrays_and_frame_strings():
                             unit="byte", page_size="8KiB")
     assert as_bytes[0]["faults"] == 9
     assert rows.trace.distinct_pages == 6
+
+
+@pytest.mark.parametrize(("command", "flag", "path"), [
+    (["replay", "good.txt", "--policy", "lru", "--frames", "3", "--csv"], "--csv", "/proc/x.csv"),
+    (["mrc", "good.txt", "--csv"], "--csv", "/proc/x.csv"),
+    (["mrc", "good.txt", "--plot"], "--plot", "/proc/x.png"),
+    (["trace", "record", "-o"], "--out", "/proc/x.npy"),
+])
+def test_an_output_file_that_cannot_be_created_is_refused_before_the_work(tmp_path, command,
+                                                                          flag, path):
+    """/proc lets even root pass ``access(W_OK)`` but creates no file: the output is tried
+    before the trace is read (or the program recorded), one line, exit 2, no row printed."""
+    (tmp_path / "good.txt").write_text("1\n2\n")
+    extra = ["--", "true"] if command[0] == "trace" else []
+    result = run_pfsim(*command, path, *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pfsim: error: {flag}: cannot create a file "
+                                                   f"in /proc"), result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.txt"]
+
+
+def test_an_image_type_matplotlib_cannot_write_is_refused_before_the_work(tmp_path):
+    (tmp_path / "good.txt").write_text("1\n2\n")
+    result = run_pfsim("mrc", "good.txt", "--plot", "curve.xyz", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "pfsim: error: --plot: curve.xyz: the file name must end in .png, .svg, .pdf, .eps, "
+        ".ps, .jpg, .jpeg, .tif, .tiff or .webp"]
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.txt"]
+
+
+@pytest.mark.parametrize("command", [["replay", "--policy", "lru"], ["mrc"]])
+def test_a_frame_count_beyond_64_bits_is_a_user_error(tmp_path, command):
+    (tmp_path / "good.txt").write_text("1\n2\n")
+    result = run_pfsim(command[0], "good.txt", *command[1:], "--frames", "3,99999999999999999999",
+                       cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "pfsim: error: --frames: '99999999999999999999' is more than 2**63-1 frames"]
+    assert result.stdout == ""

@@ -211,7 +211,7 @@ def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, l
 @click.option("--csv", "csv_path", default=None, type=click.Path(path_type=Path),
               help="Also write the rows to this CSV file.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
-              help="Draw the whole curve to this image (png, svg, pdf).")
+              help="Draw the whole curve to this image (.png, .svg, .pdf, ...).")
 def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kinds,
         skip_bad_lines, sample_rate: float | None, as_json: bool, csv_path: Path | None,
         plot_path: Path | None) -> None:
@@ -219,13 +219,15 @@ def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kin
     sampling), with the footprint and the compulsory misses; rows named as in replay."""
     from pfsim.tracedriven.frames import parse_frames
     from pfsim.tracedriven.mrc import mrc as run_mrc
-    from pfsim.tracedriven.output import check_output, echo_rows, mrc_summary, write_csv
+    from pfsim.tracedriven.output import (check_image_output, check_output, echo_rows,
+                                          mrc_summary, write_csv)
 
     options = _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, trace)
     counts = parse_frames(frames, options["page_size"]) if frames is not None else None
-    for path, flag in ((csv_path, "--csv"), (plot_path, "--plot")):
-        if path is not None:
-            check_output(path, flag)
+    if csv_path is not None:
+        check_output(csv_path, "--csv")
+    if plot_path is not None:
+        check_image_output(plot_path, "--plot")
     progress = options["progress"]
     try:
         curve = run_mrc(trace, counts, sample_rate=sample_rate, **options)

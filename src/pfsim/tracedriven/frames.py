@@ -11,6 +11,8 @@ from pfsim.errors import ConfigError
 from pfsim.units import parse_size
 
 MAX_SIZES = 100_000
+MAX_FRAMES = (1 << 63) - 1
+"""The replay kernels count frames in signed 64-bit integers."""
 
 
 def _one(text: str, page_size: int) -> int:
@@ -29,6 +31,8 @@ def _one(text: str, page_size: int) -> int:
         value = size // page_size
     if value < 1:
         raise ConfigError("--frames", f"frame counts must be positive, got {text!r}")
+    if value > MAX_FRAMES:
+        raise ConfigError("--frames", f"{text!r} is more than 2**63-1 frames")
     return value
 
 

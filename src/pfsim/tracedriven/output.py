@@ -75,8 +75,15 @@ def echo_rows(rows: Iterable[dict], trace: TraceFacts, as_json: bool,
         print(json.dumps(row) if as_json else row_text(row))
 
 
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff",
+                  ".webp")
+"""Image files ``--plot`` writes (matplotlib's Agg back end, with Pillow for jpg, tif, webp)."""
+
+
 def check_output(path: Path, flag: str) -> None:
-    """Fail early (before a long replay) if ``path`` cannot be written."""
+    """Fail early (before a long replay) if ``path`` cannot be written: a file is created and
+    removed beside it, since ``access(W_OK)`` says yes to root in read-only places (/proc,
+    a read-only mount)."""
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise ConfigError(flag, f"{path} is a directory, expected a file name")
@@ -84,14 +91,32 @@ def check_output(path: Path, flag: str) -> None:
         raise ConfigError(flag, f"directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise ConfigError(flag, f"directory {parent} is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=parent, prefix=f".{path.name}."):
+            pass
+    except OSError as exc:
+        raise ConfigError(flag, f"cannot create a file in {parent} "
+                                f"({exc.strerror or exc})") from None
+
+
+def check_image_output(path: Path, flag: str) -> None:
+    """:func:`check_output` for an image whose type its suffix names."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        names = [f"{suffix}" for suffix in IMAGE_SUFFIXES]
+        raise ConfigError(flag, f"{path}: the file name must end in {', '.join(names[:-1])} "
+                                f"or {names[-1]}")
+    check_output(path, flag)
 
 
 def write_atomically(path: Path, flag: str, write, binary: bool = False) -> None:
     """Call ``write(handle)`` on a temporary file beside ``path``, then rename it over ``path``
     (nothing half-written is left if anything fails)."""
     check_output(path, flag)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent)
-                                else ".")
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent)
+                                    else ".")
+    except OSError as exc:
+        raise ConfigError(flag, f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) \
                 as handle:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pfsim.tracedriven.mrc import MissRatioCurve
-from pfsim.tracedriven.output import check_output, size_text, write_atomically
+from pfsim.tracedriven.output import check_image_output, size_text, write_atomically
 
 
 def plot_curve(curve: MissRatioCurve, path: Path, title: str) -> None:
     """Draw LRU's miss ratio against memory (frames and bytes) with the compulsory floor."""
-    check_output(path, "--plot")
+    check_image_output(path, "--plot")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +32,7 @@ def plot_curve(curve: MissRatioCurve, path: Path, title: str) -> None:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    suffix = path.suffix.lstrip(".").lower() or "png"
+    suffix = path.suffix.lstrip(".").lower()
 
     def write(handle) -> None:
         figure.savefig(handle, format=suffix)

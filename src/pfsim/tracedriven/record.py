@@ -27,7 +27,7 @@ from pfsim.errors import ConfigError, TraceFormatError
 from pfsim.replacement import PageIds
 from pfsim.trace import DEFAULT_PAGE_SIZE, TraceReader
 from pfsim.trace.lackey import DEFAULT_KINDS
-from pfsim.tracedriven.output import bytes_text, size_text, write_atomically
+from pfsim.tracedriven.output import bytes_text, check_output, size_text, write_atomically
 
 NPY_HEADER_BYTES = 128  # magic, version, length, dict padded with spaces: room for any length
 
@@ -78,6 +78,7 @@ def record(command: list[str], out: Path, *, lackey_kinds: str | None = None,
                                      "'pfsim trace record -- ls -R /etc'")
     if shutil.which(command[0]) is None:
         raise ConfigError("COMMAND", f"{command[0]}: command not found")
+    check_output(out, "--out")  # before valgrind runs the command, however long it takes
     valgrind = find_valgrind()
     kinds = lackey_kinds or DEFAULT_KINDS
     facts: dict[str, int] = {}
