@@ -100,3 +100,58 @@ def test_compare_refuses_a_key_given_twice_and_keeps_unsafe_values_inside_out(tm
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("result.json"))
     assert len(written) == 2 and all(p.parts[:2] == ("deep", "o") and len(p.parts) == 4
                                      for p in written), written
+
+
+def test_compare_refuses_a_value_given_twice(tmp_path):
+    """Two variants with the same value would share one directory (the second result.json
+    replacing the first) and one name in compare.json."""
+    (tmp_path / "base.toml").write_text(TINY)
+    proc = pfsim("run", "base.toml", "--compare", "guest.vcpus=1,2, 1", "--out", "o",
+                 cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "pfsim: error: Invalid value for --compare: guest.vcpus: value 1 is given twice "
+        "(see 'pfsim run --help')"]
+    assert not (tmp_path / "o").exists() and proc.stdout == ""
+
+
+LONG = """
+[[processes]]
+name = "spin"
+[[processes.threads]]
+steps = [{ op = "compute", units = 1000000000000, unit = "1us" }]
+"""
+
+
+def test_an_interrupted_comparison_leaves_no_directory(tmp_path):
+    """Ctrl-C while the first of two variants runs (hours of work): exit 130 and neither the
+    variants' directories nor the --out directory they were created in are left."""
+    import os
+    import signal
+    import time
+
+    (tmp_path / "long.toml").write_text(LONG)
+    proc = subprocess.Popen([sys.executable, "-m", "pfsim", "run", "long.toml", "--compare",
+                             "guest.vcpus=1,2", "--workers", "1", "--out", "fresh/o"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("ARG config long.toml")
+    time.sleep(0.5)
+    assert (tmp_path / "fresh" / "o" / "guest.vcpus=2").is_dir()  # prepared before the run
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "pfsim: interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.toml"]
+
+
+def test_a_sweep_whose_scheduler_cannot_be_reached_leaves_nothing(tmp_path):
+    (tmp_path / "base.toml").write_text(TINY)
+    (tmp_path / "s.toml").write_text('base = "base.toml"\nseeds = 2\n')
+    proc = pfsim("sweep", "s.toml", "--out", "fresh/o", "--scheduler", "no-port-here",
+                 cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "pfsim: error: --scheduler no-port-here: cannot connect (missing port number in "
+        "address 'no-port-here')"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.toml", "s.toml"]

@@ -37,7 +37,7 @@ class Variant:
 
 
 def parse_compare(items: tuple[str, ...] | list[str]) -> list[tuple[str, list[str]]]:
-    """``KEY=V1,V2,...`` strings → (key, values); a key given twice is refused."""
+    """``KEY=V1,V2,...`` strings → (key, values); a key or a value given twice is refused."""
     import click
 
     axes: list[tuple[str, list[str]]] = []
@@ -49,6 +49,10 @@ def parse_compare(items: tuple[str, ...] | list[str]) -> list[tuple[str, list[st
                                      param_hint="--compare")
         if any(key.strip() == known for known, _ in axes):
             raise click.BadParameter(f"{key.strip()} is given twice", param_hint="--compare")
+        for index, value in enumerate(choices):
+            if value in choices[:index]:  # two variants would share a directory and a name
+                raise click.BadParameter(f"{key.strip()}: value {value} is given twice",
+                                         param_hint="--compare")
         axes.append((key.strip(), choices))
     return axes
 
@@ -108,7 +112,9 @@ def run_compare(variants: list[Variant], workers: int | None = None) -> None:
         run_tasks([v.config for v in variants], Engine(serial=serial, workers=workers), done,
                   keys=[f"compare-{i}" for i in range(len(variants))])
     except BaseException:
-        for out, variant in zip(outs, variants, strict=True):
+        # the last prepared first: the first variant's OutputDir also created --out itself,
+        # which is empty only once the other variants' directories are gone
+        for out, variant in reversed(list(zip(outs, variants, strict=True))):
             if variant.result is None:
                 out.discard()
         raise

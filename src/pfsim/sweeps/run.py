@@ -69,7 +69,8 @@ def run_sweep(source: str | Path | dict[str, Any], *, out: str | Path | None = N
 
     Raises:
         SweepError: the sweep file, a point's config, a flag or the output directory is wrong
-            (nothing has run or been written then, except the output directory itself).
+            (nothing has run or been written then; an output directory the sweep created
+            is removed again).
     """
     if point_timeout is not None and not point_timeout > 0:
         raise SweepError(f"--point-timeout: expected a positive number of seconds, "
@@ -109,21 +110,28 @@ def run_sweep(source: str | Path | dict[str, Any], *, out: str | Path | None = N
 
     if reporter is not None:
         reporter.start(run)
+    nothing_ran = False
     try:
         run.timings = run_tasks([p.config for p in run.to_run], engine, done, point_timeout,
                                 keys=[p.key for p in run.to_run])
     except KeyboardInterrupt as stop:
         interrupted: KeyboardInterrupt | None = stop
+    except BaseException:
+        nothing_ran = run.ran == 0  # e.g. the --scheduler cannot be reached
+        raise
     else:
         interrupted = None
     finally:
         if reporter is not None:
             reporter.close()
-        from pfsim.sweeps.table import summarize, write_tables
+        if nothing_ran:  # no tables of nothing; a fresh --out is removed
+            store.discard()
+        else:
+            from pfsim.sweeps.table import summarize, write_tables
 
-        run.frame = build_frame(sweep, points, store)
-        run.summary = summarize(run.frame)
-        write_tables(run.out, run.frame, run.summary)
+            run.frame = build_frame(sweep, points, store)
+            run.summary = summarize(run.frame)
+            write_tables(run.out, run.frame, run.summary)
     if interrupted is not None:
         raise SweepInterrupted(run, terminated=isinstance(interrupted, Terminated))
     return run

@@ -38,14 +38,19 @@ class Store:
         self.out = out
         self.points = out / "points"
         self.failed = out / "failed"
+        self._out_dir = OutputDir(out)
+        self._created: list[Path] = []
 
     def prepare(self) -> None:
         """Create the directories, check they are writable, remove what interrupted writes of
         earlier runs left (temporary names of processes that no longer exist)."""
-        OutputDir(self.out).prepare()  # not a file, not below one, writable: one clear line
+        self._out_dir.prepare()  # not a file, not below one, writable: one clear line
         for directory in (self.points, self.failed):
             try:
-                directory.mkdir(parents=True, exist_ok=True)
+                directory.mkdir(parents=True)
+                self._created.append(directory)
+            except FileExistsError:
+                pass
             except OSError as exc:
                 raise SweepError(f"--out {self.out}: cannot create {directory} "
                                  f"({exc.strerror or exc})") from None
@@ -59,6 +64,15 @@ class Store:
             for stale in directory.glob(f"{TMP}*"):
                 if not _alive(stale.name) or _pid(stale.name) == os.getpid():
                     _remove(stale)
+
+    def discard(self) -> None:
+        """Remove the directories :meth:`prepare` created, if still empty (a sweep that
+        stopped before writing any point)."""
+        for directory in reversed(self._created):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        self._created = []
+        self._out_dir.discard()
 
     def done(self, key: str) -> bool:
         return (self.points / key / "result.json").is_file()
