@@ -221,3 +221,15 @@ def test_a_bad_guest_value_stops_the_cross_field_rules():
     data["guest"]["vcpus"] = "two"
     data["processes"][0]["threads"][0]["cpu"] = 5
     assert [line.split(":")[0] for line in refused(data)] == ["guest.vcpus"]
+
+
+def test_a_guest_too_small_for_the_kernel_names_both_sizes_and_nothing_else():
+    """guest.memory below the kernel's share: one line that gives both sizes; no line about
+    hypervisor.reclaim_batch, a key of a host model this scenario does not have."""
+    data = scenario()
+    data["guest"]["memory"] = "4KiB"
+    assert refused(data) == ["guest.mm.kernel_reserved: must be smaller than guest.memory "
+                             "(8MiB is not smaller than 4KiB)"]
+    data["hypervisor"] = {"enabled": True}
+    assert refused(data)[1:] == ["hypervisor.reclaim_batch: must be at most half the host "
+                                 "memory limit in pages"]

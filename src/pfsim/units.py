@@ -86,6 +86,15 @@ def parse_address(text: str | int) -> int:
         raise ValueError(f"expected an address such as '0x400000', got {text!r}") from None
 
 
+def size_text(size: int) -> str:
+    """A size as written in a config: the largest IEC unit that divides it (``8MiB``,
+    ``4097B``)."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return f"{size}B"
+
+
 def format_time(ns: int) -> str:
     """Human-readable duration for summaries (``1.50 ms``)."""
     for unit, scale in (("s", NS_PER_S), ("ms", NS_PER_MS), ("us", NS_PER_US)):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pfsim.config.cluster_checks import check_cluster_config, step_targets
 from pfsim.config.schema import MAX_COST_NS, MAX_TIME_NS, PID_MAX_LIMIT, Config
 from pfsim.errors import ConfigError, clip, listing, raise_all, shown
-from pfsim.units import PAGE_SIZE, SIZE_HINT, TIME_HINT, format_time
+from pfsim.units import PAGE_SIZE, SIZE_HINT, TIME_HINT, format_time, size_text
 
 _INDEX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]$")
 _OPS = "access, compute, syscall, touch, sleep, fork, exit, wait, munmap, exec"
@@ -424,11 +424,12 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
         problems.append(ConfigError(key, message))
 
     guest = config.guest
-    frames = guest.memory // PAGE_SIZE
     if guest.memory % PAGE_SIZE:
         problem("guest.memory", "must be a whole number of 4KiB pages")
     if guest.mm.kernel_reserved >= guest.memory:
-        problem("guest.mm.kernel_reserved", f"must be smaller than guest.memory ({frames} pages)")
+        problem("guest.mm.kernel_reserved", "must be smaller than guest.memory "
+                f"({size_text(guest.mm.kernel_reserved)} is not smaller than "
+                f"{size_text(guest.memory)})")
     if guest.clusters > guest.vcpus or guest.vcpus % guest.clusters:
         problem("guest.clusters", f"must divide guest.vcpus ({guest.vcpus}) into equal clusters")
     balloon = guest.balloon
@@ -461,7 +462,7 @@ def _check_cross_fields(config: Config) -> list[ConfigError]:
         elif hyp.memory_limit > guest.memory:
             problem("hypervisor.memory_limit",
                     f"exceeds guest.memory ({guest.memory}); leave it unset for no limit")
-    if hyp.reclaim_batch * PAGE_SIZE > (hyp.memory_limit or guest.memory) // 2:
+    if hyp.enabled and hyp.reclaim_batch * PAGE_SIZE > (hyp.memory_limit or guest.memory) // 2:
         problem("hypervisor.reclaim_batch", "must be at most half the host memory limit in pages")
     if guest.sched.timeslice <= 0:
         problem("guest.sched.timeslice", "must be positive")
