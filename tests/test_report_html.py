@@ -243,3 +243,37 @@ def test_the_browser_check_sees_errors(tmp_path):
     assert value == 0
     text = "\n".join(errors)
     assert "boom" in text and "undefinedFunction" in text and "load failed" in text
+
+
+TINY = """
+[guest]
+vcpus = 2
+memory = "16MiB"
+[[processes]]
+name = "p"
+vsegs = [{ name = "h", type = "anon", size = "1MiB" }]
+[[processes.threads]]
+steps = [{ op = "access", vseg = "h", pattern = "sequential", stride = "4KiB", accesses = 10 }]
+"""
+STEP = "processes[0].threads[0].steps[0].accesses"
+
+
+def test_a_directory_reports_what_was_last_written_there(tmp_path, capsys, monkeypatch):
+    """The README's order: a plain run, then two comparisons into the same --out.  The
+    report and tables of each comparison hold its own variants (not the plain run's
+    result.json beside them, nor the variants of the comparison before); a plain run written
+    last is reported alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.toml").write_text(TINY)
+    assert cli(capsys, "run", "t.toml", "--out", "o", "--quiet")[0] == 0
+    assert cli(capsys, "run", "t.toml", "--out", "o", "--compare", "guest.vcpus=1,2",
+               "--workers", "1")[0] == 0
+    assert list(pfsim.tables("o").tasks["run"].unique()) == ["1", "2"]
+    code, _, err = cli(capsys, "run", "t.toml", "--out", "o", "--compare", f"{STEP}=20,10",
+                       "--workers", "1", "--format", "csv")
+    assert code == 0, err
+    tasks = pd.read_csv(tmp_path / "o" / "tasks.csv", dtype={"run": str})
+    assert list(tasks["run"].unique()) == ["20", "10"]
+    assert dict(zip(tasks["run"], tasks["accesses"], strict=True)) == {"20": 20, "10": 10}
+    assert cli(capsys, "run", "t.toml", "--out", "o", "--quiet")[0] == 0
+    assert list(pfsim.tables("o").tasks["run"].unique()) == ["o"]

@@ -55,7 +55,10 @@ def locate_runs(path: str | Path) -> dict[str, Path]:
     subdirectories hold one each, or a ``pfsim sweep`` directory (one run per group, its lowest
     replicate, labelled by its axis values: :func:`pfsim.sweep_report.sweep_runs`).  Labels of a comparison are its directory names, in the
     order of ``--compare`` (``compare.json``) or else sorted; ``KEY=`` is left out when every
-    run varies the same single key (``hypervisor.async_pf=kvm`` is labelled ``kvm``).
+    run varies the same single key (``hypervisor.async_pf=kvm`` is labelled ``kvm``).  A
+    directory that a plain run and comparisons were all written to holds what was written
+    last: the plain run's result.json if it is newer than compare.json, else the variants
+    compare.json lists (not those of earlier comparisons).
 
     Raises:
         OutputError: nothing to read there.
@@ -63,7 +66,9 @@ def locate_runs(path: str | Path) -> dict[str, Path]:
     path = Path(path)
     if path.is_file():
         return {path.resolve().parent.name or ".": path}
-    if (path / "result.json").is_file():
+    compared = _compared_runs(path)
+    if (path / "result.json").is_file() and (
+            compared is None or _mtime(path / "result.json") > _mtime(path / "compare.json")):
         return {path.resolve().name or ".": path / "result.json"}
     if not path.is_dir():
         raise OutputError(f"{clip(str(path), 120)}: no such result directory")
@@ -71,19 +76,36 @@ def locate_runs(path: str | Path) -> dict[str, Path]:
 
     if is_sweep(path):
         return sweep_runs(path)
-    found = {p.parent.name: p for p in sorted(path.glob("*/result.json")) if p.is_file()}
+    found = compared or {p.parent.name: p for p in sorted(path.glob("*/result.json"))
+                         if p.is_file()}
     if not found:
         raise OutputError(f"{clip(str(path), 120)}: no result.json in it or in its "
                           "subdirectories (give a directory written by pfsim run)")
-    try:
-        order = json.loads((path / "compare.json").read_text(encoding="utf-8"))["runs"]
-        found = {name: found[name] for name in order if name in found} | found
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
     keys = {name.partition("=")[0] for name in found}
     if len(keys) == 1 and all("=" in name and "," not in name for name in found):
         return {name.partition("=")[2]: file for name, file in found.items()}
     return found
+
+
+def _compared_runs(path: Path) -> dict[str, Path] | None:
+    """The variants of the last ``--compare`` written to ``path`` (``compare.json``), those
+    whose result.json exists, in its order; None without one.  Subdirectories of earlier
+    comparisons into the same directory are not among them."""
+    try:
+        order = json.loads((path / "compare.json").read_text(encoding="utf-8"))["runs"]
+        files = [path / name / "result.json" for name in order
+                 if isinstance(name, str) and name not in ("", ".", "..") and "/" not in name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    found = {file.parent.name: file for file in files if file.is_file()}
+    return found or None
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def find_runs(path: str | Path) -> dict[str, dict[str, Any]]:
