@@ -230,3 +230,23 @@ def test_an_oom_kill_is_in_the_summary_header(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "processes (VM outcome: ok; OOM killer: 1 process killed)" in proc.stdout
     assert "hog" in proc.stdout and "oom" in proc.stdout
+
+
+def test_the_command_list_gives_each_command_a_whole_sentence():
+    """``pfsim --help`` and ``pfsim trace --help`` list every command with a summary that is not
+    cut off mid-sentence ('...'), and sizes are shown as SIZE, not TEXT."""
+    from click.testing import CliRunner
+
+    from pfsim.cli import cli
+
+    runner = CliRunner()
+    for args, names in ((["--help"], {"mrc", "plot", "replay", "report", "run", "sweep",
+                                      "trace", "validate"}),
+                        (["trace", "--help"], {"record"})):
+        text = runner.invoke(cli, args, terminal_width=100).output
+        listed = text.split("Commands:\n", 1)[1].splitlines()
+        assert {line.split()[0] for line in listed} == names, text
+        assert not any(line.rstrip().endswith("...") for line in listed), text
+    for command in (["replay"], ["mrc"], ["trace", "record"]):
+        text = runner.invoke(cli, [*command, "--help"], terminal_width=100).output
+        assert "--page-size SIZE" in text and "TEXT" not in text, text

@@ -20,7 +20,7 @@ def cli() -> None:
     """pfsim: simulate page-fault handling in virtualized, clustered machines."""
 
 
-@cli.command()
+@cli.command(short_help="Run a scenario (a TOML file) and print its summary.")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=None, help="Seed of every random stream (overrides sim.seed).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -84,7 +84,7 @@ def run(config: Path, seed: int | None, out_dir: Path | None, overrides: tuple[s
                 trace=trace, report=report, fmt=fmt, wide=wide)
 
 
-@cli.command()
+@cli.command(short_help="Write report.html for a run, --compare or sweep directory.")
 @click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
               help="Also write the tables (tasks, processes, vcpus, intervals) in this format.")
@@ -96,7 +96,7 @@ def report(directory: Path, fmt: str | None) -> None:
     report_command(directory, fmt)
 
 
-@cli.command()
+@cli.command(short_help="Draw one figure of a run, --compare or sweep directory.")
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--figure", required=True,
               type=click.Choice(["work", "vcpus", "latency", "memory", "sweep"]),
@@ -124,7 +124,7 @@ def _trace_options(command):
                      help="Numbers are page numbers or byte addresses (default per format, "
                           "stated in the output: text reads decimal as pages and 0x as bytes; "
                           "npy and oracleGeneral pages; lackey, perf, pinatrace bytes)."),
-        click.option("--page-size", default="4KiB", show_default=True,
+        click.option("--page-size", default="4KiB", show_default=True, metavar="SIZE",
                      help="Page (and frame) size: 4KiB, 2MiB, 1GiB... (a power of two)."),
         click.option("--column", default=None, metavar="NAME",
                      help="csv: the column holding the accesses (header name or 1-based "
@@ -156,7 +156,7 @@ def _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, 
             "progress": terminal_progress(str(trace))}
 
 
-@cli.command()
+@cli.command(short_help="Replay a memory trace through page-replacement policies.")
 @click.argument("trace")
 @click.option("--policy", required=True, metavar="P[,P...]",
               help="Policies, comma separated, all replayed in one pass over the trace: fifo, "
@@ -197,7 +197,7 @@ def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, l
 
 
 
-@cli.command()
+@cli.command(short_help="LRU's miss-ratio curve of a memory trace in one pass.")
 @click.argument("trace")
 @click.option("--frames", default=None, metavar="N[,N...]",
               help="Frame counts of the rows, as for replay (default: powers of two up to the "
@@ -249,13 +249,14 @@ def trace() -> None:
     """Record memory traces of real programs."""
 
 
-@trace.command("record", context_settings={"ignore_unknown_options": True})
+@trace.command("record", context_settings={"ignore_unknown_options": True},
+               short_help="Record the pages a program touches, under valgrind.")
 @click.option("--out", "-o", "out", default=None, type=click.Path(path_type=Path),
               help="The .npy file to write (default: the command's name + .npy).")
 @click.option("--lackey-kinds", default=None, metavar="ILSM",
               help="Record kinds to keep (default LSM, the data accesses; I adds instruction "
                    "fetches).")
-@click.option("--page-size", default="4KiB", show_default=True,
+@click.option("--page-size", default="4KiB", show_default=True, metavar="SIZE",
               help="Page size dividing the addresses: 4KiB, 2MiB, 1GiB...")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
 def trace_record(out: Path | None, lackey_kinds: str | None, page_size: str,
@@ -268,7 +269,7 @@ def trace_record(out: Path | None, lackey_kinds: str | None, page_size: str,
     record_command(list(command), out, lackey_kinds=lackey_kinds, page_size=size)
 
 
-@cli.command()
+@cli.command(short_help="Run a sweep over parameters and seeds, in parallel.")
 @click.argument("sweep_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default: out/<sweep file name>); a second run resumes.")
@@ -309,7 +310,7 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-@cli.command()
+@cli.command(short_help="Compare fault counts with this machine's kernel.")
 @click.option("--sizes", default="1000,10000,100000", show_default=True, metavar="N[,N...]",
               help="Pages per program.")
 @click.option("--dir", "directory", default=None,
