@@ -110,3 +110,27 @@ def test_pattern_trace_without_a_file(tmp_path):
     data["processes"][0]["threads"][0]["steps"][0].update(pattern="trace", accesses=3)
     with pytest.raises(ConfigError, match="pattern 'trace' needs trace = 'FILE.npy'"):
         load_config(data)
+
+
+def _truncated(path):
+    np.save(path, np.arange(100, dtype=np.int64))
+    data = path.read_bytes()
+    path.write_bytes(data[:300])
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (lambda path: path.write_bytes(b"1\n2\n3\n"),
+     "is not a .npy array of page numbers (pfsim trace record writes one): it does not start "
+     "with the .npy magic string"),
+    (_truncated, "is truncated: its header announces 100 int64 page numbers (800 bytes of "
+                 "data), the file holds 172"),
+])
+def test_a_file_that_is_not_a_whole_npy_is_said_so_not_blamed_on_pickles(tmp_path, write,
+                                                                         message):
+    """numpy's own error for a text file is about pickled data and allow_pickle, and for a cut
+    file about mmap lengths: neither says what is wrong with the file."""
+    path = tmp_path / "t.npy"
+    write(path)
+    with pytest.raises(ConfigError) as error:
+        load_config(_config(path))
+    assert str(error.value) == f"{STEP}: trace: {str(path)!r} {message}"

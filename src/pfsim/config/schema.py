@@ -62,6 +62,34 @@ Bandwidth = Annotated[StrictInt, BeforeValidator(_size), Field(ge=4096)]
 """Bytes per second, at least one 4 KiB page per second."""
 
 
+NPY_MAGIC = b"\x93NUMPY"
+"""The first bytes of every .npy file (numpy.lib.format.MAGIC_PREFIX)."""
+
+
+def _npy_shortfall(path: str) -> str | None:
+    """What a .npy file whose header reads lacks, when its data is shorter than the header
+    announces (numpy's own error is about mmap lengths); None otherwise."""
+    import math
+    import os
+
+    from numpy.lib import format as npy
+
+    try:
+        with open(path, "rb") as handle:
+            version = npy.read_magic(handle)
+            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _fortran, dtype = read(handle)
+            held = os.fstat(handle.fileno()).st_size - handle.tell()
+    except (OSError, ValueError):
+        return None
+    count = math.prod(shape)
+    needed = count * dtype.itemsize
+    if held >= needed:
+        return None
+    return (f"its header announces {count:,} {dtype} page numbers ({needed:,} bytes of data), "
+            f"the file holds {held:,}")
+
+
 def npy_trace_length(path: object) -> int:
     """Accesses in the ``.npy`` trace at ``path`` (a 1-D integer array); ValueError otherwise."""
     import numpy as np  # lazy: only configs with a trace step need it
@@ -69,10 +97,21 @@ def npy_trace_length(path: object) -> int:
     if not isinstance(path, str):
         return 1  # the type error is reported on the field
     try:
-        pages = np.load(path, mmap_mode="r", allow_pickle=False)
+        with open(path, "rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
     except FileNotFoundError:
         raise ValueError(f"trace: no such file {path!r}") from None
+    except OSError as exc:
+        raise ValueError(f"trace: cannot read {path!r} ({exc.strerror or exc})") from None
+    if magic != NPY_MAGIC:  # numpy would call it pickled data and suggest allow_pickle
+        raise ValueError(f"trace: {path!r} is not a .npy array of page numbers (pfsim trace "
+                         "record writes one): it does not start with the .npy magic string")
+    try:
+        pages = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
+        short = _npy_shortfall(path)
+        if short is not None:
+            raise ValueError(f"trace: {path!r} is truncated: {short}") from None
         raise ValueError(f"trace: {path!r} is not a .npy array of page numbers (pfsim trace "
                          f"record writes one): {exc}") from None
     if pages.ndim != 1 or pages.dtype.kind not in "iu" or pages.size == 0:
