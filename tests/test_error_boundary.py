@@ -329,3 +329,14 @@ def test_a_file_that_is_not_npy_is_not_blamed_on_pickles(capsys, workdir):
     code, _, err = run_cli(capsys, "replay", "text.npy", "--policy", "lru", "--frames", "4")
     line = assert_one_error(code, err, "text.npy:")
     assert "pickle" not in line
+
+
+def test_a_vseg_where_the_thread_stacks_go_names_the_thread_group(capsys, workdir):
+    """A vseg placed just below 128 TiB takes the place of the first thread's stack: the line
+    names the thread group whose stack it is (not a key 'threads.base' that no config has)."""
+    (workdir / "high.toml").write_text(CONFIG.replace(
+        'size = "1MiB" }', 'size = "1MiB", base = "0x7ffffff00000" }'))
+    code, _, err = run_cli(capsys, "run", "high.toml", "--out", "out")
+    assert_one_error(code, err, "pfsim: error: processes[0].threads[0].stack: the stack of "
+                                "thread 0 ('stack.0') overlaps vseg 'h'")
+    assert leftovers(workdir) == []

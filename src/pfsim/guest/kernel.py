@@ -126,13 +126,13 @@ class GuestKernel:
         for v, vseg in enumerate(proc.vsegs):
             self._add_vseg(process, vseg, f"{where}.vsegs[{v}]", layout)
         index = 0
-        for group in proc.threads:
+        for g, group in enumerate(proc.threads):
             for member in range(group.count):
                 tid = pid * 1000 + index
                 task = Task(tid, f"{proc.name}/{index}", owner=process, allowed_cpu=group.cpu)
                 stack = None
                 if group.stack:
-                    stack = self._thread_stack(process, layout)
+                    stack = self._thread_stack(process, layout, f"{where}.threads[{g}]", index)
                 task.data = TaskExec(self, task, process, group.steps, stack, index,
                                      (member, group.count))
                 process.threads.append(task)
@@ -141,7 +141,8 @@ class GuestKernel:
         self.vmm.attach_process(process, proc)  # clusters: pins threads, builds copies
         return process
 
-    def _add_vseg(self, process: Process, vseg: VsegConfig, where: str, layout: dict[str, int]) -> Vma:
+    def _add_vseg(self, process: Process, vseg: VsegConfig, where: str, layout: dict[str, int],
+                  thread: int | None = None) -> Vma:
         size = _page_up(vseg.size)
         prot = vseg.prot or _DEFAULT_PROT[vseg.type]
         if vseg.type == "stack":
@@ -165,6 +166,9 @@ class GuestKernel:
             raise ConfigError(f"{where}.size", f"vseg {vseg.name!r} ends at {end:#x}, above the "
                               "user address space (128TiB, 0x800000000000)")
         clash = process.mm.overlaps(reserve, end)
+        if clash is not None and thread is not None:  # where: the thread group
+            raise ConfigError(f"{where}.stack", f"the stack of thread {thread} ({vseg.name!r}) "
+                              f"overlaps vseg {clash.name!r}")
         if clash is not None:
             raise ConfigError(f"{where}.base", f"vseg {vseg.name!r} overlaps vseg {clash.name!r}")
         file = None
@@ -186,9 +190,10 @@ class GuestKernel:
         process.mm.add_vma(vma)
         return vma
 
-    def _thread_stack(self, process: Process, layout: dict[str, int]) -> Vma:
+    def _thread_stack(self, process: Process, layout: dict[str, int], where: str,
+                      thread: int) -> Vma:
         cfg = VsegConfig(name=f"stack.{len(process.threads)}", type="stack", size=THREAD_STACK_SIZE)
-        return self._add_vseg(process, cfg, "threads", layout)
+        return self._add_vseg(process, cfg, where, layout, thread=thread)
 
     def _fill_cache(self, file: File, first: int, last: int) -> None:
         frames = []
