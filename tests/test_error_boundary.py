@@ -340,3 +340,21 @@ def test_a_vseg_where_the_thread_stacks_go_names_the_thread_group(capsys, workdi
     assert_one_error(code, err, "pfsim: error: processes[0].threads[0].stack: the stack of "
                                 "thread 0 ('stack.0') overlaps vseg 'h'")
     assert leftovers(workdir) == []
+
+
+@pytest.mark.parametrize(("trace", "extra", "what"), [
+    ("ok.toml", (), "is the config file CONFIG"),
+    ("out/../ok.toml", (), "is the config file CONFIG"),
+    ("out/result.json", (), "is the run's result.json"),
+    ("out/config.json", (), "is the run's config.json"),
+    ("out/report.html", ("--report",), "is the run's report.html"),
+    ("out/tasks.csv", ("--format", "csv"), "is the run's tasks.csv"),
+])
+def test_a_trace_file_that_is_another_file_of_the_run_is_refused(capsys, workdir, trace, extra,
+                                                                 what):
+    """The trace would replace the config (written over it after the run) or be replaced by
+    result.json, config.json or a table, while the FINAL line names it."""
+    code, out, err = run_cli(capsys, "run", "ok.toml", "--out", "out", "--trace", trace, *extra)
+    assert_one_error(code, err, f"pfsim: error: --trace {trace}: {what}; choose another name")
+    assert out == "" and leftovers(workdir) == []
+    assert (workdir / "ok.toml").read_text() == CONFIG

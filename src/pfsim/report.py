@@ -86,12 +86,14 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
     for warning in config_warnings(config):
         click.echo(f"pfsim: warning: {clip(warning, 400)}", err=True)
     check_resources(config)
+    out_path = out_dir if out_dir is not None else Path("out") / config_path.stem
     tracing = None
     if trace is not None:
         from pfsim.tracing import trace_options
 
+        _check_trace_is_its_own_file(trace[0], config_path, out_path, report, fmt)
         tracing = trace_options(*trace)  # checked (and its directory made) before the run
-    out = OutputDir(out_dir if out_dir is not None else Path("out") / config_path.stem).prepare()
+    out = OutputDir(out_path).prepare()
     console = output_console(pipe_width=140)
     try:
         if not quiet:
@@ -119,6 +121,24 @@ def run_command(config_path: Path, seed: int | None, out_dir: Path | None, overr
     line = final_line(result, wall, path)
     click.echo(line if result.trace_path is None else f"{line} trace={result.trace_path}")
     _after_run(out.path, report, fmt)
+
+
+def _check_trace_is_its_own_file(trace: Path, config_path: Path, out_dir: Path, report: bool,
+                                 fmt: str | None) -> None:
+    """Refuse a --trace file that is the config (the trace would be written over it) or one of
+    the files the run writes in ``out_dir`` (which would be written over the trace)."""
+    from pfsim.errors import OutputError
+
+    names = ["result.json", "config.json", *(["report.html"] if report else [])]
+    if fmt is not None:
+        from pfsim.result_tables import TABLES
+
+        names += [f"{table}.{fmt}" for table in TABLES]
+    others = {config_path.resolve(): "is the config file CONFIG",
+              **{(out_dir / name).resolve(): f"is the run's {name}" for name in names}}
+    what = others.get(trace.resolve())
+    if what is not None:
+        raise OutputError(f"--trace {clip(str(trace), 120)}: {what}; choose another name")
 
 
 def _after_run(directory: Path, report: bool, fmt: str | None) -> None:
