@@ -239,3 +239,18 @@ def test_the_bundled_sweep_is_the_async_pf_grid():
     assert {(p.config.hypervisor.async_pf, p.config.hypervisor.swap.device) for p in points} == {
         (m, d) for m in ("off", "halt", "kvm", "s390") for d in ("nvme", "sata-ssd")}
     assert all(p.config.sim.duration == 2_000_000_000 for p in points)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"seeds": 100_000_000}, "100,000,000 points (1 group x 100,000,000 seeds); a sweep has at "
+                             "most 100,000"),
+    ({"seeds": 2, "axes": {"guest.vcpus": list(range(1, 301)), ALPHA: [0.1 * a for a in
+                                                                        range(1, 201)]}},
+     "120,000 points (60,000 groups x 2 seeds); a sweep has at most 100,000"),
+])
+def test_a_sweep_too_large_to_run_is_refused_before_its_points_are_made(keys, message):
+    """A typo (seeds = 100000000 for 10) made the sweep build 100 M validated configs: it
+    ran for minutes, growing, before anything happened."""
+    with pytest.raises(SweepError) as caught:
+        load_sweep(sweep(**keys))
+    assert str(caught.value) == f"sweep: {message}"

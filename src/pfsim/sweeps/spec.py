@@ -40,6 +40,9 @@ from pfsim.sweeps.seeds import point_seed
 
 KEYS = ("base", "seed", "seeds", "metrics", "set", "axes", "zip")
 MAX_SEED = (1 << 63) - 1
+MAX_POINTS = 100_000
+"""Most points a sweep may have: each is a validated config in memory and a directory on disk
+(a typo such as ``seeds = 100000000`` is refused instead of building them for hours)."""
 
 
 class SweepError(PfsimError):
@@ -174,6 +177,12 @@ def load_sweep(source: str | Path | dict[str, Any], overrides: list[str] | None 
             detail = ", ".join(f"{key} has {length}" for key, length in lengths.items())
             raise SweepError(f"{where}: zip[{n}]: the lists must have the same length ({detail})")
         factors.append(Factor(tuple(axes), tuple(zip(*axes.values(), strict=True))))
+    groups_n = math.prod(len(factor.rows) for factor in factors)
+    if groups_n * replicates > MAX_POINTS:
+        raise SweepError(f"{where}: {groups_n * replicates:,} points ({groups_n:,} "
+                         f"group{'s' if groups_n != 1 else ''} x {replicates:,} seed"
+                         f"{'s' if replicates != 1 else ''}); a sweep has at most "
+                         f"{MAX_POINTS:,}")
     return Sweep(where=where, base=base, name=name, seed=seed, seeds=seeds,
                  replicates=replicates, metrics=tuple(metrics), overrides=all_overrides,
                  factors=tuple(factors))
