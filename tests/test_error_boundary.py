@@ -358,3 +358,17 @@ def test_a_trace_file_that_is_another_file_of_the_run_is_refused(capsys, workdir
     assert_one_error(code, err, f"pfsim: error: --trace {trace}: {what}; choose another name")
     assert out == "" and leftovers(workdir) == []
     assert (workdir / "ok.toml").read_text() == CONFIG
+
+
+@pytest.mark.parametrize("text", ['{"vms": 3}', '{"vms": {}}', '{"vms": {"vm0": []}}',
+                                  '{"vms": {"vm0": {"tasks": {}}}, "sim_time_ns": 5}'])
+@pytest.mark.parametrize("command", [("report",), ("plot", "--figure", "work", "--out", "w.png")])
+def test_a_result_json_that_pfsim_did_not_write_is_a_user_error(capsys, workdir, text, command):
+    """A hand-made or cut-down result.json ended in an internal error (KeyError) after the
+    command started drawing."""
+    (workdir / "run").mkdir()
+    (workdir / "run" / "result.json").write_text(text)
+    code, out, err = run_cli(capsys, command[0], "run", *command[1:])
+    assert_one_error(code, err, "run/result.json: not a pfsim result.json")
+    assert out == "" and sorted(p.name for p in (workdir / "run").iterdir()) == ["result.json"]
+    assert not (workdir / "w.png").exists()

@@ -124,7 +124,33 @@ def _read(path: Path) -> dict[str, Any]:
         raise OutputError(f"{clip(str(path), 120)}: not a readable result.json ({exc})") from None
     if not isinstance(data, dict) or "vms" not in data:
         raise OutputError(f"{clip(str(path), 120)}: not a pfsim result.json (no 'vms')")
+    missing = _missing_key(data)
+    if missing is not None:
+        raise OutputError(f"{clip(str(path), 120)}: not a pfsim result.json ({missing})")
     return data
+
+
+_SHAPE = {"sim_time_ns": int, "host": dict, "vms": dict}
+_VM_SHAPE = {"processes": dict, "tasks": dict, "vcpus": list, "async_pf": dict, "latency": dict,
+             "memory": dict}
+"""What the tables, figures and report read of every result.json: a file without it (written
+by hand, cut down) is refused with one line instead of failing while a figure is drawn."""
+
+
+_KIND = {int: "a number", dict: "a table", list: "a list"}
+
+
+def _missing_key(data: dict[str, Any]) -> str | None:
+    for key, kind in _SHAPE.items():
+        if not isinstance(data.get(key), kind):
+            return f"{key!r} missing or not {_KIND[kind]}"
+    vm = data["vms"].get("vm0")
+    if not isinstance(vm, dict):
+        return "'vms.vm0' missing or not a table"
+    for key, kind in _VM_SHAPE.items():
+        if not isinstance(vm.get(key), kind):
+            return f"'vms.vm0.{key}' missing or not {_KIND[kind]}"
+    return None
 
 
 def _vm(result: dict[str, Any]) -> dict[str, Any]:
