@@ -8,12 +8,14 @@ is the code the hand-computed cases of ``tests/test_reclaim.py`` check.  Compare
 result.json (all counters of every VM, process and the host), and the final state: the order
 of every LRU list, the page flags, the reverse-map hints, every swap slot (count, cached frame,
 shadow entry) and the free-slot stack in order, frame reference counts, kinds and the free
-stack, the file pages' shadow entries, and every PTE of every process.
+stack, the file pages' shadow entries, every PTE of every process, and where the kernel
+threads' work stands (CPU time owed and run, state, runtime, switches, vCPU).
 
 Shapes: anonymous only (nvme readahead, zram), file only (clean and dirty shared pages), both
 at swappiness 0, 60 and 200, fork with shared swap entries, two threads on two vCPUs (reclaim
-unmapping pages of a thread running on the other vCPU), a balloon reclaiming to inflate, and
-double paging under a host; each with ``sim.check_invariants`` (the compiled batches driven by
+unmapping pages of a thread running on the other vCPU), a balloon reclaiming to inflate,
+double paging under a host, kswapd0 sharing one vCPU with the task (preempting it and
+preempted), and kswapd0 on a vCPU the host takes away; each with ``sim.check_invariants`` (the compiled batches driven by
 the Python loops, invariants checked after every batch) and without (one compiled call per
 kswapd pass or direct reclaim), on two seeds (one when checked).
 """
@@ -101,8 +103,11 @@ def _threads():
 
 
 def _balloon():
-    """A balloon inflating to 1 MiB at 1 ms while 'p' holds its pages: it reclaims."""
+    """A balloon set to inflate to 1 MiB at 1 ms while 'p' holds its pages: it reclaims (its
+    kworker and kswapd0 share the one vCPU with 'p': 500 us slices, no tick), then deflates."""
     data = _anon(device="zram", pages=500, accesses=2000)
+    data["guest"]["tick"] = "off"
+    data["guest"]["sched"] = {"latency": "500us", "min_granularity": "100us"}
     data["guest"]["memory"] = "2MiB"
     data["guest"]["mm"]["kernel_reserved"] = "512KiB"
     data["guest"]["balloon"] = {"target": "1MiB", "at": "1ms",
@@ -127,7 +132,29 @@ def _double_paging():
                  "threads": [{"steps": new}]}]}
 
 
+def _kswapd_one_vcpu():
+    """One vCPU shared by the task and kswapd0 (CFS: kswapd0 preempts on wake-up, and is
+    preempted at its slice end: a pass's CPU time is longer than a slice), swap on nvme."""
+    data = _anon(pages=400, accesses=1500)
+    data["guest"]["costs"] = {"reclaim_page": "5us"}
+    data["guest"]["sched"] = {"policy": "cfs", "latency": "200us", "min_granularity": "50us",
+                              "wakeup_granularity": "20us"}
+    return data
+
+
+def _kswapd_host_preempted():
+    """Two vCPUs on one host CPU shared with a host task: the host takes the vCPU running
+    kswapd0 away in the middle of its passes' CPU time (20 us per page isolated)."""
+    data = _threads()
+    data["guest"]["costs"] = {"reclaim_page": "20us"}
+    data["guest"]["swap"]["device"] = "zram"
+    data["hypervisor"] = {"enabled": True, "host_cpus": 1, "host_tasks": 1}
+    return data
+
+
 SHAPES = {
+    "kswapd-one-vcpu": _kswapd_one_vcpu(),
+    "kswapd-host-preempted": _kswapd_host_preempted(),
     "anon-nvme": _anon(),
     "anon-zram-swappiness-200": _anon("zram", 200),
     "file-clean": _file(),
@@ -186,6 +213,11 @@ def _state(sim):
         out[f"file{i}.shadow"] = shadow.copy()
         out[f"file{i}.shadow_ws"] = reclaim.file_shadow_ws[i].copy()
         out[f"file{i}.frame"] = reclaim.files[i].frame.copy()
+    for kt in kernel.kthreads:  # kswapd0, the balloon's kworker: where their work stands
+        task = kt.task
+        out[f"{kt.name}.thread"] = np.array([kt.owed_ns, kt.cpu_ns, kt.wakeups, task.state,
+                                             task.runtime_ns, task.switches_in,
+                                             -1 if task.cpu is None else task.cpu])
     for process in kernel.processes:
         mm = process.mm
         out[f"{process.name}.state"] = mm.state.copy()
@@ -232,6 +264,14 @@ def test_the_shapes_reach_what_they_are_meant_to():
     assert m["balloon_inflated"] > 0 and m["pgsteal"] > 0
     m, result = memory("double-paging")
     assert m["swap_outs_host_swapped"] > 0
+    m, result = memory("kswapd-one-vcpu")  # kswapd0 took the task's vCPU, and was preempted
+    kswapd = result["vms"]["vm0"]["kernel_threads"]["kswapd0"]
+    assert m["kswapd_cpu_ns"] > 0 and kswapd["switches_in"] > m["kswapd_wakeups"]
+    m, result = memory("kswapd-host-preempted")  # its vCPU was taken away: charged > run
+    kswapd = result["vms"]["vm0"]["kernel_threads"]["kswapd0"]
+    assert m["kswapd_cpu_ns"] > 0 and kswapd["runtime_ns"] > kswapd["cpu_ns"]
+    m, result = memory("balloon")
+    assert m["balloon_cpu_ns"] == result["vms"]["vm0"]["kernel_threads"]["kworker/0:1"]["cpu_ns"] > 0
 
 
 def test_after_scan_compiled_matches_the_reference_through_a_compaction():

@@ -243,7 +243,7 @@ def print_comparison(console: Console, keys: list[str] | str,
 PAGING_COLUMNS = ("guest swap-outs", "guest swap-ins", "pgsteal", "allocstall", "balloon",
                   "host swap-outs", "host swap-ins", "host frames ballooned",
                   "guest swap-outs of host-swapped", "host swap-ins for guest I/O",
-                  "of which false reads")
+                  "of which false reads", "kswapd CPU", "balloon CPU")
 
 
 def print_paging_comparison(console: Console, names: list[str],
@@ -267,7 +267,9 @@ def print_paging_comparison(console: Console, names: list[str],
             memory.get("allocstall", 0), memory.get("balloon_inflated", 0), host["swap_outs"],
             host["swap_ins"], host.get("balloon_freed_frames", 0),
             memory.get("swap_outs_host_swapped", 0), host.get("swap_ins_guest_io", 0),
-            host.get("false_reads", 0))))
+            host.get("false_reads", 0))),
+            format_time(memory.get("kswapd_cpu_ns", 0)),
+            format_time(memory.get("balloon_cpu_ns", 0)))
     console.print(table)
 
 
@@ -337,7 +339,9 @@ def print_reclaim(console: Console, result: RunResult) -> None:
     table = Table(title=f"guest memory (swap: {memory['swap_device']})", title_justify="left")
     for column in RECLAIM_COLUMNS:
         table.add_column(column, justify="right")
-    table.add_row(*(f"{memory[column]:,}" for column in RECLAIM_COLUMNS))
+    table.add_column("kswapd CPU", justify="right")
+    table.add_row(*(f"{memory[column]:,}" for column in RECLAIM_COLUMNS),
+                  format_time(memory.get("kswapd_cpu_ns", 0)))
     console.print(table)
 
 

@@ -81,7 +81,7 @@ class ReferenceReader:
         executor = kernel.executor
         extra: dict[int, tuple[int, int]] = {}  # id(texec) -> (work, accesses) in flight
         for cpu, seg in enumerate(executor.segment):
-            if seg is None:
+            if seg is None or seg.kind == "kernel":  # a kernel thread: no task's counters
                 continue
             done = _in_flight(seg.kind == "access", t, seg.t0, seg.pos0, seg.count,
                               seg.unit_ns, seg.spent0, executor.log[cpu], seg.nlog)

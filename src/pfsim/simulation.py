@@ -195,6 +195,7 @@ class Simulation:
             "panic": kernel.panic,
             "processes": processes,
             "tasks": tasks,
+            "kernel_threads": {kt.name: kt.result() for kt in kernel.kthreads},
             "vcpus": vcpus,
             "async_pf": self._async_pf(),
             "memory": {

@@ -12,8 +12,10 @@ of at most VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256 pages:
 * ``leak_balloon``: give pages back to the guest's free memory (most recently ballooned
   first); the host backs them again on their next touch.
 
-The work item runs as timed events (its CPU time, ``reclaim_page`` per page plus the reclaim
-it does, delays its next chunk and is charged to no vCPU).
+The work item runs in a kworker, a kernel thread of the guest scheduler bound to vCPU 0
+(:mod:`pfsim.guest.kthread`): each chunk is applied when the kworker has the vCPU, then the
+kworker runs the chunk's CPU time (``reclaim_page`` per page, plus the reclaim it did), taking
+it from the tasks that would have run there.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pfsim.engine import Priority
+from pfsim.guest.kthread import SLEEP, KernelThread
 from pfsim.machine.frames import BALLOON
 from pfsim.units import PAGE_SIZE
 
@@ -52,36 +55,44 @@ class Balloon:
         self.deflated = 0
         self.alloc_failures = 0
         self.page_cost = kernel.config.guest.costs.reclaim_page
+        self.puffed = False
+        self.worker = KernelThread(kernel, "kworker/0:1", self._work, allowed_cpu=0)
+        """The kworker of system_freezable_wq that runs the work item: bound to vCPU 0, the
+        vCPU taking the config-change interrupt (a per-CPU workqueue runs work on the CPU that
+        queued it)."""
         changes = [(cfg.at, cfg.target)] + [(c.at, c.target) for c in cfg.schedule]
         for at, target in changes:
             self.sim.at(at, self._set_target, target // PAGE_SIZE, priority=Priority.NORMAL)
 
     def _set_target(self, pages: int) -> None:
-        """The host changed ``num_pages`` (config-change interrupt)."""
+        """The host changed ``num_pages`` (``virtballoon_changed``, the config-change
+        interrupt): the work item is queued (``queue_work(system_freezable_wq, ...)``), which
+        wakes the kworker unless the item is already running (it sees the new target at its
+        next chunk)."""
         self.target = pages
         if not self.busy:
             self.busy = True
-            self.sim.at(self.sim.now, self._work, priority=Priority.NORMAL)
+            self.worker.wake()
 
-    def _work(self) -> None:
-        """``update_balloon_size_func``: one chunk towards the target, then again."""
-        if self.kernel.panic is not None:
-            self.busy = False
-            return
+    def _work(self) -> int:
+        """``update_balloon_size_func``, run by the kworker when it has vCPU 0 and the CPU
+        time of its last chunk is run: one chunk towards the target, applied now, whose CPU
+        time (``reclaim_page`` per page moved, plus the reclaim it did) the kworker then runs;
+        after a failed allocation the chunk's time is followed by ``msleep(200)``.  SLEEP
+        when the target is reached (the work item is not queued again)."""
+        if self.puffed:  # fill_balloon's msleep(200) after "Out of puff!"
+            self.puffed = False
+            return self.worker.sleep_for(OUT_OF_PUFF_NS)
         diff = self.target - len(self.pages)
-        delay = 0
+        if self.kernel.panic is not None or diff == 0:
+            self.busy = False
+            return SLEEP
         if diff > 0:
             got, work = self.fill(min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
-            delay = max(1, work) * self.page_cost
-            if got < min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX):
-                delay += OUT_OF_PUFF_NS
-        elif diff < 0:
-            count = self.leak(min(-diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
-            delay = max(1, count) * self.page_cost
-        if self.target == len(self.pages):
-            self.busy = False
-            return
-        self.sim.at(self.sim.now + delay, self._work, priority=Priority.NORMAL)
+            self.puffed = got < min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX)
+            return max(1, work) * self.page_cost
+        count = self.leak(min(-diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
+        return max(1, count) * self.page_cost
 
     def fill(self, count: int) -> tuple[int, int]:
         """``fill_balloon``: (pages added, pages of work including reclaim)."""
@@ -118,4 +129,5 @@ class Balloon:
     def result(self) -> dict[str, Any]:
         return {"balloon_pages": len(self.pages), "balloon_target": self.target,
                 "balloon_inflated": self.inflated, "balloon_deflated": self.deflated,
-                "balloon_alloc_failures": self.alloc_failures}
+                "balloon_alloc_failures": self.alloc_failures,
+                "balloon_cpu_ns": self.worker.cpu_ns}

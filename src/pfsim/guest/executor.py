@@ -21,6 +21,7 @@ from pfsim.engine import Priority
 from pfsim.errors import InvariantViolation
 from pfsim.guest.fault import Access, Action
 from pfsim.guest.host_side import HostSide
+from pfsim.guest.kthread import SLEEP, KernelThread
 from pfsim.guest.process import Process
 from pfsim.guest.steps import CHUNK, FOREVER, TaskExec  # noqa: F401  (re-exported)
 from pfsim.machine.scan import (
@@ -82,7 +83,7 @@ class Segment:
     pos0: int
     count: int
     unit_ns: int
-    kind: str  # "access" or "compute"
+    kind: str  # "access", "compute" or "kernel" (a kernel thread's CPU time, 1 ns units)
     fault: bool  # the item after the last one faults
     nlog: int = 0
     ept_gfn: int = -1  # the fault is an EPT violation on this gfn
@@ -301,6 +302,9 @@ class VcpuExecutor:
             else:
                 self._arm(cpu, t, self._block if sleeping else self._slice_expired)
             return
+        if texec.kthread:  # kswapd0, the balloon's kworker
+            self._run_kthread(cpu, texec, t)
+            return
         if texec.apf_wait:  # kvm_async_pf_task_wait_schedule's loop
             if texec.task.is_sleeping:  # interrupted on its way to schedule(): go on to it
                 self._arm(cpu, t, self._block)
@@ -401,6 +405,27 @@ class VcpuExecutor:
                 continue
             raise AssertionError(f"unhandled step {step!r}")
 
+    def _run_kthread(self, cpu: int, kt: KernelThread, t: int) -> None:
+        """Run kernel thread ``kt`` on ``cpu`` from ``t``: the rest of its current work's CPU
+        time, then (at that time) its next piece of work, until it sleeps or its slice ends."""
+        slice_end = self.kernel.scheduler.slice_end(cpu)
+        while kt.owed_ns == 0:
+            if t > self.sim.now:  # its work changes shared state: applied at its own time
+                self._arm(cpu, t, self._rerun)
+                return
+            cost = kt.body()
+            if cost == SLEEP:  # kswapd_try_to_sleep, msleep, or the work item is done
+                kt.task.state = kt.sleep_state
+                kt.sleep_state = TaskState.INTERRUPTIBLE
+                self._arm(cpu, t, self._block)
+                return
+            kt.owed_ns = cost
+        if t >= slice_end:
+            self._arm(cpu, t, self._slice_expired)
+            return
+        self.segment[cpu] = Segment(kt, t, 0, kt.owed_ns, 1, "kernel", False)  # type: ignore[arg-type]
+        self._arm(cpu, min(slice_end, t + kt.owed_ns), self._segment_end)
+
     def _scan(self, cpu: int, texec: TaskExec, t: int, end: int, limit: int) -> tuple[int, int]:
         """Run the VMM's compiled loop; it applies its fault counts at once."""
         if not self.recorder.on:
@@ -426,6 +451,10 @@ class VcpuExecutor:
         assert seg is not None
         self.segment[cpu] = None
         texec = seg.texec
+        if seg.kind == "kernel":
+            self._commit(seg, min(seg.count, max(0, self.sim.now - seg.t0)))
+            self._run(cpu, texec, self.sim.now)
+            return
         if seg.kind == "access":
             # a carry segment (count 0) ran part of one access; any other ended on a whole one
             texec.spent = seg.spent0 + self.sim.now - seg.t0 if seg.count == 0 else 0
@@ -444,6 +473,11 @@ class VcpuExecutor:
 
     def _commit(self, seg: Segment, done: int) -> None:
         texec = seg.texec
+        if seg.kind == "kernel":  # ns of a kernel thread's work
+            kt: KernelThread = texec  # type: ignore[assignment]
+            kt.owed_ns -= done
+            kt.cpu_ns += done
+            return
         counters = texec.counters
         if seg.kind == "access":
             texec.pos = seg.pos0 + done
@@ -625,7 +659,9 @@ class VcpuExecutor:
             return
         self.segment[cpu] = None
         now = self.sim.now
-        if seg.kind == "compute":
+        if seg.kind == "kernel":
+            done = min(seg.count, max(0, now - seg.t0))
+        elif seg.kind == "compute":
             done = self._units_by(seg, now)
         elif now <= seg.t0:
             done = 0

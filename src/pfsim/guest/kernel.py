@@ -19,6 +19,7 @@ from pfsim.guest.balloon import Balloon
 from pfsim.guest.executor import TaskExec, VcpuExecutor
 from pfsim.guest.fault import FaultHandler
 from pfsim.guest.fork import ProcessOps
+from pfsim.guest.kthread import KernelThread
 from pfsim.machine.latency import new_histograms
 from pfsim.guest.mm import CODE_BASE, MMAP_BASE, STACK_TOP, TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.pagecache import BlockDevice, File, ReadRequest
@@ -88,6 +89,12 @@ class GuestKernel:
         self.balloon: Balloon | None = None
         if self.reclaim is not None and (balloon.target or balloon.schedule):
             self.balloon = Balloon(self)
+        self.kthreads: list[KernelThread] = []
+        """The guest's kernel threads (kswapd0 with reclaim, the balloon's kworker)."""
+        if self.reclaim is not None:
+            self.kthreads.append(self.reclaim.kswapd)
+        if self.balloon is not None:
+            self.kthreads.append(self.balloon.worker)
         self.files: dict[str, File] = {}
         self.processes: list[Process] = []
         self.filling: list[int] = []

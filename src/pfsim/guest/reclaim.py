@@ -11,8 +11,10 @@ a refault compares its refault distance with the workingset size
 (:mod:`pfsim.guest.workingset`); swap-in is :mod:`pfsim.guest.swapin`.  This module holds the
 :class:`Reclaim` state, allocation, kswapd, direct reclaim, results and invariant checks.
 
-Simplifications (docs/reclaim.md): one node and zone; kswapd runs as timed events off the vCPUs
-(its CPU time is simulated but charged to no vCPU); a page written out is freed when its write
+kswapd0 is a kernel thread of the guest scheduler (:mod:`pfsim.guest.kthread`): each pass of
+``balance_pgdat`` is applied when it has a vCPU, then it runs that pass's CPU time there.
+
+Simplifications (docs/reclaim.md): one node and zone; a page written out is freed when its write
 is queued, not when the write completes (the device still spends the time, and a read of the
 slot queues behind the write); dirty file pages met by reclaim are written by it (no flusher
 threads).
@@ -24,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pfsim.engine import Priority
 from pfsim.errors import InvariantViolation
+from pfsim.guest.kthread import SLEEP, KernelThread
 from pfsim.guest.lru import (
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
@@ -104,6 +106,8 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
         self.stats = dict.fromkeys(COUNTERS, 0)
         self.kswapd_running = False
         self.kswapd_failures = 0
+        self.kswapd = KernelThread(kernel, "kswapd0", self._kswapd_step)
+        """kswapd0 (``kswapd_run``): a kernel thread of the guest scheduler, on any vCPU."""
         self.check_batches = config.sim.check_invariants
         self.last_direct_work = 0
         mem.on_free = self._freed
@@ -229,36 +233,36 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
     # ------------------------------------------------------------------ kswapd
 
     def wake_kswapd(self) -> None:
-        """``wakeup_kswapd``: start balancing unless running or given up (kswapd_failures)."""
+        """``wakeup_kswapd``: nothing if kswapd is not asleep on its wait queue (it is
+        balancing), has given up (kswapd_failures) or the node is balanced; otherwise wake
+        kswapd0, which balances when the scheduler gives it a vCPU."""
         if self.kswapd_running or self.kswapd_failures >= MAX_RECLAIM_RETRIES:
             return
         if self.kernel.mem.free_frames > self.wmark_high:
             return
         self.kswapd_running = True
         self.stats["kswapd_wakeups"] += 1
-        self.sim.at(self.sim.now, self._kswapd_round, priority=Priority.NORMAL)
+        self.kswapd.wake()
 
     def _balanced(self) -> bool:
         return int(self.kernel.mem.nfree[0]) > self.wmark_high
 
-    def _kswapd_round(self) -> None:
-        """``balance_pgdat``: shrink the node from DEF_PRIORITY down (the priority drops when
-        a pass scanned its target or freed nothing) until more than ``high`` frames are free.
-        kswapd runs again when this run's work is done (``reclaim_page`` per page isolated)
-        if memory is still not balanced, unless it failed MAX_RECLAIM_RETRIES times in a
-        row."""
-        if self.kernel.panic is not None:
-            self.kswapd_running = False
-            return
+    def _kswapd_step(self) -> int:
+        """kswapd0's loop, run when it has a vCPU and the CPU time of its last pass is run:
+        ``balance_pgdat``'s head (``pgdat_balanced``: more than ``high`` frames free) sends it
+        to sleep (``kswapd_try_to_sleep``), as do MAX_RECLAIM_RETRIES passes in a row that
+        freed nothing; otherwise one pass of the priority loop (:meth:`_balance_pgdat`),
+        applied now, whose CPU time (``reclaim_page`` per page isolated, at least
+        SWAP_CLUSTER_MAX) the thread then runs.  Returns that time, or SLEEP."""
+        if (self.kernel.panic is not None or self._balanced()
+                or self.kswapd_failures >= MAX_RECLAIM_RETRIES):
+            self._kswapd_sleep()
+            return SLEEP
         reclaimed, work = self._balance_pgdat()
         if reclaimed == 0 and not self._balanced():
             self.kswapd_failures += 1
         self._snapshot_refaults()
-        if self._balanced() or self.kswapd_failures >= MAX_RECLAIM_RETRIES:
-            self._kswapd_sleep()
-            return
-        self.sim.at(self.sim.now + max(SWAP_CLUSTER_MAX, work) * self.page_cost, self._kswapd_round,
-                    priority=Priority.NORMAL)
+        return max(SWAP_CLUSTER_MAX, work) * self.page_cost
 
     def _balance_pgdat(self) -> tuple[int, int]:
         """One pass of ``balance_pgdat``'s priority loop: (pages freed, pages isolated)."""
@@ -325,6 +329,7 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
             "pgsteal_direct": s["pgsteal_direct"],
             "refaults": s["workingset_refault_anon"] + s["workingset_refault_file"],
             "allocstall": s["allocstall"],
+            "kswapd_cpu_ns": self.kswapd.cpu_ns,
         }
         out.update({k: s[k] for k in COUNTERS if k not in out and not k.startswith("pgs")})
         out["swap_device"] = self.kernel.config.guest.swap.device

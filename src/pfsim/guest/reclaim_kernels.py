@@ -728,8 +728,8 @@ def _shrink_node(a, s, mms, order, sc, stats, log, buf):
 
 @_jit
 def kswapd_pass(a, s, mms, order, stats, log):
-    """One ``balance_pgdat`` pass (``Reclaim._kswapd_round`` up to its sleep decision):
-    returns (pages freed, pages of work)."""
+    """One ``balance_pgdat`` pass (``Reclaim._balance_pgdat``): returns (pages freed, pages
+    of work)."""
     buf = _buffers(a, mms, s)
     priority = DEF_PRIORITY
     reclaimed = 0

@@ -30,6 +30,9 @@ FOREVER = 1 << 62
 class TaskExec:
     """What one guest task is doing: its program, its position in it, its counters."""
 
+    kthread = False
+    """A user task (:class:`pfsim.guest.kthread.KernelThread` has True)."""
+
     def __init__(self, kernel: GuestKernel, task: Task, process: Process, steps: list[Any],
                  stack: Vma | None, index: int, member: tuple[int, int] = (0, 1)) -> None:
         self.kernel = kernel

@@ -1,0 +1,140 @@
+"""kswapd0 and the balloon's kworker as tasks of the guest scheduler (pfsim.guest.kthread).
+
+The expected numbers are derived by hand in each docstring from the rules of docs/reclaim.md
+(watermarks, ``balance_pgdat``'s priority loop, the CPU time of a pass) and of the round-robin
+scheduler; both engines run every case (the ``engine`` fixture).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from helpers import run_dict
+
+PAGE_COST = 200  # guest.costs.reclaim_page (the default)
+
+
+def _pressure(vcpus=1, reclaim_page=PAGE_COST, policy="rr", pin=None, first=0):
+    """A 32 MiB guest with 8 MiB reserved: 6144 user frames, watermarks min 156, low 195,
+    high 234 (tests/test_reclaim.py works them out).  Process 'p' has a 16 MiB file in the
+    page cache (4096 clean pages on the inactive file list, never mapped), writes 1873 pages
+    of its heap and then computes 50,000 units of 1 us (``first``: after computing that many
+    units first).  No swap device; the slice is 20 ms (rr timeslice, cfs sched_latency)."""
+    steps = [{"op": "compute", "units": first, "unit": "1us"}] if first else []
+    steps += [{"op": "access", "vseg": "heap", "pattern": "sequential", "stride": "4KiB",
+              "accesses": 1873, "write_ratio": 1.0, "think": "100ns"},
+             {"op": "compute", "units": 50_000, "unit": "1us"}]
+    thread = {"steps": steps} if pin is None else {"steps": steps, "cpu": pin}
+    return {"sim": {"check_invariants": True},
+            "guest": {"vcpus": vcpus, "memory": "32MiB", "tick": "off",
+                      "mm": {"kernel_reserved": "8MiB"},
+                      "costs": {"reclaim_page": reclaim_page},
+                      "sched": {"policy": policy, "timeslice": "20ms", "latency": "20ms",
+                                "context_switch": 0}},
+            "processes": [{"name": "p", "vsegs": [
+                {"name": "cache", "type": "file", "size": "16MiB", "cached": True},
+                {"name": "heap", "type": "anon", "size": "8MiB"}], "threads": [thread]}]}
+
+
+def _vm(data):
+    result = run_dict(data)
+    assert result.outcome == "ok"
+    return result["vms"]["vm0"]
+
+
+def test_kswapd_delays_the_task_it_displaces_by_its_cpu_time(engine):
+    """One vCPU.  The file fills 4096 of the 6144 frames, leaving 2048 free; the heap's first
+    touches take them down to low (195) after 1853 pages, which wakes kswapd0, and the 20
+    touches after that to 175 (above min: no direct reclaim).  Round robin has no wake-up
+    preemption, so kswapd0 waits for the 20 ms slice of 'p' to end (mid-compute).  Then one
+    ``balance_pgdat`` pass: with no swap only file pages are scanned; at priority 12 the
+    target is 4096 >> 12 = 1 page per ``shrink_node``, which is unreferenced and clean, so
+    each iteration frees one page, the priority stays at 12 (scanned 1 < 234 to reclaim,
+    freed 1), and the loop stops when more than high are free: 235 - 175 = 60 pages scanned
+    and freed.  Its CPU time is 60 x 200 ns = 12 us (more than SWAP_CLUSTER_MAX pages), during
+    which 'p' does not run, then kswapd0 sleeps (balanced).  So 'p' exits exactly 12 us later
+    than with reclaim_page = 0 (the same pass at no CPU cost)."""
+    vm = _vm(_pressure())
+    free = _vm(_pressure(reclaim_page=0))
+    memory = vm["memory"]
+    assert memory["kswapd_wakeups"] == 1
+    assert memory["pgscan_kswapd"] == memory["pgsteal_kswapd"] == 60
+    assert memory["pgscan_direct"] == memory["allocstall"] == 0
+    assert memory["kswapd_cpu_ns"] == 60 * PAGE_COST == 12_000
+    kswapd = vm["kernel_threads"]["kswapd0"]
+    assert kswapd == {"tid": 2, "cpu": 0, "state": "interruptible", "runtime_ns": 12_000,
+                      "cpu_ns": 12_000, "wakeups": 1, "switches_in": 1}
+    assert free["memory"]["pgsteal_kswapd"] == 60 and free["memory"]["kswapd_cpu_ns"] == 0
+    delay = vm["processes"]["p"]["exited_ns"] - free["processes"]["p"]["exited_ns"]
+    assert delay == 12_000
+    assert "kswapd0" not in vm["tasks"]  # a kernel thread: no process, no task counters
+
+
+def test_kswapd_on_an_idle_vcpu_does_not_delay_the_task(engine):
+    """Two vCPUs, 'p' bound to vCPU 0: kswapd0 is woken with vCPU 1 idle and runs there at
+    once, so 'p' exits at the same time as when kswapd's passes cost nothing, and all of
+    kswapd0's CPU time is vCPU 1's busy time."""
+    vm = _vm(_pressure(vcpus=2, pin=0))
+    free = _vm(_pressure(vcpus=2, pin=0, reclaim_page=0))
+    kswapd = vm["kernel_threads"]["kswapd0"]
+    assert kswapd["cpu"] == 1 and kswapd["cpu_ns"] > 0
+    assert kswapd["cpu_ns"] == vm["memory"]["kswapd_cpu_ns"] == kswapd["runtime_ns"]
+    assert vm["memory"]["kswapd_cpu_ns"] % PAGE_COST == 0
+    assert vm["processes"]["p"]["exited_ns"] == free["processes"]["p"]["exited_ns"]
+    assert vm["vcpus"][1]["busy_ns"] == kswapd["cpu_ns"]
+
+
+def test_kswapd_preempts_on_wakeup_under_cfs(engine):
+    """CFS, one vCPU, 'p' computing 5 ms before its first touches.  The compiled access loop
+    maps the first touches in one call at the start of their stretch (5 ms) and stops at the
+    low watermark (195 free), where kswapd0 is woken.  Its vruntime is placed at
+    min_vruntime - sched_latency / 2 = 5 - 10 < 0, so 0 (``place_entity``), 5 ms behind 'p':
+    more than wakeup_granularity (1 ms), so it preempts 'p' at once, with 195 frames free:
+    one pass frees 235 - 195 = 40 pages (one per iteration, as above), 40 x 200 ns = 8 us of
+    CPU time.  It is balanced after that, and the 20 later touches take free memory only to
+    215, above low: no second wake-up.  'p' exits 8 us later than with reclaim_page = 0."""
+    vm = _vm(_pressure(policy="cfs", first=5000))
+    free = _vm(_pressure(policy="cfs", first=5000, reclaim_page=0))
+    assert vm["memory"]["kswapd_wakeups"] == 1
+    assert vm["memory"]["pgscan_kswapd"] == 40
+    assert vm["memory"]["kswapd_cpu_ns"] == 8_000
+    assert vm["kernel_threads"]["kswapd0"]["switches_in"] == 1
+    delay = vm["processes"]["p"]["exited_ns"] - free["processes"]["p"]["exited_ns"]
+    assert delay == 8_000
+
+
+def _balloon(vcpus):
+    """A 1 MiB balloon (256 pages: one chunk) set at 1 ms in a guest with plenty free; 'p'
+    computes 10,000 units of 1 us on vCPU 0."""
+    return {"sim": {"check_invariants": True},
+            "guest": {"vcpus": vcpus, "memory": "32MiB", "tick": "off",
+                      "mm": {"kernel_reserved": "8MiB"},
+                      "balloon": {"target": "1MiB", "at": "1ms"},
+                      "sched": {"policy": "rr", "timeslice": "2ms", "context_switch": 0}},
+            "processes": [{"name": "p", "threads": [
+                {"cpu": 0, "steps": [{"op": "compute", "units": 10_000, "unit": "1us"}]}]}]}
+
+
+@pytest.mark.parametrize("vcpus", [1, 2])
+def test_the_balloon_kworker_runs_on_vcpu_0(engine, vcpus):
+    """The work item runs in the kworker bound to vCPU 0 (a per-CPU workqueue), so even with
+    vCPU 1 idle it takes vCPU 0 from 'p': queued at 1 ms, it runs at the end of the slice of
+    'p' (2 ms), inflates 256 pages in one chunk (256 x 200 ns = 51.2 us of CPU time), then
+    sleeps (target reached).  'p' exits at 10 ms + 51.2 us."""
+    vm = _vm(_balloon(vcpus))
+    assert vm["memory"]["balloon_inflated"] == 256
+    assert vm["memory"]["balloon_cpu_ns"] == 256 * PAGE_COST == 51_200
+    worker = vm["kernel_threads"]["kworker/0:1"]
+    assert worker["cpu"] == 0 and worker["switches_in"] == 1
+    assert vm["processes"]["p"]["exited_ns"] == 10_000_000 + 51_200
+
+
+def test_kernel_threads_are_listed_without_pressure():
+    """kswapd0 exists (asleep) in every flat guest; it never ran, so its CPU time is 0."""
+    data = copy.deepcopy(_pressure())
+    data["processes"][0]["threads"][0]["steps"] = [{"op": "compute", "units": 10}]
+    vm = _vm(data)
+    assert vm["kernel_threads"]["kswapd0"]["cpu_ns"] == 0
+    assert vm["kernel_threads"]["kswapd0"]["switches_in"] == 0
+    assert vm["memory"]["kswapd_cpu_ns"] == 0
