@@ -63,7 +63,7 @@ def test_kswapd_delays_the_task_it_displaces_by_its_cpu_time(engine):
     assert memory["pgscan_direct"] == memory["allocstall"] == 0
     assert memory["kswapd_cpu_ns"] == 60 * PAGE_COST == 12_000
     kswapd = vm["kernel_threads"]["kswapd0"]
-    assert kswapd == {"tid": 2, "cpu": 0, "state": "interruptible", "runtime_ns": 12_000,
+    assert kswapd == {"tid": 999, "cpu": 0, "state": "interruptible", "runtime_ns": 12_000,
                       "cpu_ns": 12_000, "wakeups": 1, "switches_in": 1}
     assert free["memory"]["pgsteal_kswapd"] == 60 and free["memory"]["kswapd_cpu_ns"] == 0
     delay = vm["processes"]["p"]["exited_ns"] - free["processes"]["p"]["exited_ns"]
@@ -138,3 +138,18 @@ def test_kernel_threads_are_listed_without_pressure():
     assert vm["kernel_threads"]["kswapd0"]["cpu_ns"] == 0
     assert vm["kernel_threads"]["kswapd0"]["switches_in"] == 0
     assert vm["memory"]["kswapd_cpu_ns"] == 0
+
+
+def test_the_trace_names_kswapd0_on_its_vcpu(tmp_path):
+    """A traced run shows kswapd0's one slice on vCPU 0 under its name: in the hand-worked
+    case above it runs 12 us, from the end of the 20 ms slice of 'p'."""
+    import json
+
+    from pfsim.api import run
+
+    trace = tmp_path / "t.json"
+    run(_pressure(), trace=trace)
+    slices = [e for e in json.loads(trace.read_text())["traceEvents"]
+              if e["ph"] == "X" and e["name"] == "kswapd0"]
+    assert [(e["tid"], e["args"]["tid"], e["dur"]) for e in slices] == [(0, 999, 12.0)]
+    assert slices[0]["ts"] == pytest.approx(20_000.0)

@@ -165,7 +165,8 @@ def test_vcpu_sched_slices_follow_the_schedulers_count(tmp_path):
     switches_in = Counter(pid for events in switches.values() for _ts, pid, _s in events if pid)
     assert switches_in == {tid: t["switches_in"] for tid, t in tasks.items() if t["switches_in"]}
     tree = [p.process_tree for p in trace.packet if p.HasField("process_tree")][0]
-    assert {t.tid: t.name for t in tree.threads} == {tid: name for name, t in result.tasks.items()
+    threads = {**result.tasks, **result.vm["kernel_threads"]}  # kswapd0 too (asleep here)
+    assert {t.tid: t.name for t in tree.threads} == {tid: name for name, t in threads.items()
                                                      for tid in [t["tid"]]}
     names = track_names(trace)
     assert {names[u] for u in names} >= {"host CPU 0", "host CPU 1", "swap device (nvme)"}

@@ -28,8 +28,10 @@ SLEEP = -1
 """What a body returns when the thread sleeps (until :meth:`KernelThread.wake`, or the timer
 set by :meth:`KernelThread.sleep_for`)."""
 
-KTHREAD_TIDS = {"kswapd0": 2, "kworker/0:1": 3}
-"""Thread ids of the guest's kernel threads (below every user tid, pid × 1000)."""
+KTHREAD_TIDS = {"kswapd0": 999, "kworker/0:1": 998}
+"""Thread ids of the guest's kernel threads, each its own thread group as in Linux: below
+every user tid (pid × 1000 + i) and above the user pids of any but a huge run (a trace names
+processes by pid)."""
 
 
 class KernelThread:

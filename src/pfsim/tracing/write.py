@@ -20,6 +20,8 @@ def names_of(simulation: Simulation, end_ns: int) -> Names:
     config = simulation.config
     guest = {task.tid: (task.name, process.pid, process.name)
              for process in simulation.kernel.processes for task in process.threads}
+    for kt in simulation.kernel.kthreads:  # kswapd0, kworker/0:1: their own thread groups
+        guest[kt.task.tid] = (kt.name, kt.task.tid, kt.name)
     host = simulation.host
     host_threads = {} if host is None else {t.tid: t.name for t in [*host.threads, *host.noise]}
     return Names(guest_threads=guest, host_threads=host_threads, vcpus=config.guest.vcpus,
