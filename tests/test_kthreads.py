@@ -45,8 +45,9 @@ def _vm(data):
 
 def test_kswapd_delays_the_task_it_displaces_by_its_cpu_time(engine):
     """One vCPU.  The file fills 4096 of the 6144 frames, leaving 2048 free; the heap's first
-    touches take them down to low (195) after 1853 pages, which wakes kswapd0, and the 20
-    touches after that to 175 (above min: no direct reclaim).  Round robin has no wake-up
+    1853 touches take them down to low (195); the next finds low free, which wakes kswapd0
+    (``__alloc_pages`` leaves the fast path), and the 20 last touches take free memory to 175
+    (above min: no direct reclaim).  Round robin has no wake-up
     preemption, so kswapd0 waits for the 20 ms slice of 'p' to end (mid-compute).  Then one
     ``balance_pgdat`` pass: with no swap only file pages are scanned; at priority 12 the
     target is 4096 >> 12 = 1 page per ``shrink_node``, which is unreferenced and clean, so
@@ -86,22 +87,22 @@ def test_kswapd_on_an_idle_vcpu_does_not_delay_the_task(engine):
 
 
 def test_kswapd_preempts_on_wakeup_under_cfs(engine):
-    """CFS, one vCPU, 'p' computing 5 ms before its first touches.  The compiled access loop
-    maps the first touches in one call at the start of their stretch (5 ms) and stops at the
-    low watermark (195 free), where kswapd0 is woken.  Its vruntime is placed at
-    min_vruntime - sched_latency / 2 = 5 - 10 < 0, so 0 (``place_entity``), 5 ms behind 'p':
-    more than wakeup_granularity (1 ms), so it preempts 'p' at once, with 195 frames free:
-    one pass frees 235 - 195 = 40 pages (one per iteration, as above), 40 x 200 ns = 8 us of
-    CPU time.  It is balanced after that, and the 20 later touches take free memory only to
-    215, above low: no second wake-up.  'p' exits 8 us later than with reclaim_page = 0."""
+    """CFS, one vCPU, 'p' computing 5 ms before its first touches.  Its 1854th touch finds
+    the low watermark (195 free) and wakes kswapd0, then takes its frame (194 free).
+    kswapd0's vruntime is placed at min_vruntime - sched_latency / 2 < 0, so at 0
+    (``place_entity``), more than 5 ms behind 'p': more than wakeup_granularity (1 ms), so it
+    preempts 'p' when that fault is handled, with 194 frames free: one pass frees 235 - 194 =
+    41 pages (one per iteration, as above), 41 x 200 ns = 8.2 us of CPU time.  It is balanced
+    after that, and the 19 last touches take free memory only to 216, above low: no second
+    wake-up.  'p' exits 8.2 us later than with reclaim_page = 0."""
     vm = _vm(_pressure(policy="cfs", first=5000))
     free = _vm(_pressure(policy="cfs", first=5000, reclaim_page=0))
     assert vm["memory"]["kswapd_wakeups"] == 1
-    assert vm["memory"]["pgscan_kswapd"] == 40
-    assert vm["memory"]["kswapd_cpu_ns"] == 8_000
+    assert vm["memory"]["pgscan_kswapd"] == 41
+    assert vm["memory"]["kswapd_cpu_ns"] == 8_200
     assert vm["kernel_threads"]["kswapd0"]["switches_in"] == 1
     delay = vm["processes"]["p"]["exited_ns"] - free["processes"]["p"]["exited_ns"]
-    assert delay == 8_000
+    assert delay == 8_200
 
 
 def _balloon(vcpus):

@@ -223,12 +223,13 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
 
     def after_scan(self, mm: Any, slots: np.ndarray, popped: np.ndarray) -> None:
         """The compiled loop, over ``slots`` of ``mm``, allocated ``popped`` (in order) for
-        anonymous first touches: reverse map, then the inactive anon list."""
+        anonymous first touches: reverse map, then the inactive anon list.  It stops at the
+        low watermark without waking kswapd: as in ``__alloc_pages``, the allocation that
+        finds free memory at ``low`` (the loop's next first touch, handled by :meth:`alloc`
+        at its own time) fails the fast path and wakes it."""
         if popped.size:
             self.rmap_note_scan(mm, slots, popped)
             self.anon_added(popped)
-        if self.kernel.mem.free_frames <= self.wmark_low:
-            self.wake_kswapd()
 
     # ------------------------------------------------------------------ kswapd
 

@@ -227,8 +227,7 @@ class CompiledReclaim(Reclaim):
             lru._next_stamp = int(self._s[rk.S_NEXT_STAMP])
             if err[0] != rk.E_OK:
                 raise InvariantViolation(f"frame {int(err[1])} added to an LRU list while on one")
-        if self.kernel.mem.free_frames <= self.wmark_low:
-            self.wake_kswapd()
+        # no wake-up here: the next allocation, at low, wakes kswapd (Reclaim.after_scan)
 
     # ------------------------------------------------------------------ the passes
 
