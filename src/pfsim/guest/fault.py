@@ -24,7 +24,15 @@ from pfsim.guest.mm import PAGE_OFFSET, TASK_SIZE_MAX, AddressSpace, Vma
 from pfsim.guest.pagecache import ReadRequest
 from pfsim.guest.readahead import MAX_PAGECACHE_ORDER, Folio, Readahead
 from pfsim.machine.frames import ANON, PAGECACHE, ZERO_GFN
-from pfsim.machine.pte import PTE_EXEC, PTE_NOVMA, PTE_PRESENT, PTE_SWAP, PTE_WRITE, PTE_ZERO
+from pfsim.machine.pte import (
+    PTE_ACCESSED,
+    PTE_EXEC,
+    PTE_NOVMA,
+    PTE_PRESENT,
+    PTE_SWAP,
+    PTE_WRITE,
+    PTE_ZERO,
+)
 from pfsim.units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -265,17 +273,20 @@ class FaultHandler:
 
     def do_anonymous_page(self, texec: TaskExec, vma: Vma, slot: int, access: Access,
                           cost: int) -> FaultResult:
-        """First touch of anonymous memory: the zero page on a read, a zeroed page on a write."""
+        """First touch of anonymous memory: the zero page on a read, a zeroed page on a write.
+        The PTE is young from the start (x86's ``vm_page_prot`` holds _PAGE_ACCESSED), as the
+        compiled access loop makes it: reclaim scanning before the retried access (kswapd
+        preempting the task at the fault) finds it referenced."""
         mm = texec.process.mm
         exec_bit = PTE_EXEC if vma.executable else 0
         if not access.write and self.zero_page:
             mm.gfn[slot] = ZERO_GFN
-            mm.state[slot] = PTE_PRESENT | PTE_ZERO | exec_bit
+            mm.state[slot] = PTE_PRESENT | PTE_ZERO | exec_bit | PTE_ACCESSED
             return FaultResult(Action.RETRY, cost + self.costs.zero_page)
         gfn = self._alloc(texec, ANON)
         if gfn < 0:
             return FaultResult(Action.KILLED, cost)
-        self._map(mm, slot, gfn, vma.pte_bits())
+        self._map(mm, slot, gfn, vma.pte_bits() | PTE_ACCESSED)
         return FaultResult(Action.RETRY, cost + self.costs.anon_page)
 
     def do_wp_page(self, texec: TaskExec, vma: Vma, slot: int, access: Access, cost: int) -> FaultResult:
@@ -294,19 +305,19 @@ class FaultHandler:
             new = self._alloc(texec, ANON)
             if new < 0:
                 return FaultResult(Action.KILLED, cost)
-            self._map(mm, slot, new, vma.pte_bits())
+            self._map(mm, slot, new, vma.pte_bits() | PTE_ACCESSED)
             return FaultResult(Action.RETRY, cost + self.costs.anon_page)
         reclaim = self.kernel.reclaim
         if mem.kind[gfn] == ANON and (mem.refcount[gfn] == 1 or (
                 reclaim is not None and reclaim.try_free_swap(gfn))):
-            mm.state[slot] = vma.pte_bits()
+            mm.state[slot] = vma.pte_bits() | PTE_ACCESSED
             texec.counters.cow_reuses += 1
             return FaultResult(Action.RETRY, cost + self.costs.cow_reuse)
         new = self._alloc(texec, ANON)
         if new < 0:
             return FaultResult(Action.KILLED, cost)
         self.touched.append(gfn)  # the source page is read by the copy
-        self._map(mm, slot, new, vma.pte_bits())
+        self._map(mm, slot, new, vma.pte_bits() | PTE_ACCESSED)
         texec.counters.cow_copies += 1
         return FaultResult(Action.RETRY, cost + self.costs.cow_copy + self.kernel.shootdown_cost(texec))
 
