@@ -50,9 +50,10 @@ def test_kswapd_delays_the_task_it_displaces_by_its_cpu_time(engine):
     (above min: no direct reclaim).  Round robin has no wake-up
     preemption, so kswapd0 waits for the 20 ms slice of 'p' to end (mid-compute).  Then one
     ``balance_pgdat`` pass: with no swap only file pages are scanned; at priority 12 the
-    target is 4096 >> 12 = 1 page per ``shrink_node``, which is unreferenced and clean, so
-    each iteration frees one page, the priority stays at 12 (scanned 1 < 234 to reclaim,
-    freed 1), and the loop stops when more than high are free: 235 - 175 = 60 pages scanned
+    target is 4096 >> 12 = 1 page per ``shrink_node``, unreferenced and clean, so freed; the
+    priority stays (scanned 1 < 234 to reclaim, freed 1), but the list is now one page
+    shorter: 4095 >> 12 = 0, nothing freed, priority 11, where 4095 >> 11 = 1 page is scanned
+    and freed per iteration; the loop stops when more than high are free: 235 - 175 = 60 pages scanned
     and freed.  Its CPU time is 60 x 200 ns = 12 us (more than SWAP_CLUSTER_MAX pages), during
     which 'p' does not run, then kswapd0 sleeps (balanced).  So 'p' exits exactly 12 us later
     than with reclaim_page = 0 (the same pass at no CPU cost)."""
@@ -154,3 +155,47 @@ def test_the_trace_names_kswapd0_on_its_vcpu(tmp_path):
               if e["ph"] == "X" and e["name"] == "kswapd0"]
     assert [(e["tid"], e["args"]["tid"], e["dur"]) for e in slices] == [(0, 999, 12.0)]
     assert slices[0]["ts"] == pytest.approx(20_000.0)
+
+
+def _nap(extra):
+    """The hand-worked case above, then 'p' writes ``extra`` pages of a second heap and
+    sleeps 100 ms."""
+    data = _pressure()
+    data["processes"][0]["vsegs"].append({"name": "more", "type": "anon", "size": "1MiB"})
+    data["processes"][0]["threads"][0]["steps"] += [
+        {"op": "access", "vseg": "more", "pattern": "sequential", "stride": "4KiB",
+         "accesses": extra, "write_ratio": 1.0, "think": "100ns"},
+        {"op": "sleep", "duration": "100ms"}]
+    return data
+
+
+def test_kswapd_rebalances_after_its_short_sleep(engine):
+    """``kswapd_try_to_sleep``: balanced at 20.012 ms (the case above), kswapd0 first sleeps
+    HZ/10 = 25 jiffies of 4 ms = 100 ms.  Meanwhile 'p' finishes computing and writes 10 more
+    pages: 235 -> 225 free, still above low, so nothing wakes kswapd0, and 'p' sleeps.  At
+    120.012 ms the short sleep ends with memory no longer balanced: kswapd0 runs at once on
+    the idle vCPU (``kswapd_high_wmark_hit_quickly``) and balances again: 235 - 225 = 10 pages
+    (the file list, 4036 pages, gives one page per iteration from priority 11), costing
+    SWAP_CLUSTER_MAX x 200 ns = 6.4 us; balanced, it takes another short sleep."""
+    vm = _vm(_nap(10))
+    memory = vm["memory"]
+    assert memory["kswapd_wakeups"] == 1
+    assert memory["kswapd_high_wmark_hit_quickly"] == 1
+    assert memory["kswapd_low_wmark_hit_quickly"] == 0
+    assert memory["pgscan_kswapd"] == memory["pgsteal_kswapd"] == 70
+    assert memory["kswapd_cpu_ns"] == 12_000 + 6_400
+    kswapd = vm["kernel_threads"]["kswapd0"]
+    assert kswapd["wakeups"] == 2 and kswapd["switches_in"] == 2  # woken, then its timeout
+
+
+def test_kswapd_woken_during_its_short_sleep(engine):
+    """As above with 45 pages: the 41st finds low (195) free during kswapd0's short sleep and
+    wakes it (``kswapd_low_wmark_hit_quickly``); round robin runs it when 'p' sleeps, with
+    235 - 45 = 190 free: one pass frees 45 pages, 9 us."""
+    vm = _vm(_nap(45))
+    memory = vm["memory"]
+    assert memory["kswapd_wakeups"] == 2
+    assert memory["kswapd_low_wmark_hit_quickly"] == 1
+    assert memory["kswapd_high_wmark_hit_quickly"] == 0
+    assert memory["pgscan_kswapd"] == 60 + 45
+    assert memory["kswapd_cpu_ns"] == 12_000 + 9_000

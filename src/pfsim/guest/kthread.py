@@ -65,6 +65,9 @@ class KernelThread:
         """CPU time its work has run on vCPUs (excluding time its vCPU was taken away)."""
         self.wakeups = 0
         self.sleep_state = TaskState.INTERRUPTIBLE
+        self.timed_out = False
+        """The last wake-up was its timeout (``schedule_timeout`` returned 0)."""
+        self._timer_seq = 0
 
     def wake(self) -> bool:
         """``wake_up_process`` (``wake_up_interruptible`` on its wait queue, ``queue_work``):
@@ -74,17 +77,26 @@ class KernelThread:
         woke = self.kernel.scheduler.wake_up(self.task)
         if woke:
             self.wakeups += 1
+            self.timed_out = False
+            self._timer_seq += 1  # a timeout still pending is void
         return woke
 
-    def sleep_for(self, ns: int) -> int:
-        """``msleep``: sleep ``ns`` (TASK_UNINTERRUPTIBLE); the body returns this."""
-        self.sleep_state = TaskState.UNINTERRUPTIBLE
-        self.kernel.sim.at(self.kernel.sim.now + ns, self._timer, priority=Priority.URGENT)
+    def sleep_for(self, ns: int, state: TaskState = TaskState.UNINTERRUPTIBLE) -> int:
+        """Sleep at most ``ns``: ``msleep`` (TASK_UNINTERRUPTIBLE: only the timeout wakes it)
+        or ``schedule_timeout`` in TASK_INTERRUPTIBLE (:meth:`wake` ends it early).  The body
+        returns this."""
+        self.sleep_state = state
+        self._timer_seq += 1
+        self.kernel.sim.at(self.kernel.sim.now + ns, self._timer, self._timer_seq,
+                           priority=Priority.URGENT)
         return SLEEP
 
-    def _timer(self) -> None:
-        if self.task.state == TaskState.UNINTERRUPTIBLE:
-            self.wake()
+    def _timer(self, seq: int) -> None:
+        if seq != self._timer_seq or not self.task.is_sleeping or self.kernel.panic is not None:
+            return
+        if self.kernel.scheduler.wake_up(self.task):
+            self.wakeups += 1
+            self.timed_out = True
 
     def result(self) -> dict[str, Any]:
         task = self.task

@@ -51,6 +51,8 @@ from pfsim.guest.swapin import SwapIn
 from pfsim.guest.workingset import Workingset
 from pfsim.machine.frames import ANON, FREE, PAGECACHE
 from pfsim.machine.pte import PTE_SWAP
+from pfsim.sched import TaskState
+from pfsim.sched.tick import tick_nsec
 
 if TYPE_CHECKING:
     from pfsim.guest.kernel import GuestKernel
@@ -108,6 +110,9 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
         self.kswapd_failures = 0
         self.kswapd = KernelThread(kernel, "kswapd0", self._kswapd_step)
         """kswapd0 (``kswapd_run``): a kernel thread of the guest scheduler, on any vCPU."""
+        self.kswapd_napping = False
+        self.kswapd_nap_ns = (guest.hz // 10) * tick_nsec(guest.hz)
+        """``kswapd_try_to_sleep``'s short sleep, ``schedule_timeout(HZ/10)``."""
         self.check_batches = config.sim.check_invariants
         self.last_direct_work = 0
         mem.on_free = self._freed
@@ -248,17 +253,38 @@ class Reclaim(Shrinker, ReverseMap, Workingset, SwapIn):
     def _balanced(self) -> bool:
         return int(self.kernel.mem.nfree[0]) > self.wmark_high
 
+    def _sleep_ok(self) -> bool:
+        """``prepare_kswapd_sleep``: the node is hopeless (MAX_RECLAIM_RETRIES passes in a row
+        freed nothing: left to direct reclaim) or balanced (more than ``high`` free)."""
+        return self.kswapd_failures >= MAX_RECLAIM_RETRIES or self._balanced()
+
     def _kswapd_step(self) -> int:
-        """kswapd0's loop, run when it has a vCPU and the CPU time of its last pass is run:
-        ``balance_pgdat``'s head (``pgdat_balanced``: more than ``high`` frames free) sends it
-        to sleep (``kswapd_try_to_sleep``), as do MAX_RECLAIM_RETRIES passes in a row that
-        freed nothing; otherwise one pass of the priority loop (:meth:`_balance_pgdat`),
-        applied now, whose CPU time (``reclaim_page`` per page isolated, at least
-        SWAP_CLUSTER_MAX) the thread then runs.  Returns that time, or SLEEP."""
-        if (self.kernel.panic is not None or self._balanced()
-                or self.kswapd_failures >= MAX_RECLAIM_RETRIES):
+        """kswapd0's loop (``kswapd``), run when it has a vCPU and the CPU time of its last
+        pass is run.  When it may sleep (``balance_pgdat``'s head finds the node balanced, or
+        hopeless), ``kswapd_try_to_sleep``: first a short sleep of HZ/10 on the wait queue,
+        from which ``wakeup_kswapd`` wakes it early (``kswapd_low_wmark_hit_quickly``, then it
+        balances); at its end, if it may still sleep, it sleeps until woken, otherwise it
+        balances again (``kswapd_high_wmark_hit_quickly``).  Balancing is one pass of the
+        priority loop (:meth:`_balance_pgdat`), applied now, whose CPU time (``reclaim_page``
+        per page isolated, at least SWAP_CLUSTER_MAX) the thread then runs.  Returns that
+        time, or SLEEP."""
+        kswapd = self.kswapd
+        if self.kernel.panic is not None:
             self._kswapd_sleep()
             return SLEEP
+        if self.kswapd_napping:  # back from the short sleep
+            self.kswapd_napping = False
+            if not kswapd.timed_out:  # woken by wakeup_kswapd: a premature sleep
+                self.stats["kswapd_low_wmark_hit_quickly"] += 1
+            elif self._sleep_ok():  # still balanced: sleep until wakeup_kswapd
+                return SLEEP
+            else:  # memory fell below high meanwhile, without an allocation at low
+                self.stats["kswapd_high_wmark_hit_quickly"] += 1
+                self.kswapd_running = True
+        if self._sleep_ok():
+            self._kswapd_sleep()
+            self.kswapd_napping = True
+            return kswapd.sleep_for(self.kswapd_nap_ns, TaskState.INTERRUPTIBLE)
         reclaimed, work = self._balance_pgdat()
         if reclaimed == 0 and not self._balanced():
             self.kswapd_failures += 1

@@ -45,5 +45,6 @@ COUNTERS = ("pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct"
             "pgactivate", "pgdeactivate", "allocstall", "kswapd_wakeups",
             "workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
             "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",
-            "file_writeback", "swap_ra", "swap_outs_host_swapped")
+            "file_writeback", "swap_ra", "swap_outs_host_swapped",
+            "kswapd_low_wmark_hit_quickly", "kswapd_high_wmark_hit_quickly")
 
