@@ -372,3 +372,15 @@ def test_a_result_json_that_pfsim_did_not_write_is_a_user_error(capsys, workdir,
     assert_one_error(code, err, "run/result.json: not a pfsim result.json")
     assert out == "" and sorted(p.name for p in (workdir / "run").iterdir()) == ["result.json"]
     assert not (workdir / "w.png").exists()
+
+
+def test_a_config_json_that_cannot_be_written_is_a_warning(capsys, workdir):
+    """config.json comes after result.json: a failure to write it (here a directory of that
+    name) is the documented warning, not an internal error while removing the stale file."""
+    (workdir / "out" / "config.json").mkdir(parents=True)
+    code, out, err = run_cli(capsys, "run", "ok.toml", "--out", "out", "--quiet")
+    assert code == 0, err
+    assert err.splitlines() == ["pfsim: warning: cannot write out/config.json (Is a directory); "
+                                "nothing was written"]
+    assert out.startswith("FINAL outcome=ok")
+    assert (workdir / "out" / "result.json").is_file()

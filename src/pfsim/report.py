@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -69,7 +70,8 @@ def write_config(out: OutputDir, config: Any) -> None:
     try:
         out.write("config.json", config_json(config))
     except OutputError as exc:
-        (out.path / "config.json").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. a directory of that name: left as it is
+            (out.path / "config.json").unlink(missing_ok=True)
         click.echo(f"pfsim: warning: {exc}", err=True)
 
 
