@@ -211,3 +211,16 @@ def test_a_frame_count_beyond_64_bits_is_a_user_error(tmp_path, command):
     assert result.stderr.splitlines() == [
         "pfsim: error: --frames: '99999999999999999999' is more than 2**63-1 frames"]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["replay", "--policy", "lru", "--frames", "3"], ["mrc"]])
+def test_the_csv_file_may_not_be_the_trace_it_reads(tmp_path, command):
+    """--csv naming the trace wrote the rows over it once the replay was done: the trace was
+    lost."""
+    (tmp_path / "good.txt").write_text("1\n2\n")
+    result = run_pfsim(command[0], "good.txt", *command[1:], "--csv", "./good.txt",
+                       cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "pfsim: error: --csv: good.txt is the trace TRACE, which would be written over"]
+    assert result.stdout == "" and (tmp_path / "good.txt").read_text() == "1\n2\n"

@@ -183,7 +183,7 @@ def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, l
     counts = parse_frames(frames, options["page_size"])
     names = parse_policies(policy)
     if csv_path is not None:
-        check_output(csv_path, "--csv")
+        check_output(csv_path, "--csv", trace)
     progress = options["progress"]
     try:
         rows = run_replay(trace, names, counts, seed=seed, **options)
@@ -225,9 +225,9 @@ def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kin
     options = _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, trace)
     counts = parse_frames(frames, options["page_size"]) if frames is not None else None
     if csv_path is not None:
-        check_output(csv_path, "--csv")
+        check_output(csv_path, "--csv", trace)
     if plot_path is not None:
-        check_image_output(plot_path, "--plot")
+        check_image_output(plot_path, "--plot", trace)
     progress = options["progress"]
     try:
         curve = run_mrc(trace, counts, sample_rate=sample_rate, **options)

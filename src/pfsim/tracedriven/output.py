@@ -80,11 +80,13 @@ IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".eps", ".ps", ".jpg", ".jpeg", ".tif"
 """Image files ``--plot`` writes (matplotlib's Agg back end, with Pillow for jpg, tif, webp)."""
 
 
-def check_output(path: Path, flag: str) -> None:
+def check_output(path: Path, flag: str, trace: str | None = None) -> None:
     """Fail early (before a long replay) if ``path`` cannot be written: a file is created and
     removed beside it, since ``access(W_OK)`` says yes to root in read-only places (/proc,
-    a read-only mount)."""
+    a read-only mount).  ``path`` may not be the ``trace`` being read."""
     parent = path.parent if str(path.parent) else Path(".")
+    if trace not in (None, "-") and Path(trace).resolve() == path.resolve():
+        raise ConfigError(flag, f"{path} is the trace TRACE, which would be written over")
     if path.is_dir():
         raise ConfigError(flag, f"{path} is a directory, expected a file name")
     if not parent.is_dir():
@@ -99,13 +101,13 @@ def check_output(path: Path, flag: str) -> None:
                                 f"({exc.strerror or exc})") from None
 
 
-def check_image_output(path: Path, flag: str) -> None:
+def check_image_output(path: Path, flag: str, trace: str | None = None) -> None:
     """:func:`check_output` for an image whose type its suffix names."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         names = [f"{suffix}" for suffix in IMAGE_SUFFIXES]
         raise ConfigError(flag, f"{path}: the file name must end in {', '.join(names[:-1])} "
                                 f"or {names[-1]}")
-    check_output(path, flag)
+    check_output(path, flag, trace)
 
 
 def write_atomically(path: Path, flag: str, write, binary: bool = False) -> None:
