@@ -92,3 +92,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith(message)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_output_may_not_be_the_program_recorded(tmp_path):
+    """-o naming the program (a name given without .npy) would replace it with the trace."""
+    program = tmp_path / "prog"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    done = run_pfsim("trace", "record", "-o", "prog", "--", "./prog", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "pfsim: error: --out: prog is the program recorded, which would be written over"]
+    assert program.read_text() == "#!/bin/sh\nexit 0\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prog"]

@@ -76,8 +76,11 @@ def record(command: list[str], out: Path, *, lackey_kinds: str | None = None,
     if not command:
         raise ConfigError("COMMAND", "expected a command to record, e.g. "
                                      "'pfsim trace record -- ls -R /etc'")
-    if shutil.which(command[0]) is None:
+    program = shutil.which(command[0])
+    if program is None:
         raise ConfigError("COMMAND", f"{command[0]}: command not found")
+    if Path(program).resolve() == out.resolve():  # -o given the program's name without .npy
+        raise ConfigError("--out", f"{out} is the program recorded, which would be written over")
     check_output(out, "--out")  # before valgrind runs the command, however long it takes
     valgrind = find_valgrind()
     kinds = lackey_kinds or DEFAULT_KINDS
