@@ -233,3 +233,23 @@ def test_a_guest_too_small_for_the_kernel_names_both_sizes_and_nothing_else():
     data["hypervisor"] = {"enabled": True}
     assert refused(data)[1:] == ["hypervisor.reclaim_batch: must be at most half the host "
                                  "memory limit in pages"]
+
+
+@pytest.mark.parametrize(("override", "line"), [
+    ("guest=3", "guest: expected a table ({ key = value, ... } or a [section])"),
+    ("hypervisor.swap=[1]", "hypervisor.swap: expected a table ({ key = value, ... } or a "
+                            "[section])"),
+    ("processes[0]=\"p\"", "processes[0]: expected a table ({ key = value, ... } or a "
+                           "[section])"),
+])
+def test_a_value_where_a_table_goes_is_said_so_without_class_names(override, line):
+    """pydantic's own words name its classes ('valid dictionary or instance of GuestConfig')."""
+    assert refused(scenario(), [override]) == [line]
+
+
+@pytest.mark.parametrize("key", ["processes[-1].name", "processes[x].name", "guest.vcpus[0]]"])
+def test_a_list_index_that_is_not_a_number_from_0_is_not_an_unknown_key(key):
+    """'processes[-1]' was taken for a key of its own: 'unknown key; allowed here: guest,
+    hypervisor, processes, sim', which names the very key the user wrote."""
+    assert refused(scenario(), [f"{key}=1"]) == [
+        f"--set '{key}=1': '{key}' is not a dotted key such as guest.vcpus or processes[0].name"]

@@ -185,7 +185,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
                 else:
                     node = node[part]
             else:
-                if not part or not part.isprintable():
+                if not part or not part.isprintable() or "[" in part or "]" in part:
                     raise ConfigError(None, f"--set {shown_item}: {clip(repr(key), 60)} is not "
                                       "a dotted key such as guest.vcpus or processes[0].name")
                 if not isinstance(node, dict):
@@ -319,6 +319,8 @@ def _translate(error: Any) -> ConfigError:
                            f"unknown step op; allowed: {_OPS}")
     if error["type"] == "union_tag_not_found":
         return ConfigError(key, f"a step needs an 'op' key ({_OPS})")
+    if error["type"] == "model_type":  # pydantic's words name the model class
+        return ConfigError(key, "expected a table ({ key = value, ... } or a [section])")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
