@@ -199,3 +199,38 @@ def test_kswapd_woken_during_its_short_sleep(engine):
     assert memory["kswapd_high_wmark_hit_quickly"] == 0
     assert memory["pgscan_kswapd"] == 60 + 45
     assert memory["kswapd_cpu_ns"] == 12_000 + 9_000
+
+
+def _out_of_puff(duration):
+    """Under a host, 'a' holds 5788 of the 6144 user frames (32 MiB guest, 8 MiB reserved; min
+    156, low 195; written by about 35 ms) and sleeps; from 50 ms 'b' writes 100 pages and exits,
+    leaving its 100 host-backed frames on top of the free stack (356 free).  At 100 ms the
+    host asks for 1 MiB (256 pages).  No swap and no file pages: nothing is reclaimable."""
+    def proc(name, pages, then):
+        return {"name": name, "vsegs": [{"name": "h", "type": "anon", "size": pages * 4096}],
+                "threads": [{"stack": False, "steps": [
+                    {"op": "access", "vseg": "h", "pattern": "sequential", "stride": "4KiB",
+                     "accesses": pages, "write_ratio": 1.0, "think": "100ns"}, *then]}]}
+    return {"sim": {"duration": duration, "check_invariants": True},
+            "guest": {"vcpus": 1, "memory": "32MiB", "tick": "off",
+                      "mm": {"kernel_reserved": "8MiB"},
+                      "balloon": {"target": "1MiB", "at": "100ms"}},
+            "hypervisor": {"enabled": True},
+            "processes": [proc("a", 5788, [{"op": "sleep", "duration": "1s"}]),
+                          {**proc("b", 100, []), "start": "50ms"}]}
+
+
+@pytest.mark.parametrize("duration, told", [("300ms", 0), ("350ms", 100)])
+def test_out_of_puff_sleeps_before_telling_the_host(engine, duration, told):
+    """``fill_balloon``: the first chunk allocates down to min, 356 - 156 = 200 pages (b's
+    100 backed frames first), then fails ("Out of puff!"): 201 allocations of 200 ns, 40.2 us
+    of the kworker's CPU time from about 100 ms; then ``msleep(200)``, and only then
+    ``tell_host``: the host frees b's 100 frames at about 300.04 ms, not before.  The next chunk
+    fails at once (200 ns) and sleeps again."""
+    result = run_dict(_out_of_puff(duration))
+    assert result.outcome == "ok"
+    memory = result["vms"]["vm0"]["memory"]
+    assert memory["balloon_inflated"] == memory["balloon_pages"] == 200
+    assert result["host"]["balloon_freed_frames"] == told
+    assert memory["balloon_alloc_failures"] == (1 if told == 0 else 2)
+    assert memory["balloon_cpu_ns"] == (201 if told == 0 else 202) * PAGE_COST

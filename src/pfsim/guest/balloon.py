@@ -8,7 +8,8 @@ of at most VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256 pages:
   __GFP_NORETRY, so it may wake kswapd and reclaim directly once, but never OOM-kills), pin it
   in the balloon, and after the chunk tell the host (the inflate queue); the host frees the
   frames and swap slots behind those pages without any I/O.  When an allocation fails the
-  driver stops the chunk and tries again 200 ms later ("Out of puff!", ``msleep(200)``).
+  driver stops the chunk, sleeps 200 ms ("Out of puff!", ``msleep(200)``), tells the host
+  about the pages it got, and tries again.
 * ``leak_balloon``: give pages back to the guest's free memory (most recently ballooned
   first); the host backs them again on their next touch.
 
@@ -56,6 +57,8 @@ class Balloon:
         self.alloc_failures = 0
         self.page_cost = kernel.config.guest.costs.reclaim_page
         self.puffed = False
+        self.untold: list[int] = []
+        """Pages of a chunk that ran out of puff: the host is told after the msleep."""
         self.worker = KernelThread(kernel, "kworker/0:1", self._work, allowed_cpu=0)
         """The kworker of system_freezable_wq that runs the work item: bound to vCPU 0, the
         vCPU taking the config-change interrupt (a per-CPU workqueue runs work on the CPU that
@@ -77,14 +80,21 @@ class Balloon:
     def _work(self) -> int:
         """``update_balloon_size_func``, run by the kworker when it has vCPU 0 and the CPU
         time of its last chunk is run: one chunk towards the target, applied now, whose CPU
-        time (``reclaim_page`` per page moved, plus the reclaim it did) the kworker then runs;
-        after a failed allocation the chunk's time is followed by ``msleep(200)``.  SLEEP
-        when the target is reached (the work item is not queued again)."""
-        if self.puffed:  # fill_balloon's msleep(200) after "Out of puff!"
+        time (``reclaim_page`` per page moved, plus the reclaim it did) the kworker then runs.
+        A chunk whose allocation failed is told to the host only after ``fill_balloon``'s
+        ``msleep(200)``, which follows its CPU time, as ``tell_host`` follows the sleep in
+        Linux.  SLEEP when the target is reached (the work item is not queued again)."""
+        if self.kernel.panic is not None:
+            self.busy = False
+            return SLEEP
+        if self.puffed:  # "Out of puff!": msleep(200), then the rest of fill_balloon
             self.puffed = False
             return self.worker.sleep_for(OUT_OF_PUFF_NS)
+        if self.untold:
+            self._tell_host(self.untold)
+            self.untold = []
         diff = self.target - len(self.pages)
-        if self.kernel.panic is not None or diff == 0:
+        if diff == 0:
             self.busy = False
             return SLEEP
         if diff > 0:
@@ -111,10 +121,17 @@ class Balloon:
         if added:
             self.pages.extend(added)
             self.inflated += len(added)
-            host = kernel.executor.host
-            if host is not None:  # tell_host(vb, vb->inflate_vq)
-                host.balloon_inflate(np.array(added, dtype=np.int64))
+            if len(added) < count:
+                self.untold = added  # told after the msleep
+            else:
+                self._tell_host(added)
         return len(added), work
+
+    def _tell_host(self, pages: list[int]) -> None:
+        """``tell_host(vb, vb->inflate_vq)``: the host discards the pages."""
+        host = self.kernel.executor.host
+        if host is not None:
+            host.balloon_inflate(np.array(pages, dtype=np.int64))
 
     def leak(self, count: int) -> int:
         """``leak_balloon``: the most recently ballooned pages go back to the free memory."""
