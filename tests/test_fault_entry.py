@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import BASE, run_dict, scenario, simulation
 
-from pfsim.machine.pte import PTE_PRESENT, PTE_WRITE, PTE_ZERO
+from pfsim.machine.pte import PTE_ACCESSED, PTE_PRESENT, PTE_WRITE, PTE_ZERO
 from pfsim.units import PAGE_SIZE
 
 
@@ -72,6 +72,21 @@ def test_cached_file_read_faults_once_per_fault_around_window_scenario_22():
     p = result.processes["p"]
     assert (p["min_flt"], p["maj_flt"]) == (4, 0)
     assert result.vm["memory"]["disk_reads"] == 0
+
+
+def test_fault_around_maps_its_pages_young():
+    """x86 maps fault-around pages young: ``do_set_pte`` makes a prefaulted PTE old only where
+    ``arch_wants_old_prefaulted_pte()`` (arm64), and x86's ``vm_page_prot`` holds _PAGE_ACCESSED.
+    One read of page 0 of a cached 64 KiB-aligned file vseg maps pages 0-15, all accessed,
+    though only page 0 was read; page 16 stays unmapped."""
+    vseg = {"name": "f", "type": "file", "size": "256KiB", "base": BASE, "cached": True}
+    data = scenario([touch(BASE), {"op": "sleep", "duration": "1ms"}], [vseg])
+    sim = simulation(data)
+    sim.sim.run(until_ns=500_000)  # after the read, before exit
+    mm = sim.kernel.processes[0].mm
+    states = [int(mm.state[mm.slot_of(BASE + k * PAGE_SIZE)]) for k in range(17)]
+    assert all(st & PTE_PRESENT and st & PTE_ACCESSED for st in states[:16])
+    assert not states[16] & PTE_PRESENT
 
 
 def test_uncached_file_read_is_one_major_fault_with_read_around_scenario_22():

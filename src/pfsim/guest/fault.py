@@ -351,11 +351,12 @@ class FaultHandler:
             if new < 0:
                 return FaultResult(Action.KILLED, cost)
             self.touched.append(frame)
-            self._map(mm, slot, new, vma.pte_bits())
+            self._map(mm, slot, new, vma.pte_bits() | PTE_ACCESSED)
             return FaultResult(Action.RETRY, cost + self.costs.cow_copy)
         if access.write:  # do_shared_fault: the page cache page, writable and dirty
             self.kernel.mem.get(frame)
-            self._map(mm, slot, frame, PTE_PRESENT | PTE_WRITE | (PTE_EXEC if vma.executable else 0))
+            self._map(mm, slot, frame, PTE_PRESENT | PTE_WRITE | PTE_ACCESSED
+                      | (PTE_EXEC if vma.executable else 0))
             if self.kernel.reclaim is not None:
                 self.kernel.reclaim.set_dirty(frame)
             return FaultResult(Action.RETRY, cost + self.costs.file_map)
@@ -426,7 +427,9 @@ class FaultHandler:
             raise InvariantViolation("mapping a page-cache page that is not in the page cache")
         mem.refcount[new] += 1
         mm.gfn[slots] = new
-        mm.state[slots] = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
+        # young, the fault-around pages too: x86's vm_page_prot holds _PAGE_ACCESSED and only
+        # arm64 wants prefaulted PTEs old (do_set_pte, arch_wants_old_prefaulted_pte)
+        mm.state[slots] = PTE_PRESENT | PTE_ACCESSED | (PTE_EXEC if vma.executable else 0)
         mm.rss += count
         return count
 

@@ -13,7 +13,7 @@ from pfsim.guest.fault import Action, FaultResult
 from pfsim.guest.lru import LRU_ACTIVE_ANON, LRU_INACTIVE_ANON
 from pfsim.guest.swap import SwapRead
 from pfsim.machine.frames import ANON
-from pfsim.machine.pte import PTE_EXEC, PTE_PRESENT, PTE_SWAP
+from pfsim.machine.pte import PTE_ACCESSED, PTE_EXEC, PTE_PRESENT, PTE_SWAP
 
 if TYPE_CHECKING:
     from pfsim.guest.mm import Vma
@@ -45,7 +45,8 @@ class SwapIn:
             swap.swap_ins += 1
             self._swapped_in(entry, frame)
             swap.swap_free(np.array([entry]))
-            bits = vma.pte_bits() if write else PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
+            bits = PTE_ACCESSED | (vma.pte_bits() if write else
+                                   PTE_PRESENT | (PTE_EXEC if vma.executable else 0))
             mm.gfn[slot] = frame
             mm.state[slot] = bits
             mm.rss += 1
@@ -84,9 +85,10 @@ class SwapIn:
         # the page is in the swap cache: map it
         mem.get(frame)
         swap.swap_free(np.array([entry]))
-        bits = PTE_PRESENT | (PTE_EXEC if vma.executable else 0)
+        # mk_pte(page, vma->vm_page_prot): young (x86's protections hold _PAGE_ACCESSED)
+        bits = PTE_PRESENT | PTE_ACCESSED | (PTE_EXEC if vma.executable else 0)
         if write and self.try_free_swap(frame):  # reuse_swap_page: exclusive, writable
-            bits = vma.pte_bits()
+            bits = vma.pte_bits() | PTE_ACCESSED
         elif swap.full:  # vm_swap_full: drop the swap copy (try_to_free_swap), keep read-only
             self.try_free_swap(frame)
         mm.gfn[slot] = frame
