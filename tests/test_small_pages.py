@@ -50,3 +50,37 @@ def test_a_simulation_is_built_and_run_without_the_advice(monkeypatch) -> None:
     finally:
         _set_madvise_hugepage(before)
     assert seen == [("_build", False), ("_run", False)]
+
+
+def test_overlapping_blocks_in_threads_restore_the_setting_once() -> None:
+    """Two blocks open at once (as two threads' simulations): the advice stays off until the
+    last one closes, whichever closes first, then the setting from before comes back."""
+    import threading
+
+    before = _set_madvise_hugepage(True)
+    try:
+        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        seen: list[bool] = []
+
+        def first() -> None:
+            with small_pages():
+                first_in.set()
+                second_in.wait(5)
+            first_out.set()
+
+        def second() -> None:
+            first_in.wait(5)
+            with small_pages():
+                second_in.set()
+                first_out.wait(5)
+                seen.append(_advice())  # the first block closed: still off
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert seen == [False]
+        assert _advice() is True
+    finally:
+        _set_madvise_hugepage(before)

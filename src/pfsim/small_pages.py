@@ -14,22 +14,36 @@ kernel's share falls from about 3 s to 0.9 s); the access-loop and host benchmar
 
 :func:`small_pages` turns numpy's advice off for the block and restores what was set before
 (``NUMPY_MADVISE_HUGEPAGE`` or an earlier call), so a program that imports pfsim keeps its own
-choice for its own arrays.
+choice for its own arrays (also when it runs simulations in several threads at once).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from numpy._core.multiarray import _set_madvise_hugepage  # numpy's documented switch
 
+_lock = threading.Lock()
+_active = 0  # blocks open now, in any thread
+_before = True  # the setting to restore when the last one closes
+
 
 @contextmanager
 def small_pages() -> Iterator[None]:
-    """No huge-page advice on arrays allocated inside the block."""
-    before = _set_madvise_hugepage(False)
+    """No huge-page advice on arrays allocated inside the block.  The setting is process-wide:
+    blocks open at once (simulations run in threads) share one "off", and the setting from
+    before the first of them comes back when the last one closes."""
+    global _active, _before
+    with _lock:
+        if _active == 0:
+            _before = _set_madvise_hugepage(False)
+        _active += 1
     try:
         yield
     finally:
-        _set_madvise_hugepage(before)
+        with _lock:
+            _active -= 1
+            if _active == 0:
+                _set_madvise_hugepage(_before)
