@@ -250,3 +250,22 @@ def test_the_command_list_gives_each_command_a_whole_sentence():
     for command in (["replay"], ["mrc"], ["trace", "record"]):
         text = runner.invoke(cli, [*command, "--help"], terminal_width=100).output
         assert "--page-size SIZE" in text and "TEXT" not in text, text
+
+
+@pytest.mark.parametrize("args", [
+    ("run", "q.toml", "--out", ""),
+    ("run", "q.toml", "--trace", ""),
+    ("sweep", "s.toml", "--serial", "--out", ""),
+])
+def test_an_empty_output_path_is_refused_not_read_as_the_current_directory(tmp_path, args):
+    """pathlib reads '' as '.': --out "$DIR" with DIR unset wrote result.json, or a whole
+    sweep's points/, failed/ and tables, into the current directory."""
+    (tmp_path / "q.toml").write_text((EXAMPLES / "quickstart.toml").read_text())
+    (tmp_path / "s.toml").write_text('base = "q.toml"\n')
+    proc = pfsim(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    flag = args[-2]
+    assert proc.stderr.splitlines() == [
+        f"pfsim: error: Invalid value for '{flag}': an empty path; give a file or directory "
+        f"name (see 'pfsim {args[0]} --help')"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.toml", "s.toml"]

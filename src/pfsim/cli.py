@@ -14,6 +14,16 @@ from pathlib import Path
 import click
 
 
+class OutPath(click.Path):
+    """:class:`click.Path` for an output, refusing the empty string: pathlib reads it as '.',
+    so ``--out "$DIR"`` with DIR unset wrote into the current directory."""
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; give a file or directory name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pfsim")
 def cli() -> None:
@@ -23,7 +33,7 @@ def cli() -> None:
 @cli.command(short_help="Run a scenario (a TOML file) and print its summary.")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=None, help="Seed of every random stream (overrides sim.seed).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "out_dir", type=OutPath(file_okay=False, path_type=Path), default=None,
               help="Directory for result.json (default: out/<config name>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set guest.vcpus=4 (repeatable).")
@@ -35,7 +45,7 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="--compare: worker processes (default: all cores; 1 runs the variants one "
                    "after another in this process).")
-@click.option("--trace", "trace_path", type=click.Path(path_type=Path), default=None,
+@click.option("--trace", "trace_path", type=OutPath(path_type=Path), default=None,
               help="Also write a timeline of the run to this file for ui.perfetto.dev: "
                    "scheduling per vCPU and host CPU, faults, async-PF flows, swap I/O.")
 @click.option("--trace-format", default=None, metavar="perfetto|json",
@@ -103,7 +113,7 @@ def report(directory: Path, fmt: str | None) -> None:
               help="work over time, vCPU states over time, fault-latency CDFs, host "
                    "memory and swap over time, or (a sweep directory) each metric per group "
                    "with its 95 % interval.")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out", required=True, type=OutPath(dir_okay=False, path_type=Path),
               help="The image: FILE.png or FILE.svg.")
 def plot(directory: Path, figure: str, out: Path) -> None:
     """Draw one figure of the run, --compare or sweep directory DIR (one series per run; a
@@ -167,7 +177,7 @@ def _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, 
 @_trace_options
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per row (the header goes to stderr).")
-@click.option("--csv", "csv_path", default=None, type=click.Path(path_type=Path),
+@click.option("--csv", "csv_path", default=None, type=OutPath(path_type=Path),
               help="Also write the rows to this CSV file.")
 @click.option("--seed", type=int, default=0, help="Seed of the random policy.")
 def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, lackey_kinds,
@@ -208,9 +218,9 @@ def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, l
                    "large for the exact curve: estimates, in memory shrunk by R.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per row (the header goes to stderr).")
-@click.option("--csv", "csv_path", default=None, type=click.Path(path_type=Path),
+@click.option("--csv", "csv_path", default=None, type=OutPath(path_type=Path),
               help="Also write the rows to this CSV file.")
-@click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
+@click.option("--plot", "plot_path", default=None, type=OutPath(path_type=Path),
               help="Draw the whole curve to this image (.png, .svg, .pdf, ...).")
 def mrc(trace: str, frames: str | None, fmt, unit, page_size, column, lackey_kinds,
         skip_bad_lines, sample_rate: float | None, as_json: bool, csv_path: Path | None,
@@ -251,7 +261,7 @@ def trace() -> None:
 
 @trace.command("record", context_settings={"ignore_unknown_options": True},
                short_help="Record the pages a program touches, under valgrind.")
-@click.option("--out", "-o", "out", default=None, type=click.Path(path_type=Path),
+@click.option("--out", "-o", "out", default=None, type=OutPath(path_type=Path),
               help="The .npy file to write (default: the command's name + .npy).")
 @click.option("--lackey-kinds", default=None, metavar="ILSM",
               help="Record kinds to keep (default LSM, the data accesses; I adds instruction "
@@ -271,7 +281,7 @@ def trace_record(out: Path | None, lackey_kinds: str | None, page_size: str,
 
 @cli.command(short_help="Run a sweep over parameters and seeds, in parallel.")
 @click.argument("sweep_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "out_dir", type=OutPath(file_okay=False, path_type=Path), default=None,
               help="Output directory (default: out/<sweep file name>); a second run resumes.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value of every point (repeatable).")
