@@ -253,3 +253,15 @@ def test_a_list_index_that_is_not_a_number_from_0_is_not_an_unknown_key(key):
     hypervisor, processes, sim', which names the very key the user wrote."""
     assert refused(scenario(), [f"{key}=1"]) == [
         f"--set '{key}=1': '{key}' is not a dotted key such as guest.vcpus or processes[0].name"]
+
+
+def test_an_empty_name_is_refused():
+    """A process, vseg or forked child named '' keyed its results and tables by ''."""
+    data = scenario(op="fork", name="", steps=[{"op": "compute", "units": 1}])
+    data["processes"][0]["name"] = ""
+    data["processes"][0]["vsegs"][0]["name"] = ""
+    assert refused(data) == [
+        "processes[0].name: a name may not be empty",
+        "processes[0].vsegs[0].name: a name may not be empty",
+        "processes[0].threads[0].steps[0].name: a name may not be empty",
+    ]

@@ -531,13 +531,15 @@ class HypervisorConfig(_Section):
 
 
 VsegType = Annotated[Literal["code", "data", "stack", "anon", "file", "remote"], LOWER]
+Name = Annotated[str, Field(min_length=1)]
+"""A process, vseg or forked child's name: not empty (it keys the results and the tables)."""
 
 
 class VsegConfig(_Section):
     """A virtual segment (VMA) of a process."""
 
-    name: str
-    """Name steps use to refer to the vseg (unique in its process)."""
+    name: Name
+    """Name steps use to refer to the vseg (not empty, unique in its process)."""
     type: VsegType
     """code (private file mapping, rx), data (private file mapping, rw), stack (grows down to
     stack_max), anon (anonymous memory), file (shared file mapping), remote (ALMOS-MKH:
@@ -694,8 +696,8 @@ class ForkStep(_Step):
     """Step kind: ``fork``."""
     steps: list[Step] = Field(min_length=1)
     """What the child's thread does (at least one step)."""
-    name: str | None = None
-    """The child's name in the results (default: parent name, '.', fork index)."""
+    name: Name | None = None
+    """The child's name in the results, not empty (default: parent name, '.', fork index)."""
     cluster: Annotated[StrictInt, Field(ge=0)] | None = None
     """ALMOS place_fork(): the child's owner and reference cluster (default: the DQDT choice,
     the cluster with the fewest live threads)."""
@@ -761,8 +763,9 @@ class ThreadConfig(_Section):
 class ProcessConfig(_Section):
     """A process: an address space and its threads."""
 
-    name: str
-    """Name of the process in the results (unique, printable, at most 256 characters)."""
+    name: Name
+    """Name of the process in the results (unique, not empty, printable, at most 256
+    characters)."""
     start: Time = 0
     """Simulated time at which the process is created."""
     vsegs: list[VsegConfig] = []
