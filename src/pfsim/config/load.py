@@ -321,8 +321,6 @@ def _translate(error: Any) -> ConfigError:
         return ConfigError(key, f"a step needs an 'op' key ({_OPS})")
     if error["type"] == "model_type":  # pydantic's words name the model class
         return ConfigError(key, "expected a table ({ key = value, ... } or a [section])")
-    if error["type"] == "string_too_short":  # the names (schema.Name)
-        return ConfigError(key, "a name may not be empty")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]

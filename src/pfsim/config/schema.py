@@ -11,6 +11,7 @@ import functools
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -531,8 +532,16 @@ class HypervisorConfig(_Section):
 
 
 VsegType = Annotated[Literal["code", "data", "stack", "anon", "file", "remote"], LOWER]
-Name = Annotated[str, Field(min_length=1)]
-"""A process, vseg or forked child's name: not empty (it keys the results and the tables)."""
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError("a name may not be empty")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_non_empty)]
+"""A process, vseg or forked child's name: not empty (it keys the results and the tables).
+(An after-validator, not ``min_length``: with a length constraint pydantic parses the text
+itself and calls a lone surrogate unparsable instead of letting the printable check name it.)"""
 
 
 class VsegConfig(_Section):
