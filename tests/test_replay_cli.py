@@ -224,3 +224,16 @@ def test_the_csv_file_may_not_be_the_trace_it_reads(tmp_path, command):
     assert result.stderr.splitlines() == [
         "pfsim: error: --csv: good.txt is the trace TRACE, which would be written over"]
     assert result.stdout == "" and (tmp_path / "good.txt").read_text() == "1\n2\n"
+
+
+@pytest.mark.parametrize("seed", ["-5", "99999999999999999999999"])
+def test_a_seed_outside_0_to_2_63_is_refused_as_sim_seed_is(tmp_path, seed):
+    """replay took any integer (negative, or past 64 bits) where run's sim.seed is 0..2**63-1."""
+    (tmp_path / "good.txt").write_text("1\n2\n3\n1\n")
+    result = run_pfsim("replay", "good.txt", "--policy", "random", "--frames", "2",
+                       "--seed", seed, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"pfsim: error: Invalid value for '--seed': {seed} is not in the range "
+        "0<=x<=9223372036854775807. (see 'pfsim replay --help')"]
+    assert result.stdout == ""

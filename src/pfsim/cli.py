@@ -179,7 +179,8 @@ def _reader_options(fmt, unit, page_size, column, lackey_kinds, skip_bad_lines, 
               help="One JSON object per row (the header goes to stderr).")
 @click.option("--csv", "csv_path", default=None, type=OutPath(path_type=Path),
               help="Also write the rows to this CSV file.")
-@click.option("--seed", type=int, default=0, help="Seed of the random policy.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0,
+              help="Seed of the random policy (0 to 2**63-1, as sim.seed).")
 def replay(trace: str, policy: str, frames: str, fmt, unit, page_size, column, lackey_kinds,
            skip_bad_lines, as_json: bool, csv_path: Path | None, seed: int) -> None:
     """Replay the memory trace TRACE through page-replacement policies alone and report
