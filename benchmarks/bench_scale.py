@@ -122,45 +122,39 @@ def toml(value: object) -> str:
     return json.dumps(value)  # str (plain ASCII here), int or float
 
 
-def run_cli(src: Path, config: dict, where: Path) -> dict:
-    """The whole ``pfsim run CONFIG --quiet`` a user types, in a fresh interpreter: its wall
-    time and CPU time (``wait4``), interpreter start-up, imports and writing result.json
-    included."""
-    path = where / "case.toml"
-    path.write_text("".join(f"{key} = {toml(value)}\n" for key, value in config.items()))
+def spawn(src: Path, args: list[str]) -> tuple[dict, str]:
+    """Run ``python ARGS`` importing pfsim from ``src``: its exit status, wall time, CPU time
+    and peak RSS (``wait4``), the last line of its stderr, and its stdout."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "pfsim", "run", str(path), "--quiet",
-                              "--out", str(where / "out")], env=env, stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     out = child.stdout.read()
     err = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0 or "FINAL outcome=ok" not in out:
-        return {"status": code or 1, "error": (err.strip().splitlines() or ["?"])[-1][:160]}
-    return {"status": 0, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime}
+    found = {"status": os.waitstatus_to_exitcode(status), "wall": time.perf_counter() - start,
+             "cpu": usage.ru_utime + usage.ru_stime, "rss_gib": usage.ru_maxrss * 1024 / GIB,
+             "error": (err.strip().splitlines() or ["?"])[-1][:160]}
+    return found, out
+
+
+def run_cli(src: Path, config: dict, where: Path) -> dict:
+    """The whole ``pfsim run CONFIG --quiet`` a user types, in a fresh interpreter:
+    interpreter start-up, imports and writing result.json included."""
+    path = where / "case.toml"
+    path.write_text("".join(f"{key} = {toml(value)}\n" for key, value in config.items()))
+    found, out = spawn(src, ["-m", "pfsim", "run", str(path), "--quiet",
+                             "--out", str(where / "out")])
+    if found["status"] == 0 and "FINAL outcome=ok" not in out:
+        found["status"] = 1
+    return found
 
 
 def run_case(src: Path, config: dict) -> dict:
-    """Run ``config`` in a fresh interpreter importing pfsim from ``src``; its own CPU time and
-    peak RSS come from ``wait4``."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(config)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = child.stdout.read()
-    err = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    found: dict = {"status": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                   "rss_gib": usage.ru_maxrss * 1024 / GIB}
-    if code == 0:
+    """Run ``config`` in a fresh interpreter (warm-up first, see ``CHILD``)."""
+    found, out = spawn(src, ["-c", CHILD, json.dumps(config)])
+    if found["status"] == 0:
         found.update(json.loads(out.strip().splitlines()[-1]))
-    else:
-        found["error"] = (err.strip().splitlines() or ["?"])[-1][:160]
     return found
 
 

@@ -1,11 +1,12 @@
 """Ask Linux for small pages for pfsim's own arrays while a simulation is built and run.
 
-On Linux numpy advises transparent huge pages (``madvise(MADV_HUGEPAGE)``) on the data of every
-array of 4 MiB or more it allocates (numpy's "global state" documentation; seen here in
-``/proc/self/smaps_rollup``: a 5 MiB ``np.zeros`` written once per 4 KiB page adds 4 MiB of
-``AnonHugePages``, a 3 MiB one none, and none with the advice off).  A simulation's large arrays are indexed by frame or page-table slot and written only where the
-run touches them (docs/model.md, "Page tables and address limits"), and many large temporaries
-live for one teardown or one scan; with huge pages the kernel zeroes 2 MiB on the first write
+On Linux numpy advises transparent huge pages (``madvise(MADV_HUGEPAGE)``) on the data of
+large arrays: ``numpy/__init__.py`` (2.4) turns the advice on at import unless
+``NUMPY_MADVISE_HUGEPAGE=0``, and ``/proc/self/smaps_rollup`` shows the threshold: a 5 MiB
+``np.zeros`` written once per 4 KiB page adds 4 MiB of ``AnonHugePages``, a 3 MiB one none, and
+none with the advice off.  A simulation's large arrays are indexed by frame or page-table slot
+and written only where the run touches them (docs/model.md, "Page tables and address
+limits"), and many large temporaries live for one teardown or one scan; with huge pages the kernel zeroes 2 MiB on the first write
 to any of them (``do_huge_pmd_anonymous_page`` → ``clear_page_erms``, seen with ``perf``) where
 4 KiB would do.  Measured with ``python benchmarks/bench_scale.py --cases 2`` (1 TiB vseg,
 16 M first-touch faults): the run takes 5.0 CPU s with numpy's default and 2.8 s without (the
@@ -23,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from numpy._core.multiarray import _set_madvise_hugepage  # numpy's documented switch
+from numpy._core.multiarray import _set_madvise_hugepage  # what numpy/__init__.py calls
 
 _lock = threading.Lock()
 _active = 0  # blocks open now, in any thread

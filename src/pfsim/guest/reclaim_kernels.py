@@ -162,6 +162,21 @@ def _log_row(log_rows, n, kind, x, y, z, w):
 
 
 @_inline
+def _compact(which1, stamp, frames, stamps, qpos, lru, tail):
+    """Compact queue ``lru`` (``frames``, ``stamps``) in place, dropping stale entries;
+    returns its new tail."""
+    j = 0
+    for i in range(qpos[lru, 0], tail):
+        f = frames[i]
+        if which1[f] == lru + 1 and stamp[f] == stamps[i]:
+            frames[j] = f
+            stamps[j] = stamps[i]
+            j += 1
+    qpos[lru, 0] = 0
+    return j
+
+
+@_inline
 def _lru_add_one(a, s, frame, lru, err):
     """``LruLists.add`` of one frame at the head of ``lru``."""
     which1 = a.which1
@@ -173,17 +188,8 @@ def _lru_add_one(a, s, frame, lru, err):
     frames = a.qf[lru]
     stamps = a.qs[lru]
     tail = q[lru, 1]
-    if tail >= frames.shape[0]:  # compact in place: drop stale entries
-        head = q[lru, 0]
-        j = 0
-        for i in range(head, tail):
-            f = frames[i]
-            if which1[f] == lru + 1 and a.stamp[f] == stamps[i]:
-                frames[j] = f
-                stamps[j] = stamps[i]
-                j += 1
-        q[lru, 0] = 0
-        tail = j
+    if tail >= frames.shape[0]:
+        tail = _compact(which1, a.stamp, frames, stamps, q, lru, tail)
     stamp = s[S_NEXT_STAMP]
     s[S_NEXT_STAMP] = stamp + 1
     which1[frame] = lru + 1
@@ -858,16 +864,8 @@ def _lru_add_run(which1, stamp, nr, frames, stamps, qpos, s, popped, lru, err):
             err[0] = E_ON_LRU
             err[1] = frame
             break
-        if tail >= frames.shape[0]:  # compact in place: drop stale entries
-            j = 0
-            for k in range(qpos[lru, 0], tail):
-                f = frames[k]
-                if which1[f] == lru + 1 and stamp[f] == stamps[k]:
-                    frames[j] = f
-                    stamps[j] = stamps[k]
-                    j += 1
-            qpos[lru, 0] = 0
-            tail = j
+        if tail >= frames.shape[0]:
+            tail = _compact(which1, stamp, frames, stamps, qpos, lru, tail)
         which1[frame] = lru + 1
         stamp[frame] = next_stamp
         nr[lru] += 1
